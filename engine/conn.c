@@ -1,0 +1,416 @@
+/* conn.c: tide.Conn, a libpq connection: exec (many statements, no parameters), query (one
+ * statement, $n parameters, typed rows), server notices, and the facts the tracking tables and
+ * the lock report need (backend pid, server version, user).
+ *
+ * Two layers, as libpq itself: tide_pg_* work on a PGconn and report failures through a
+ * PGresult or a message; the static l_conn_* bindings turn those into tide.Error tables. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <libpq-fe.h>
+#include <lua.h>
+
+#include "tide.h"
+
+#define TIDE_CONN "tide.Conn"
+
+/* Type OIDs from pg_type.h, which client code should not include. */
+#define BOOLOID 16
+#define INT8OID 20
+#define INT2OID 21
+#define INT4OID 23
+#define OIDOID 26
+#define FLOAT4OID 700
+#define FLOAT8OID 701
+
+typedef struct notices {
+  char *text; /* server notices not yet delivered, one per line */
+  size_t len, cap;
+} notices;
+
+typedef struct conn {
+  PGconn *pg; /* NULL once closed */
+  notices pending;
+} conn;
+
+/* ---- plain C layer ---------------------------------------------------------------------- */
+
+/* Called by libpq inside PQgetResult: only record; Lua hears of it after the call returns. */
+static void notice_receiver(void *arg, const PGresult *res) {
+  notices *n = arg;
+  const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
+  const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+  size_t need;
+  if (!message)
+    return;
+  if (!severity)
+    severity = "NOTICE";
+  need = strlen(severity) + strlen(message) + 3;
+  if (n->len + need + 1 > n->cap) {
+    size_t cap = (n->cap + need + 1) * 2;
+    char *text = realloc(n->text, cap);
+    if (!text)
+      return; /* a lost notice is better than a crash */
+    n->text = text;
+    n->cap = cap;
+  }
+  n->len += (size_t)snprintf(n->text + n->len, n->cap - n->len, "%s: %s\n", severity, message);
+}
+
+/* Connects with libpq's defaults (PG* variables, passfile) under conninfo, which may be a URL,
+ * a keyword string or empty. Returns NULL and fills err on failure; libpq's messages never
+ * contain the password. */
+static PGconn *tide_pg_connect(const char *conninfo, const char *application_name,
+                               tide_error *err) {
+  const char *keys[5], *values[5];
+  int n = 0;
+  PGconn *pg;
+  /* Keywords before dbname are defaults the URL can override; PGCONNECT_TIMEOUT wins too. */
+  if (!getenv("PGCONNECT_TIMEOUT")) {
+    keys[n] = "connect_timeout";
+    values[n++] = "10";
+  }
+  keys[n] = "fallback_application_name";
+  values[n++] = application_name ? application_name : "tide";
+  keys[n] = "dbname";
+  values[n++] = conninfo && conninfo[0] ? conninfo : NULL;
+  keys[n] = NULL;
+  values[n] = NULL;
+  if (!values[n - 1]) /* no dbname: let libpq use PGDATABASE or the user name */
+    keys[--n] = NULL;
+  pg = PQconnectdbParams(keys, values, 1);
+  if (!pg) {
+    tide_error_set(err, "", "out of memory connecting to the database");
+    return NULL;
+  }
+  if (PQstatus(pg) != CONNECTION_OK) {
+    char *msg = PQerrorMessage(pg);
+    size_t len = strcspn(msg, "\n");
+    /* libpq 15 can report several attempts; the first line names host and cause. */
+    tide_error_set(err, "08006", "%.*s", (int)len, msg);
+    PQfinish(pg);
+    return NULL;
+  }
+  return pg;
+}
+
+/* ---- tide.Error from a failed result ------------------------------------------------------ */
+
+static void set_diag(lua_State *L, const PGresult *res, int code, const char *name) {
+  const char *v = PQresultErrorField(res, code);
+  if (v && v[0]) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, name);
+  }
+}
+
+/* Pushes a tide.Error for a failed statement: res may be NULL (client-side failure such as a
+ * lost connection), then the message comes from the connection. */
+static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, const char *sql) {
+  const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  const char *position;
+  if (primary) {
+    tide_error_push(L, "sql", primary);
+  } else {
+    char buf[1024];
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    size_t len;
+    if (!msg[0])
+      msg = PQerrorMessage(pg);
+    snprintf(buf, sizeof buf, "%s", msg[0] ? msg : "unknown libpq failure");
+    for (len = strlen(buf); len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '); len--)
+      buf[len - 1] = '\0';
+    for (char *p = buf; *p; p++)
+      if (*p == '\n' || *p == '\t')
+        *p = ' ';
+    tide_error_push(L, "sql", buf);
+  }
+  if (res) {
+    set_diag(L, res, PG_DIAG_SQLSTATE, "sqlstate");
+    set_diag(L, res, PG_DIAG_SEVERITY_NONLOCALIZED, "severity");
+    set_diag(L, res, PG_DIAG_MESSAGE_DETAIL, "detail");
+    set_diag(L, res, PG_DIAG_MESSAGE_HINT, "hint");
+    set_diag(L, res, PG_DIAG_CONTEXT, "context");
+    set_diag(L, res, PG_DIAG_SCHEMA_NAME, "schema");
+    set_diag(L, res, PG_DIAG_TABLE_NAME, "table");
+    set_diag(L, res, PG_DIAG_COLUMN_NAME, "column");
+    set_diag(L, res, PG_DIAG_CONSTRAINT_NAME, "constraint");
+    position = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+    if (position) {
+      lua_pushinteger(L, atoi(position));
+      lua_setfield(L, -2, "position");
+    }
+  }
+  if (PQstatus(pg) == CONNECTION_BAD) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "connection_lost");
+    if (!lua_getfield(L, -1, "sqlstate")) {
+      lua_pushliteral(L, "08006");
+      lua_setfield(L, -3, "sqlstate");
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushstring(L, sql);
+  lua_setfield(L, -2, "query");
+}
+
+/* ---- bindings -------------------------------------------------------------------------- */
+
+static conn *check_conn(lua_State *L) {
+  conn *c = luaL_checkudata(L, 1, TIDE_CONN);
+  if (!c->pg) {
+    tide_error_push(L, "usage", "connection is closed");
+    lua_error(L);
+  }
+  return c;
+}
+
+/* Hands recorded notices to the handler set by conn:on_notice (default: stderr). Runs after
+ * libpq returned, so a handler that raises leaks nothing. */
+static void deliver_notices(lua_State *L, conn *c) {
+  if (!c->pending.len)
+    return;
+  if (lua_getiuservalue(L, 1, 1) == LUA_TFUNCTION) { /* [.., handler] */
+    lua_pushlstring(L, c->pending.text, c->pending.len - 1);
+    c->pending.len = 0;
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+    fwrite(c->pending.text, 1, c->pending.len, stderr);
+    c->pending.len = 0;
+  }
+}
+
+/* core.connect(conninfo [, application_name]) -> conn | raises tide.Error{kind="connect"} */
+static int l_connect(lua_State *L) {
+  const char *conninfo = luaL_optstring(L, 1, "");
+  const char *appname = luaL_optstring(L, 2, "tide");
+  tide_error err = {{0}, {0}};
+  /* The userdata exists, closed, before the resource: an allocation failure cannot leak it. */
+  conn *c = lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
+  luaL_setmetatable(L, TIDE_CONN);
+  c->pg = tide_pg_connect(conninfo, appname, &err);
+  if (!c->pg)
+    return tide_error_raise(L, "connect", &err);
+  PQsetNoticeReceiver(c->pg, notice_receiver, &c->pending);
+  return 1;
+}
+
+/* conn:exec(sql) -> nil | raises tide.Error. Runs one or more statements (simple protocol). */
+static int l_conn_exec(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *sql = luaL_checkstring(L, 2);
+  PGresult *res, *failed = NULL;
+  int ok = PQsendQuery(c->pg, sql);
+  /* Drain every result so the connection is ready for the next call, keep the first error. */
+  while (ok && (res = PQgetResult(c->pg))) {
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+      PQclear(res);
+      if (st == PGRES_COPY_IN)
+        PQputCopyEnd(c->pg, "COPY is not supported by exec");
+      continue;
+    }
+    if (st == PGRES_FATAL_ERROR && !failed)
+      failed = res;
+    else
+      PQclear(res);
+  }
+  if (!ok || failed) {
+    push_sql_error(L, c->pg, failed, sql);
+    PQclear(failed);
+    deliver_notices(L, c);
+    return lua_error(L);
+  }
+  deliver_notices(L, c);
+  return 0;
+}
+
+static void push_value(lua_State *L, const PGresult *res, int row, int col) {
+  const char *v = PQgetvalue(res, row, col);
+  size_t len = (size_t)PQgetlength(res, row, col);
+  if (PQgetisnull(res, row, col)) {
+    tide_push_null(L);
+    return;
+  }
+  switch (PQftype(res, col)) {
+  case BOOLOID:
+    lua_pushboolean(L, v[0] == 't');
+    return;
+  case INT2OID:
+  case INT4OID:
+  case INT8OID:
+  case OIDOID:
+    if (lua_stringtonumber(L, v))
+      return;
+    break;
+  case FLOAT4OID:
+  case FLOAT8OID:
+    if (strcmp(v, "NaN") == 0)
+      lua_pushnumber(L, (lua_Number)NAN);
+    else if (strcmp(v, "Infinity") == 0)
+      lua_pushnumber(L, (lua_Number)HUGE_VAL);
+    else if (strcmp(v, "-Infinity") == 0)
+      lua_pushnumber(L, -(lua_Number)HUGE_VAL);
+    else if (!lua_stringtonumber(L, v))
+      break;
+    else if (lua_isinteger(L, -1))
+      lua_pushnumber(L, (lua_Number)lua_tointeger(L, -1)), lua_remove(L, -2);
+    return;
+  default:
+    break;
+  }
+  lua_pushlstring(L, v, len);
+}
+
+/* conn:query(sql, ...) -> rows, count | raises tide.Error. One statement; nil and core.null are
+ * SQL NULL; rows are tables keyed by column name; count is the affected or returned rows. */
+static int l_conn_query(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *sql = luaL_checkstring(L, 2);
+  int nparams = lua_gettop(L) - 2;
+  const char **values;
+  PGresult *res;
+  ExecStatusType st;
+  int nrows, ncols;
+  if (nparams > 65535)
+    return luaL_error(L, "too many parameters");
+  values = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nparams ? nparams : 1), 0);
+  for (int i = 0; i < nparams; i++) {
+    int idx = i + 3;
+    if (lua_isnoneornil(L, idx) || tide_is_null(L, idx)) {
+      values[i] = NULL;
+    } else if (lua_isboolean(L, idx)) {
+      values[i] = lua_toboolean(L, idx) ? "t" : "f";
+    } else if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TSTRING) {
+      values[i] = lua_tostring(L, idx); /* converts numbers in place: the stack keeps it alive */
+    } else {
+      return luaL_error(L, "parameter $%d: cannot send a %s to the server", i + 1,
+                        luaL_typename(L, idx));
+    }
+  }
+  res = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+  st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    push_sql_error(L, c->pg, res, sql);
+    PQclear(res);
+    deliver_notices(L, c);
+    return lua_error(L);
+  }
+  nrows = PQntuples(res);
+  ncols = PQnfields(res);
+  lua_createtable(L, nrows, 0); /* [.., rows] */
+  for (int r = 0; r < nrows; r++) {
+    lua_createtable(L, 0, ncols); /* [.., rows, row] */
+    for (int f = 0; f < ncols; f++) {
+      push_value(L, res, r, f);
+      lua_setfield(L, -2, PQfname(res, f));
+    }
+    lua_rawseti(L, -2, r + 1);
+  }
+  if (st == PGRES_TUPLES_OK)
+    lua_pushinteger(L, nrows);
+  else
+    lua_pushinteger(L, atoll(PQcmdTuples(res)));
+  PQclear(res);
+  deliver_notices(L, c);
+  return 2;
+}
+
+/* conn:close(): idempotent; also __gc and __close */
+static int l_conn_close(lua_State *L) {
+  conn *c = luaL_checkudata(L, 1, TIDE_CONN);
+  if (c->pg) {
+    PQfinish(c->pg);
+    c->pg = NULL;
+  }
+  free(c->pending.text);
+  c->pending.text = NULL;
+  c->pending.len = c->pending.cap = 0;
+  return 0;
+}
+
+/* conn:closed() -> boolean */
+static int l_conn_closed(lua_State *L) {
+  conn *c = luaL_checkudata(L, 1, TIDE_CONN);
+  lua_pushboolean(L, c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD);
+  return 1;
+}
+
+/* conn:on_notice(fn | nil): fn(text) receives server notices, one per line */
+static int l_conn_on_notice(lua_State *L) {
+  check_conn(L);
+  if (!lua_isnoneornil(L, 2))
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  return 0;
+}
+
+/* conn:info() -> {pid, server_version, user, dbname, host, port, transaction} */
+static int l_conn_info(lua_State *L) {
+  conn *c = check_conn(L);
+  static const char *const tx[] = {"idle", "active", "intrans", "inerror", "unknown"};
+  PGTransactionStatusType ts = PQtransactionStatus(c->pg);
+  lua_createtable(L, 0, 7);
+  lua_pushinteger(L, PQbackendPID(c->pg));
+  lua_setfield(L, -2, "pid");
+  lua_pushinteger(L, PQserverVersion(c->pg));
+  lua_setfield(L, -2, "server_version");
+  lua_pushstring(L, PQuser(c->pg));
+  lua_setfield(L, -2, "user");
+  lua_pushstring(L, PQdb(c->pg));
+  lua_setfield(L, -2, "dbname");
+  lua_pushstring(L, PQhost(c->pg));
+  lua_setfield(L, -2, "host");
+  lua_pushstring(L, PQport(c->pg));
+  lua_setfield(L, -2, "port");
+  lua_pushstring(L, tx[ts <= PQTRANS_UNKNOWN ? ts : PQTRANS_UNKNOWN]);
+  lua_setfield(L, -2, "transaction");
+  return 1;
+}
+
+static int l_conn_tostring(lua_State *L) {
+  conn *c = luaL_checkudata(L, 1, TIDE_CONN);
+  if (c->pg)
+    lua_pushfstring(L, "tide.Conn (%s, pid %d)", PQdb(c->pg), PQbackendPID(c->pg));
+  else
+    lua_pushliteral(L, "tide.Conn (closed)");
+  return 1;
+}
+
+static const luaL_Reg conn_functions[] = {
+    {"connect", l_connect},
+    {NULL, NULL},
+};
+
+static const luaL_Reg conn_methods[] = {
+    {"exec", l_conn_exec},
+    {"query", l_conn_query},
+    {"close", l_conn_close},
+    {"closed", l_conn_closed},
+    {"on_notice", l_conn_on_notice},
+    {"info", l_conn_info},
+    {NULL, NULL},
+};
+
+static const luaL_Reg conn_metamethods[] = {
+    {"__gc", l_conn_close},
+    {"__close", l_conn_close},
+    {"__tostring", l_conn_tostring},
+    {NULL, NULL},
+};
+
+void tide_conn_register(lua_State *L) {
+  if (luaL_newmetatable(L, TIDE_CONN)) { /* [core, mt] */
+    luaL_setfuncs(L, conn_metamethods, 0);
+    luaL_newlib(L, conn_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, conn_functions, 0);
+}

@@ -1,0 +1,130 @@
+/* core.c: luaopen_tide_core, the `tide.core` module: the tide.Error type, the NULL sentinel,
+ * checksums, and the registration of every C service (conn.c, sys.c, ...). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <openssl/evp.h>
+
+#include "tide.h"
+
+void tide_error_set(tide_error *err, const char *sqlstate, const char *fmt, ...) {
+  va_list ap;
+  snprintf(err->sqlstate, sizeof err->sqlstate, "%s", sqlstate ? sqlstate : "");
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+}
+
+void tide_error_push(lua_State *L, const char *kind, const char *message) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, message);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, TIDE_ERROR);
+}
+
+int tide_error_raise(lua_State *L, const char *kind, const tide_error *err) {
+  tide_error_push(L, kind, err->message);
+  if (err->sqlstate[0]) {
+    lua_pushstring(L, err->sqlstate);
+    lua_setfield(L, -2, "sqlstate");
+  }
+  return lua_error(L);
+}
+
+/* tostring(err) -> "ERROR 42P07: relation "users" already exists" or the bare message */
+static int l_error_tostring(lua_State *L) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  if (lua_getfield(L, 1, "sqlstate") == LUA_TSTRING) {
+    luaL_addstring(&b, "ERROR ");
+    luaL_addvalue(&b);
+    luaL_addstring(&b, ": ");
+  } else {
+    lua_pop(L, 1);
+  }
+  if (lua_getfield(L, 1, "message") == LUA_TSTRING)
+    luaL_addvalue(&b);
+  else
+    lua_pop(L, 1);
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static const luaL_Reg error_metamethods[] = {
+    {"__tostring", l_error_tostring},
+    {NULL, NULL},
+};
+
+/* The NULL sentinel is a unique light userdata: cheap to compare, impossible to forge from Lua. */
+static const char null_sentinel = 0;
+
+void tide_push_null(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&null_sentinel);
+}
+
+int tide_is_null(lua_State *L, int idx) {
+  return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == (void *)&null_sentinel;
+}
+
+/* core.sha256(s) -> lowercase hex digest */
+static int l_sha256(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  char hex[2 * EVP_MAX_MD_SIZE + 1];
+  if (!EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL))
+    return luaL_error(L, "sha256 failed");
+  for (unsigned int i = 0; i < mdlen; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  lua_pushlstring(L, hex, 2 * mdlen);
+  return 1;
+}
+
+/* core.error(kind, message [, fields]) -> a tide.Error table (not raised) */
+static int l_error_new(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  const char *message = luaL_checkstring(L, 2);
+  tide_error_push(L, kind, message);
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L); /* [.., err, nil] */
+    while (lua_next(L, 3)) {
+      lua_pushvalue(L, -2); /* [.., err, key, value, key] */
+      lua_insert(L, -2);    /* [.., err, key, key, value] */
+      lua_settable(L, -4);
+    }
+  }
+  return 1;
+}
+
+static const luaL_Reg core_functions[] = {
+    {"sha256", l_sha256},
+    {"error", l_error_new},
+    {NULL, NULL},
+};
+
+int luaopen_tide_core(lua_State *L) {
+  if (luaL_newmetatable(L, TIDE_ERROR)) {
+    luaL_setfuncs(L, error_metamethods, 0);
+    lua_pushstring(L, TIDE_ERROR);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+
+  luaL_newlib(L, core_functions);
+  lua_pushliteral(L, TIDE_VERSION);
+  lua_setfield(L, -2, "version");
+  tide_push_null(L);
+  lua_setfield(L, -2, "null");
+  luaL_getmetatable(L, TIDE_ERROR);
+  lua_setfield(L, -2, "Error");
+
+  tide_conn_register(L);
+  tide_sys_register(L);
+  return 1;
+}

@@ -1,0 +1,115 @@
+/* main.c: the `tide` host program. Builds the Lua state, preloads tide.core and the Lua library
+ * embedded at build time, and runs tide.cli in protected mode (as lua.c runs its script). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "embedded.h"
+#include "tide.h"
+
+/* Exit code for a failure tide did not foresee (a bug): see README "Exit codes". */
+#define EXIT_INTERNAL 70
+
+/* package.preload loader for one embedded module; upvalue 1 is its index in tide_embedded. */
+static int load_embedded(lua_State *L) {
+  const struct tide_embedded *m = &tide_embedded[lua_tointeger(L, lua_upvalueindex(1))];
+  if (luaL_loadbufferx(L, m->source, m->size, m->chunkname, "t") != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->module);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static void preload(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
+  lua_pushcfunction(L, luaopen_tide_core);
+  lua_setfield(L, -2, "tide.core");
+  for (int i = 0; tide_embedded[i].module; i++) {
+    lua_pushinteger(L, i);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, tide_embedded[i].module);
+  }
+  lua_pop(L, 1);
+}
+
+/* Overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
+ * (password=PASSWORD) in place, so `ps` and /proc/PID/cmdline stop showing it once tide runs.
+ * The caller has already copied the argument into Lua. */
+static void mask_password(char *arg) {
+  char *scheme = strstr(arg, "://");
+  char *kw = strstr(arg, "password=");
+  if (scheme) {
+    char *user = scheme + 3, *at = strchr(user, '@'), *colon = strchr(user, ':');
+    char *slash = strchr(user, '/');
+    if (at && colon && colon < at && (!slash || at < slash))
+      memset(colon + 1, 'x', (size_t)(at - colon - 1));
+  }
+  if (kw) {
+    char *v = kw + strlen("password="), *end = v + strcspn(v, " &");
+    memset(v, 'x', (size_t)(end - v));
+  }
+}
+
+/* Message handler: keeps error objects (tide.Error tables) and attaches the traceback to them. */
+static int on_error(lua_State *L) {
+  if (lua_istable(L, 1)) {
+    luaL_traceback(L, L, NULL, 1);
+    lua_setfield(L, 1, "traceback");
+    return 1;
+  }
+  luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
+  return 1;
+}
+
+/* [argc, argv] -> runs require("tide.cli").main(args), leaves the exit code */
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  luaL_openlibs(L);
+  preload(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "tide.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main"); /* [cli, main] */
+  lua_createtable(L, argc, 0);
+  for (int i = 1; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+    mask_password(argv[i]);
+  }
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  int status, code;
+  if (!L) {
+    fputs("tide: cannot create the Lua state: out of memory\n", stderr);
+    return EXIT_INTERNAL;
+  }
+  lua_pushcfunction(L, on_error);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  status = lua_pcall(L, 2, 1, 1);
+  if (status != LUA_OK) {
+    const char *msg = NULL;
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "traceback") == LUA_TSTRING) {
+      lua_pop(L, 1);
+      msg = luaL_tolstring(L, -1, NULL);
+    } else {
+      msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
+    }
+    fprintf(stderr, "tide: internal error: %s\n", msg);
+    code = EXIT_INTERNAL;
+  } else {
+    code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  }
+  lua_close(L);
+  return code;
+}

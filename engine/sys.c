@@ -1,0 +1,156 @@
+/* sys.c: the operating-system facts and waits Lua cannot reach on its own: directory listing,
+ * monotonic time, sleeping, process and user identity, terminals. Part of tide.core. */
+#include <dirent.h>
+#include <errno.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "tide.h"
+
+static int cmp_strings(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* core.listdir(path) -> sorted array of names (no "." or "..") | nil, message */
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  struct dirent *e;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int failed = 0;
+  if (!d) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  while ((e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    if (n == cap) {
+      char **grown = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
+      if (!grown) {
+        failed = 1;
+        break;
+      }
+      names = grown;
+    }
+    if (!(names[n] = strdup(e->d_name))) {
+      failed = 1;
+      break;
+    }
+    n++;
+  }
+  closedir(d);
+  if (!failed) {
+    qsort(names, n, sizeof *names, cmp_strings);
+    lua_createtable(L, (int)n, 0);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!failed) {
+      lua_pushstring(L, names[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    free(names[i]);
+  }
+  free(names);
+  if (failed)
+    return luaL_error(L, "out of memory listing %s", path);
+  return 1;
+}
+
+/* core.isdir(path) -> boolean */
+static int l_isdir(lua_State *L) {
+  struct stat st;
+  lua_pushboolean(L, stat(luaL_checkstring(L, 1), &st) == 0 && S_ISDIR(st.st_mode));
+  return 1;
+}
+
+/* core.now() -> seconds on a monotonic clock (float) */
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.sleep(seconds) */
+static int l_sleep(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  struct timespec ts;
+  if (s <= 0)
+    return 0;
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+  return 0;
+}
+
+/* core.pid() -> this process's id */
+static int l_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* core.hostname() -> string */
+static int l_hostname(lua_State *L) {
+  char name[256];
+  if (gethostname(name, sizeof name) != 0)
+    name[0] = '\0';
+  name[sizeof name - 1] = '\0';
+  lua_pushstring(L, name);
+  return 1;
+}
+
+/* core.username() -> the OS user running tide */
+static int l_username(lua_State *L) {
+  struct passwd *pw = getpwuid(geteuid());
+  if (pw && pw->pw_name)
+    lua_pushstring(L, pw->pw_name);
+  else
+    lua_pushfstring(L, "uid %d", (int)geteuid());
+  return 1;
+}
+
+/* core.isatty(fd) -> boolean */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* core.random_bytes(n) -> string of n bytes from the kernel (run ids, jitter) */
+static int l_random_bytes(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_Buffer b;
+  FILE *f;
+  luaL_argcheck(L, n >= 0 && n <= 4096, 1, "between 0 and 4096");
+  f = fopen("/dev/urandom", "rb");
+  if (!f)
+    return luaL_error(L, "/dev/urandom: %s", strerror(errno));
+  if (fread(luaL_buffinitsize(L, &b, (size_t)n), 1, (size_t)n, f) != (size_t)n) {
+    fclose(f);
+    return luaL_error(L, "/dev/urandom: short read");
+  }
+  fclose(f);
+  luaL_pushresultsize(&b, (size_t)n);
+  return 1;
+}
+
+static const luaL_Reg sys_functions[] = {
+    {"listdir", l_listdir},   {"isdir", l_isdir},       {"now", l_now},
+    {"sleep", l_sleep},       {"pid", l_pid},           {"hostname", l_hostname},
+    {"username", l_username}, {"isatty", l_isatty},     {"random_bytes", l_random_bytes},
+    {NULL, NULL},
+};
+
+void tide_sys_register(lua_State *L) {
+  luaL_setfuncs(L, sys_functions, 0);
+}

@@ -1,0 +1,187 @@
+-- tide.config: where the project is, what its optional tide.lua says, and which database to use.
+--
+-- The connection has one precedence, first found wins:
+--   1. --url URL on the command line
+--   2. the DATABASE_URL environment variable
+--   3. `url` in tide.lua
+--   4. libpq's own defaults: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSERVICE ...
+-- Whatever the URL leaves out (a password, say) libpq still takes from its PG* variables and
+-- ~/.pgpass, so a URL without a password plus PGPASSFILE keeps the secret out of argv.
+local errors = require "tide.errors"
+
+local M = {}
+
+-- Keys tide.lua may set, with the type each must have. Modules that own a key validate its
+-- contents (tide.backup validates `backup`).
+M.keys = {
+  url = "string",
+  versions = "string",
+  schema = "string",
+  search_path = "string",
+  application_name = "string",
+  lock_wait = "number",
+  lock_timeout = "string",
+  statement_timeout = "string",
+  lock_retries = "number",
+  backup = "table",
+  hooks = "table",
+}
+
+M.defaults = {
+  versions = "versions",
+  schema = "tide",
+  search_path = "public",
+  application_name = "tide",
+  lock_wait = 60,
+  lock_timeout = "5s",
+  statement_timeout = "0",
+  lock_retries = 3,
+}
+
+--- Replaces the password in a URL or keyword conninfo with ****, for every message tide prints.
+---@param url string
+---@return string
+function M.redact(url)
+  if not url then
+    return url
+  end
+  url = url:gsub("^(%a[%w+.-]*://[^/@:]*:)[^@/]*@", "%1****@")
+  url = url:gsub("([?&]password=)[^&]*", "%1****")
+  url = url:gsub("(password%s*=%s*)'[^']*'", "%1****")
+  url = url:gsub("(password%s*=%s*)[^%s']+", "%1****")
+  return url
+end
+
+--- A restricted environment for tide.lua and revision files: the pure standard library plus
+--- require for tide.* modules and os.getenv/os.time/os.date. No io, no os.execute, no load of
+--- binary chunks.
+function M.sandbox()
+  local env = {
+    assert = assert,
+    error = error,
+    ipairs = ipairs,
+    next = next,
+    pairs = pairs,
+    pcall = pcall,
+    print = print,
+    rawequal = rawequal,
+    rawget = rawget,
+    rawlen = rawlen,
+    rawset = rawset,
+    select = select,
+    setmetatable = setmetatable,
+    getmetatable = getmetatable,
+    tonumber = tonumber,
+    tostring = tostring,
+    type = type,
+    xpcall = xpcall,
+    string = string,
+    table = table,
+    math = math,
+    utf8 = utf8,
+    os = { getenv = os.getenv, time = os.time, date = os.date, clock = os.clock },
+  }
+  env.require = function(name)
+    if type(name) ~= "string" or not name:match("^tide%.[%w_]+$") or name == "tide.core" then
+      error("require: only tide.* library modules can be loaded here, not " .. tostring(name), 2)
+    end
+    return require(name)
+  end
+  env._G = env
+  return env
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return nil
+  end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+M.read_file = read_file
+
+--- Loads DIR/tide.lua when present. Returns the validated table (defaults filled in).
+local function load_file(path)
+  local cfg = {}
+  local text = read_file(path)
+  if text then
+    local chunk, err = load(text, "@" .. path, "t", M.sandbox())
+    if not chunk then
+      errors.raise("config", err)
+    end
+    local ok, result = pcall(chunk)
+    if not ok then
+      errors.raise("config", path .. ": " .. tostring(result))
+    end
+    if type(result) ~= "table" then
+      errors.raise("config", path .. ": must return a table, got " .. type(result))
+    end
+    local names = {}
+    for k in pairs(M.keys) do
+      names[#names + 1] = k
+    end
+    for k, v in pairs(result) do
+      if not M.keys[k] then
+        errors.raise(
+          "config",
+          string.format("%s: unknown key `%s`%s", path, tostring(k), errors.did_you_mean(tostring(k), names))
+        )
+      elseif type(v) ~= M.keys[k] then
+        errors.raise("config", string.format("%s: `%s` must be a %s, got %s", path, k, M.keys[k], type(v)))
+      end
+      cfg[k] = v
+    end
+  end
+  for k, v in pairs(M.defaults) do
+    if cfg[k] == nil then
+      cfg[k] = v
+    end
+  end
+  return cfg
+end
+
+local function join(dir, path)
+  if path:sub(1, 1) == "/" or dir == "." then
+    return path
+  end
+  return dir .. "/" .. path
+end
+M.join = join
+
+--- The configuration of one run, from flags (already parsed by the CLI), environment and file.
+---@param flags table {dir=, versions=, url=, lock_wait=, ...}
+---@return table cfg {dir, file, versions_dir, url, url_source, schema, ...}
+function M.load(flags)
+  local dir = flags.dir or "."
+  local core = require "tide.core"
+  if not core.isdir(dir) then
+    errors.raise("config", string.format("-C %s: no such directory", dir))
+  end
+  local file = join(dir, "tide.lua")
+  local cfg = load_file(file)
+  cfg.dir = dir
+  cfg.file = read_file(file) and file or nil
+  cfg.versions_dir = flags.versions or join(dir, cfg.versions)
+  if flags.url then
+    cfg.url, cfg.url_source = flags.url, "--url"
+  elseif os.getenv("DATABASE_URL") and os.getenv("DATABASE_URL") ~= "" then
+    cfg.url, cfg.url_source = os.getenv("DATABASE_URL"), "DATABASE_URL"
+  elseif cfg.url then
+    cfg.url_source = "tide.lua"
+  else
+    cfg.url, cfg.url_source = "", "libpq environment (PG* variables)"
+  end
+  for _, k in ipairs { "lock_wait", "lock_timeout", "statement_timeout", "lock_retries", "schema" } do
+    if flags[k] ~= nil then
+      cfg[k] = flags[k]
+    end
+  end
+  if not cfg.schema:match("^[%a_][%w_]*$") then
+    errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _)", cfg.schema))
+  end
+  return cfg
+end
+
+return M

@@ -1,0 +1,78 @@
+-- tide.errors: the failures a user can cause, each with its stage ("kind") and exit code.
+-- Every error tide raises on purpose is a tide.Error table (see engine/core.c) carrying `kind`
+-- and `message`; SQL failures add sqlstate, detail, hint, position, query, and the runner adds
+-- revision and file. The CLI turns the kind into the exit code documented in README.md.
+local core = require "tide.core"
+
+local M = {}
+
+-- kind -> exit code; README.md "Exit codes" is this table.
+M.exit_codes = {
+  ok = 0,
+  check = 1, -- `tide check` / `tide lint` found problems
+  usage = 2, -- bad command line, unknown target, bad config file
+  config = 2,
+  connect = 3, -- cannot connect, or the server refused tide's own bookkeeping
+  sql = 3,
+  lock = 4, -- another tide holds the migration lock past --lock-wait
+  load = 5, -- a revision file failed to load, or the revision graph is invalid
+  run = 6, -- a revision failed to run (rolled back, failure recorded in history)
+  backup = 7, -- the backup before migrating failed: nothing was changed
+  ahead = 8, -- the database has revisions this code does not know
+  internal = 70,
+}
+
+--- Raises a tide.Error of the given kind.
+---@param kind string
+---@param message string
+---@param fields? table extra fields (file, line, revision, ...)
+function M.raise(kind, message, fields)
+  error(core.error(kind, message, fields), 0)
+end
+
+---@return boolean
+function M.is_error(value)
+  return type(value) == "table" and getmetatable(value) == core.Error
+end
+
+--- Levenshtein distance, for "did you mean" suggestions.
+local function distance(a, b)
+  local prev, cur = {}, {}
+  for j = 0, #b do
+    prev[j] = j
+  end
+  for i = 1, #a do
+    cur[0] = i
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev, cur = cur, prev
+  end
+  return prev[#b]
+end
+
+--- The closest of candidates to word, or nil when nothing is close enough to help.
+---@param word string
+---@param candidates string[]
+---@return string|nil
+function M.suggest(word, candidates)
+  local best, best_d
+  for _, c in ipairs(candidates) do
+    local d = distance(word, c)
+    if not best_d or d < best_d or (d == best_d and c < best) then
+      best, best_d = c, d
+    end
+  end
+  if best and best_d <= math.max(2, #word // 3) then
+    return best
+  end
+end
+
+--- " (did you mean `x`?)" or "".
+function M.did_you_mean(word, candidates)
+  local s = M.suggest(word, candidates)
+  return s and (" (did you mean `" .. s .. "`?)") or ""
+end
+
+return M

@@ -1,0 +1,242 @@
+-- tide.json: the JSON that --json prints, the backup manifests, and the specs read back.
+-- encode(value) -> string; decode(string) -> value. Objects have sorted keys so output is
+-- stable; a table is an array when its keys are exactly 1..n (an empty table is `[]` unless
+-- marked with json.object({})). core.null encodes as null and null decodes to core.null.
+local core = require "tide.core"
+
+local M = {}
+
+local object_mt = { __name = "tide.json.object" }
+
+--- Marks t to encode as a JSON object even when empty.
+function M.object(t)
+  return setmetatable(t or {}, object_mt)
+end
+
+local escapes = {
+  ['"'] = '\\"',
+  ["\\"] = "\\\\",
+  ["\b"] = "\\b",
+  ["\f"] = "\\f",
+  ["\n"] = "\\n",
+  ["\r"] = "\\r",
+  ["\t"] = "\\t",
+}
+
+local function encode_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function is_array(t)
+  if getmetatable(t) == object_mt then
+    return false
+  end
+  local n = 0
+  for _ in pairs(t) do
+    n = n + 1
+  end
+  for i = 1, n do
+    if t[i] == nil then
+      return false
+    end
+  end
+  return true
+end
+
+local encode
+
+local function encode_table(t, out, depth)
+  if depth > 100 then
+    error("json: nesting too deep", 0)
+  end
+  if is_array(t) then
+    out[#out + 1] = "["
+    for i, v in ipairs(t) do
+      if i > 1 then
+        out[#out + 1] = ","
+      end
+      encode(v, out, depth + 1)
+    end
+    out[#out + 1] = "]"
+    return
+  end
+  local keys = {}
+  for k in pairs(t) do
+    if type(k) ~= "string" then
+      error("json: object keys must be strings, got " .. type(k), 0)
+    end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  out[#out + 1] = "{"
+  for i, k in ipairs(keys) do
+    if i > 1 then
+      out[#out + 1] = ","
+    end
+    out[#out + 1] = encode_string(k)
+    out[#out + 1] = ":"
+    encode(t[k], out, depth + 1)
+  end
+  out[#out + 1] = "}"
+end
+
+function encode(v, out, depth)
+  local t = type(v)
+  if v == nil or v == core.null then
+    out[#out + 1] = "null"
+  elseif t == "boolean" then
+    out[#out + 1] = tostring(v)
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then
+      out[#out + 1] = "null"
+    elseif math.type(v) == "integer" then
+      out[#out + 1] = tostring(v)
+    else
+      out[#out + 1] = string.format("%.17g", v)
+    end
+  elseif t == "string" then
+    out[#out + 1] = encode_string(v)
+  elseif t == "table" then
+    encode_table(v, out, depth)
+  else
+    error("json: cannot encode a " .. t, 0)
+  end
+end
+
+---@param value any
+---@return string
+function M.encode(value)
+  local out = {}
+  encode(value, out, 0)
+  return table.concat(out)
+end
+
+-- Decoder: a small recursive descent parser over the string.
+local function decode_error(s, pos, what)
+  error(string.format("json: %s at byte %d near %q", what, pos, s:sub(pos, pos + 10)), 0)
+end
+
+local function skip(s, pos)
+  return s:find("[^ \t\r\n]", pos) or #s + 1
+end
+
+local decode_value
+
+local function decode_string(s, pos)
+  local out, i = {}, pos + 1
+  while true do
+    local c = s:sub(i, i)
+    if c == "" then
+      decode_error(s, pos, "unterminated string")
+    elseif c == '"' then
+      return table.concat(out), i + 1
+    elseif c == "\\" then
+      local e = s:sub(i + 1, i + 1)
+      local simple = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["/"] = "/" }
+      if simple[e] then
+        out[#out + 1] = simple[e]
+        i = i + 2
+      elseif e == "u" then
+        local hex = s:sub(i + 2, i + 5)
+        local code = tonumber(hex, 16) or decode_error(s, i, "bad \\u escape")
+        i = i + 6
+        if code >= 0xD800 and code <= 0xDBFF and s:sub(i, i + 1) == "\\u" then
+          local low = tonumber(s:sub(i + 2, i + 5), 16)
+          if low and low >= 0xDC00 and low <= 0xDFFF then
+            code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
+            i = i + 6
+          end
+        end
+        out[#out + 1] = utf8.char(code)
+      else
+        decode_error(s, i, "bad escape")
+      end
+    else
+      local j = s:find('["\\]', i) or #s + 1
+      out[#out + 1] = s:sub(i, j - 1)
+      i = j
+    end
+  end
+end
+
+function decode_value(s, pos, depth)
+  if depth > 200 then
+    decode_error(s, pos, "nesting too deep")
+  end
+  pos = skip(s, pos)
+  local c = s:sub(pos, pos)
+  if c == "{" then
+    local t = M.object({})
+    pos = skip(s, pos + 1)
+    if s:sub(pos, pos) == "}" then
+      return t, pos + 1
+    end
+    while true do
+      if s:sub(pos, pos) ~= '"' then
+        decode_error(s, pos, "expected a string key")
+      end
+      local k
+      k, pos = decode_string(s, pos)
+      pos = skip(s, pos)
+      if s:sub(pos, pos) ~= ":" then
+        decode_error(s, pos, "expected ':'")
+      end
+      t[k], pos = decode_value(s, pos + 1, depth + 1)
+      pos = skip(s, pos)
+      local d = s:sub(pos, pos)
+      if d == "}" then
+        return t, pos + 1
+      elseif d ~= "," then
+        decode_error(s, pos, "expected ',' or '}'")
+      end
+      pos = skip(s, pos + 1)
+    end
+  elseif c == "[" then
+    local t, n = {}, 0
+    pos = skip(s, pos + 1)
+    if s:sub(pos, pos) == "]" then
+      return t, pos + 1
+    end
+    while true do
+      n = n + 1
+      t[n], pos = decode_value(s, pos, depth + 1)
+      pos = skip(s, pos)
+      local d = s:sub(pos, pos)
+      if d == "]" then
+        return t, pos + 1
+      elseif d ~= "," then
+        decode_error(s, pos, "expected ',' or ']'")
+      end
+      pos = pos + 1
+    end
+  elseif c == '"' then
+    return decode_string(s, pos)
+  elseif s:sub(pos, pos + 3) == "true" then
+    return true, pos + 4
+  elseif s:sub(pos, pos + 4) == "false" then
+    return false, pos + 5
+  elseif s:sub(pos, pos + 3) == "null" then
+    return core.null, pos + 4
+  else
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+    if not num or num == "" then
+      decode_error(s, pos, "unexpected character")
+    end
+    return math.tointeger(tonumber(num)) or tonumber(num), pos + #num
+  end
+end
+
+---@param s string
+---@return any
+function M.decode(s)
+  local value, pos = decode_value(s, 1, 0)
+  pos = skip(s, pos)
+  if pos <= #s then
+    decode_error(s, pos, "trailing characters")
+  end
+  return value
+end
+
+return M

@@ -1,0 +1,363 @@
+-- tide.revisions: loads versions/*.lua, validates every file strictly, builds the revision
+-- graph and resolves targets (head, heads, base, an id or unique prefix, +N, -N).
+-- Everything here happens before tide connects: a bad file fails the run with file:line and
+-- never touches the database.
+local config = require "tide.config"
+local core = require "tide.core"
+local errors = require "tide.errors"
+
+local M = {}
+
+-- The keys a revision file may return, with the Lua types each accepts.
+M.fields = {
+  revision = { string = true },
+  down_revision = { ["nil"] = true, string = true, table = true },
+  message = { string = true },
+  upgrade = { ["function"] = true },
+  downgrade = { ["nil"] = true, ["function"] = true },
+  transaction = { ["nil"] = true, boolean = true },
+  lock_timeout = { ["nil"] = true, string = true },
+  statement_timeout = { ["nil"] = true, string = true },
+}
+local field_names = {}
+for k in pairs(M.fields) do
+  field_names[#field_names + 1] = k
+end
+table.sort(field_names)
+
+-- Checksums cover the source with line endings and trailing whitespace normalised, so a file
+-- re-saved by another editor keeps its checksum. The algorithm's version is stored beside each
+-- checksum: a later tide adds version 2 instead of changing what version 1 means.
+M.checksum_algorithm = 1
+
+---@param source string
+---@return string
+function M.checksum(source)
+  local text = source:gsub("\r\n?", "\n"):gsub("[ \t]+\n", "\n"):gsub("[ \t\n]+$", "")
+  return core.sha256(text)
+end
+
+-- The line on which `key =` first appears in source, for messages about a field.
+local function line_of(source, key)
+  local n = 1
+  for line in (source .. "\n"):gmatch("([^\n]*)\n") do
+    if line:match("^%s*" .. key:gsub("%p", "%%%0") .. "%s*=") or line:match("[{,]%s*" .. key:gsub("%p", "%%%0") .. "%s*=") then
+      return n
+    end
+    n = n + 1
+  end
+  return 1
+end
+
+local function fail(file, line, message)
+  errors.raise("load", string.format("%s:%d: %s", file, line, message), { file = file, line = line })
+end
+
+--- Loads and validates one revision file.
+---@param path string
+---@return table revision {revision, parents, message, upgrade, downgrade, transaction, file, source, checksum}
+function M.load_file(path)
+  local source = config.read_file(path)
+  if not source then
+    fail(path, 1, "cannot read the file")
+  end
+  local chunk, err = load(source, "@" .. path, "t", config.sandbox())
+  if not chunk then
+    -- Lua's message already reads "path:line: ..."
+    errors.raise("load", err, { file = path })
+  end
+  local ok, t = pcall(chunk)
+  if not ok then
+    errors.raise("load", tostring(t):find(path, 1, true) and tostring(t) or (path .. ": " .. tostring(t)), { file = path })
+  end
+  if type(t) ~= "table" then
+    fail(path, 1, "a revision file must return a table, got " .. type(t))
+  end
+  for k, v in pairs(t) do
+    local key = tostring(k)
+    local accepted = M.fields[k]
+    if not accepted then
+      fail(path, line_of(source, key), string.format("unknown key `%s`%s", key, errors.did_you_mean(key, field_names)))
+    elseif not accepted[type(v)] then
+      fail(path, line_of(source, key), string.format("`%s` must not be a %s", key, type(v)))
+    end
+  end
+  for _, key in ipairs { "revision", "message", "upgrade" } do
+    if t[key] == nil then
+      fail(path, 1, string.format("missing `%s`", key))
+    end
+  end
+  if not t.revision:match("^[%w_.-]+$") then
+    fail(path, line_of(source, "revision"), string.format("revision id %q: use letters, digits, '.', '_' and '-'", t.revision))
+  end
+  local parents = {}
+  if type(t.down_revision) == "string" then
+    parents = { t.down_revision }
+  elseif type(t.down_revision) == "table" then
+    for i, p in ipairs(t.down_revision) do
+      if type(p) ~= "string" then
+        fail(path, line_of(source, "down_revision"), string.format("down_revision[%d] must be a string", i))
+      end
+      parents[i] = p
+    end
+    if #parents == 0 then
+      fail(path, line_of(source, "down_revision"), "down_revision is an empty list (use nil for a root)")
+    end
+  end
+  return {
+    revision = t.revision,
+    parents = parents,
+    message = t.message,
+    upgrade = t.upgrade,
+    downgrade = t.downgrade,
+    transaction = t.transaction ~= false,
+    lock_timeout = t.lock_timeout,
+    statement_timeout = t.statement_timeout,
+    file = path,
+    line = line_of(source, "revision"),
+    source = source,
+    checksum = M.checksum(source),
+  }
+end
+
+--- Loads every versions/*.lua and builds the graph.
+---@param dir string
+---@return table graph {list (topological order), by_id, heads, children}
+function M.load(dir)
+  local names, err = core.listdir(dir)
+  if not names then
+    errors.raise("config", "versions directory " .. err)
+  end
+  local graph = { list = {}, by_id = {}, children = {}, dir = dir }
+  local files = {}
+  for _, name in ipairs(names) do
+    if name:match("%.lua$") then
+      files[#files + 1] = config.join(dir, name)
+    end
+  end
+  for _, path in ipairs(files) do
+    local rev = M.load_file(path)
+    local other = graph.by_id[rev.revision]
+    if other then
+      fail(path, rev.line, string.format("duplicate revision id %q (also in %s:%d)", rev.revision, other.file, other.line))
+    end
+    graph.by_id[rev.revision] = rev
+    graph.list[#graph.list + 1] = rev
+  end
+  for _, rev in ipairs(graph.list) do
+    graph.children[rev.revision] = graph.children[rev.revision] or {}
+    for _, p in ipairs(rev.parents) do
+      if not graph.by_id[p] then
+        fail(rev.file, line_of(rev.source, "down_revision"), string.format("down_revision %q is not a known revision%s", p,
+          errors.did_you_mean(p, M.ids(graph))))
+      end
+      graph.children[p] = graph.children[p] or {}
+      table.insert(graph.children[p], rev.revision)
+    end
+  end
+  M.sort(graph)
+  graph.heads = {}
+  for _, rev in ipairs(graph.list) do
+    if #graph.children[rev.revision] == 0 then
+      graph.heads[#graph.heads + 1] = rev.revision
+    end
+  end
+  return graph
+end
+
+function M.ids(graph)
+  local ids = {}
+  for _, rev in ipairs(graph.list) do
+    ids[#ids + 1] = rev.revision
+  end
+  return ids
+end
+
+--- Orders graph.list so that every parent comes before its children (ties keep file order) and
+--- reports a cycle with the revisions on it.
+function M.sort(graph)
+  local state, order = {}, {}
+  local function visit(rev, path)
+    local id = rev.revision
+    if state[id] == "done" then
+      return
+    end
+    if state[id] == "visiting" then
+      local cycle, start = {}, nil
+      for i, p in ipairs(path) do
+        if p == id then
+          start = i
+        end
+        if start then
+          cycle[#cycle + 1] = string.format("%s (%s)", p, graph.by_id[p].file)
+        end
+      end
+      cycle[#cycle + 1] = id
+      errors.raise("load", "revision cycle: " .. table.concat(cycle, " -> "), { file = rev.file })
+    end
+    state[id] = "visiting"
+    path[#path + 1] = id
+    for _, p in ipairs(rev.parents) do
+      visit(graph.by_id[p], path)
+    end
+    path[#path] = nil
+    state[id] = "done"
+    order[#order + 1] = rev
+  end
+  for _, rev in ipairs(graph.list) do
+    visit(rev, {})
+  end
+  graph.list = order
+  graph.index = {}
+  for i, rev in ipairs(order) do
+    graph.index[rev.revision] = i
+  end
+end
+
+--- rev and every revision it descends from, as a set.
+function M.ancestors(graph, id, into)
+  into = into or {}
+  if into[id] then
+    return into
+  end
+  into[id] = true
+  for _, p in ipairs(graph.by_id[id].parents) do
+    M.ancestors(graph, p, into)
+  end
+  return into
+end
+
+--- Resolves a revision id or unique prefix to an id.
+function M.find(graph, word)
+  if graph.by_id[word] then
+    return word
+  end
+  local found = {}
+  for _, rev in ipairs(graph.list) do
+    if rev.revision:sub(1, #word) == word then
+      found[#found + 1] = rev.revision
+    end
+  end
+  if #found == 1 then
+    return found[1]
+  elseif #found > 1 then
+    errors.raise("usage", string.format("target %q is ambiguous: %s", word, table.concat(found, ", ")))
+  end
+  errors.raise("usage", string.format("unknown target %q: not head, heads, base, +N, -N or a revision in %s%s", word,
+    graph.dir, errors.did_you_mean(word, M.ids(graph))))
+end
+
+--- The single head, or a clear refusal naming every head.
+function M.head(graph)
+  if #graph.heads == 1 then
+    return graph.heads[1]
+  elseif #graph.heads == 0 then
+    errors.raise("load", "no revisions in " .. graph.dir .. " (create one with `tide new \"message\"`)")
+  end
+  local names = {}
+  for _, id in ipairs(graph.heads) do
+    names[#names + 1] = string.format("%s (%s)", id, graph.by_id[id].file)
+  end
+  errors.raise("load", "multiple heads: " .. table.concat(names, ", ")
+    .. "; merge them with `tide merge` or name the target (`heads` or a revision)")
+end
+
+-- Revisions of `set` in topological order (ascending) or reverse.
+local function ordered(graph, set, descending)
+  local out = {}
+  for _, rev in ipairs(graph.list) do
+    if set[rev.revision] then
+      out[#out + 1] = rev
+    end
+  end
+  if descending then
+    for i = 1, #out // 2 do
+      out[i], out[#out + 1 - i] = out[#out + 1 - i], out[i]
+    end
+  end
+  return out
+end
+
+--- Revisions to apply, in order, to reach target from the applied set.
+---@param graph table
+---@param applied table set of applied revision ids
+---@param target string
+---@return table[] revisions
+function M.plan_upgrade(graph, applied, target)
+  local n = target:match("^%+(%d+)$")
+  if n then
+    local pending = {}
+    for _, rev in ipairs(graph.list) do
+      if not applied[rev.revision] and #pending < tonumber(n) then
+        pending[#pending + 1] = rev
+      end
+    end
+    return pending
+  end
+  if target:match("^%-%d+$") then
+    errors.raise("usage", "upgrade target " .. target .. " goes down: use `tide downgrade " .. target .. "`")
+  end
+  local wanted = {}
+  if target == "head" then
+    M.ancestors(graph, M.head(graph), wanted)
+  elseif target == "heads" then
+    for _, h in ipairs(graph.heads) do
+      M.ancestors(graph, h, wanted)
+    end
+  elseif target ~= "base" then
+    M.ancestors(graph, M.find(graph, target), wanted)
+  end
+  for id in pairs(applied) do
+    wanted[id] = nil
+  end
+  return ordered(graph, wanted)
+end
+
+--- Revisions to revert, in order (children first), to reach target from the applied set.
+function M.plan_downgrade(graph, applied, target)
+  local n = target:match("^%-(%d+)$")
+  if n then
+    local out = {}
+    for _, rev in ipairs(ordered(graph, applied, true)) do
+      if #out < tonumber(n) then
+        out[#out + 1] = rev
+      end
+    end
+    return out
+  end
+  if target:match("^%+%d+$") or target == "head" or target == "heads" then
+    errors.raise("usage", "downgrade target " .. target .. " goes up: use `tide upgrade " .. target .. "`")
+  end
+  local keep = {}
+  if target ~= "base" then
+    local id = M.find(graph, target)
+    if not applied[id] then
+      errors.raise("usage", string.format("downgrade target %q is not applied to the database", id))
+    end
+    M.ancestors(graph, id, keep)
+  end
+  local revert = {}
+  for id in pairs(applied) do
+    if not keep[id] then
+      revert[id] = true
+    end
+  end
+  return ordered(graph, revert, true)
+end
+
+--- The set of revisions that `stamp target` leaves recorded.
+function M.stamp_set(graph, target)
+  local set = {}
+  if target == "head" then
+    M.ancestors(graph, M.head(graph), set)
+  elseif target == "heads" then
+    for _, h in ipairs(graph.heads) do
+      M.ancestors(graph, h, set)
+    end
+  elseif target ~= "base" then
+    M.ancestors(graph, M.find(graph, target), set)
+  end
+  return set
+end
+
+return M
