@@ -63,8 +63,7 @@ static void notice_receiver(void *arg, const PGresult *res) {
 /* Connects with libpq's defaults (PG* variables, passfile) under conninfo, which may be a URL,
  * a keyword string or empty. Returns NULL and fills err on failure; libpq's messages never
  * contain the password. */
-static PGconn *tide_pg_connect(const char *conninfo, const char *application_name,
-                               tide_error *err) {
+PGconn *tide_pg_connect(const char *conninfo, const char *application_name, tide_error *err) {
   const char *keys[5], *values[5];
   int n = 0;
   PGconn *pg;

@@ -145,9 +145,15 @@ static int l_random_bytes(lua_State *L) {
 }
 
 static const luaL_Reg sys_functions[] = {
-    {"listdir", l_listdir},   {"isdir", l_isdir},       {"now", l_now},
-    {"sleep", l_sleep},       {"pid", l_pid},           {"hostname", l_hostname},
-    {"username", l_username}, {"isatty", l_isatty},     {"random_bytes", l_random_bytes},
+    {"listdir", l_listdir},
+    {"isdir", l_isdir},
+    {"now", l_now},
+    {"sleep", l_sleep},
+    {"pid", l_pid},
+    {"hostname", l_hostname},
+    {"username", l_username},
+    {"isatty", l_isatty},
+    {"random_bytes", l_random_bytes},
     {NULL, NULL},
 };
 

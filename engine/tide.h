@@ -29,6 +29,12 @@ int tide_error_raise(lua_State *L, const char *kind, const tide_error *err);
 void tide_push_null(lua_State *L);
 int tide_is_null(lua_State *L, int idx);
 
+/* conn.c: connects under conninfo (URL, keywords or "" for libpq's PG* defaults) with
+ * fallback_application_name; NULL and err filled on failure (never naming the password). */
+struct pg_conn;
+struct pg_conn *tide_pg_connect(const char *conninfo, const char *application_name,
+                                tide_error *err);
+
 /* Each sets its functions into the tide.core table at the top of the stack. */
 void tide_conn_register(lua_State *L);
 void tide_sys_register(lua_State *L);

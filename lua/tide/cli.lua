@@ -279,7 +279,8 @@ command("history", {
   print = function(result)
     if result.applied then
       for _, h in ipairs(result.applied) do
-        out("%s  %-9s %-8s %-7s %s  %s@%s as %s%s", h.started_at, h.direction, h.revision ~= core.null and h.revision or "-",
+        local revision = h.revision ~= core.null and h.revision or "-"
+        out("%s  %-9s %-8s %-7s %s  %s@%s as %s%s", h.started_at, h.direction, revision,
           h.outcome, string.format("%.0f ms", h.duration_ms), h.os_user, h.host, h.db_user,
           h.error ~= core.null and ("  " .. h.error:gsub("\n.*", "")) or "")
       end
@@ -384,7 +385,8 @@ command("check", {
         if not row then
           pending = pending + 1
         elseif row.checksum ~= rev.checksum then
-          problems[#problems + 1] = string.format("revision %s (%s) changed since it was applied", rev.revision, rev.file)
+          problems[#problems + 1] =
+            string.format("revision %s (%s) changed since it was applied", rev.revision, rev.file)
         end
       end
     end

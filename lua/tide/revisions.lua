@@ -40,8 +40,9 @@ end
 -- The line on which `key =` first appears in source, for messages about a field.
 local function line_of(source, key)
   local n = 1
+  local k = key:gsub("%p", "%%%0")
   for line in (source .. "\n"):gmatch("([^\n]*)\n") do
-    if line:match("^%s*" .. key:gsub("%p", "%%%0") .. "%s*=") or line:match("[{,]%s*" .. key:gsub("%p", "%%%0") .. "%s*=") then
+    if line:match("^%s*" .. k .. "%s*=") or line:match("[{,]%s*" .. k .. "%s*=") then
       return n
     end
     n = n + 1
@@ -68,7 +69,8 @@ function M.load_file(path)
   end
   local ok, t = pcall(chunk)
   if not ok then
-    errors.raise("load", tostring(t):find(path, 1, true) and tostring(t) or (path .. ": " .. tostring(t)), { file = path })
+    local message = tostring(t)
+    errors.raise("load", message:find(path, 1, true) and message or (path .. ": " .. message), { file = path })
   end
   if type(t) ~= "table" then
     fail(path, 1, "a revision file must return a table, got " .. type(t))
@@ -88,7 +90,8 @@ function M.load_file(path)
     end
   end
   if not t.revision:match("^[%w_.-]+$") then
-    fail(path, line_of(source, "revision"), string.format("revision id %q: use letters, digits, '.', '_' and '-'", t.revision))
+    fail(path, line_of(source, "revision"),
+      string.format("revision id %q: use letters, digits, '.', '_' and '-'", t.revision))
   end
   local parents = {}
   if type(t.down_revision) == "string" then
@@ -139,7 +142,8 @@ function M.load(dir)
     local rev = M.load_file(path)
     local other = graph.by_id[rev.revision]
     if other then
-      fail(path, rev.line, string.format("duplicate revision id %q (also in %s:%d)", rev.revision, other.file, other.line))
+      fail(path, rev.line,
+        string.format("duplicate revision id %q (also in %s:%d)", rev.revision, other.file, other.line))
     end
     graph.by_id[rev.revision] = rev
     graph.list[#graph.list + 1] = rev
@@ -148,8 +152,8 @@ function M.load(dir)
     graph.children[rev.revision] = graph.children[rev.revision] or {}
     for _, p in ipairs(rev.parents) do
       if not graph.by_id[p] then
-        fail(rev.file, line_of(rev.source, "down_revision"), string.format("down_revision %q is not a known revision%s", p,
-          errors.did_you_mean(p, M.ids(graph))))
+        fail(rev.file, line_of(rev.source, "down_revision"),
+          string.format("down_revision %q is not a known revision%s", p, errors.did_you_mean(p, M.ids(graph))))
       end
       graph.children[p] = graph.children[p] or {}
       table.insert(graph.children[p], rev.revision)
