@@ -1,11 +1,46 @@
 -- tide.dsl: internals shared by the schema DSL modules (tide.schema, tide.rls).
 --
--- Not for revision files. It holds what both DSL modules need to behave the same way: strict
--- checking of option tables with a "did you mean" suggestion, checking of enumerated words
--- (ON DELETE actions, index methods, policy commands ...), and the single place where a built
--- statement is handed to `db`.
+-- Not for revision files. It holds what both DSL modules need to behave the same way: errors
+-- that point at the revision file's line rather than at the DSL's own code, strict checking of
+-- option tables with a "did you mean" suggestion, checking of enumerated words (ON DELETE
+-- actions, index methods, policy commands ...), and identifier quoting that reports through
+-- the same channel.
+
+local sql = require "tide.sql"
 
 local dsl = {}
+
+-- Frames in these modules are the DSL's own; an error is reported at the first frame outside
+-- them, which is the revision file (or spec) line that made the bad call.
+local OWN_MODULES = { schema = true, rls = true, dsl = true, sql = true }
+
+local function caller_position()
+  -- The restricted environment of a revision file does not reach this module's upvalues, but
+  -- a host may still build Lua without the debug library: then messages carry no position.
+  if type(debug) ~= "table" or debug.getinfo == nil then
+    return ""
+  end
+  for level = 3, 64 do
+    local info = debug.getinfo(level, "Sl")
+    if info == nil then
+      break
+    end
+    if info.what ~= "C" then
+      local module = info.source:match("tide[/\\](%w+)%.lua$")
+      if not (module and OWN_MODULES[module]) then
+        return ("%s:%d: "):format(info.short_src, info.currentline)
+      end
+    end
+  end
+  return ""
+end
+
+---Raises `message` (formatted with `...`) located at the revision file's line.
+---@param message string
+---@param ... any
+function dsl.fail(message, ...)
+  error(caller_position() .. message:format(...), 0)
+end
 
 ---Levenshtein distance between two short words (option names, type names).
 ---@param a string
@@ -47,7 +82,7 @@ function dsl.suggest(word, candidates)
   return nil
 end
 
----"did you mean `x`?" or the list of valid words when nothing is close.
+---"did you mean `x`?", or the list of valid words when nothing is close.
 ---@param word string
 ---@param candidates string[]
 ---@return string
@@ -59,56 +94,17 @@ function dsl.hint(word, candidates)
   return ("expected one of: %s"):format(table.concat(candidates, ", "))
 end
 
----Checks an option table against a schema of allowed keys and their Lua types.
----`allowed` is an array of `{key, type}` pairs (type: "boolean", "string", "table",
----"string|table", "value" for anything sql.literal or sql.raw accepts, "any").
----Raises "unknown option `were` to create_index: did you mean `where`?" for an unknown key and
----"option `unique` to create_index must be a boolean, got string" for a wrong type.
----@param what string the function name used in messages, e.g. "create_index"
----@param options table|nil
----@param allowed {[1]: string, [2]: string}[]
----@param level integer? error level relative to the caller of check_options
----@return table options (an empty table when nil was passed)
-function dsl.check_options(what, options, allowed, level)
-  level = (level or 1) + 1
-  if options == nil then
-    return {}
-  end
-  if type(options) ~= "table" then
-    error(("%s: options must be a table, got %s"):format(what, type(options)), level)
-  end
-  local types, names = {}, {}
-  for _, pair in ipairs(allowed) do
-    types[pair[1]] = pair[2]
-    names[#names + 1] = pair[1]
-  end
-  for key, value in pairs(options) do
-    if type(key) ~= "string" then
-      error(("%s: unexpected positional value %s in options"):format(what, tostring(value)), level)
-    end
-    local expected = types[key]
-    if expected == nil then
-      error(("unknown option `%s` to %s: %s"):format(key, what,
-        dsl.hint(key, names)), level)
-    end
-    if not dsl.has_type(value, expected) then
-      error(("option `%s` to %s must be %s, got %s"):format(key, what,
-        dsl.describe_type(expected), type(value)), level)
-    end
-  end
-  return options
-end
-
 ---@param value any
 ---@param expected string
 ---@return boolean
-function dsl.has_type(value, expected)
+local function has_type(value, expected)
   local actual = type(value)
   if expected == "any" then
     return true
   elseif expected == "value" then
-    return actual == "string" or actual == "number" or actual == "boolean"
-      or require("tide.sql").is_raw(value)
+    return actual == "string" or actual == "number" or actual == "boolean" or sql.is_raw(value)
+  elseif expected == "sql" then
+    return actual == "string" or sql.is_raw(value)
   end
   for alternative in expected:gmatch("[^|]+") do
     if actual == alternative then
@@ -118,11 +114,11 @@ function dsl.has_type(value, expected)
   return false
 end
 
----@param expected string
----@return string
-function dsl.describe_type(expected)
+local function describe_type(expected)
   if expected == "value" then
     return "a string, number, boolean or sql.raw(...)"
+  elseif expected == "sql" then
+    return "a string or sql.raw(...)"
   end
   local words = {}
   for alternative in expected:gmatch("[^|]+") do
@@ -131,58 +127,141 @@ function dsl.describe_type(expected)
   return table.concat(words, " or ")
 end
 
----Normalizes an enumerated word (case and runs of spaces) and checks it against `allowed`.
----@param what string context for the message, e.g. "on_delete of column `owner_id`"
----@param word any
----@param allowed string[] lower-case words
----@param level integer?
----@return string word the normalized lower-case word
-function dsl.check_word(what, word, allowed, level)
-  level = (level or 1) + 1
-  if type(word) ~= "string" then
-    error(("%s must be a string, got %s"):format(what, type(word)), level)
+---Checks an option table against the allowed keys and their types, given as an array of
+---`{key, type}` pairs in the order they are documented (type: "boolean", "string", "table",
+---alternatives such as "string|table", "value" for what sql.literal or sql.raw accepts, "sql"
+---for a string or sql.raw, "any"). Raises "unknown option `were` to create_index: did you mean
+---`where`?" for an unknown key and "option `unique` to create_index must be a boolean, got
+---string" for a value of the wrong type.
+---@param what string the function name used in messages, e.g. "create_index"
+---@param options table|nil
+---@param allowed {[1]: string, [2]: string}[]
+---@param positional integer? how many array entries the table may hold (column specs: 2)
+---@return table options the table passed in, or an empty table for nil
+function dsl.check_options(what, options, allowed, positional)
+  if options == nil then
+    return {}
   end
-  local normalized = word:lower():gsub("[%s_]+", " ")
+  if type(options) ~= "table" then
+    dsl.fail("%s: options must be a table, got %s", what, type(options))
+  end
+  local types, names = {}, {}
+  for _, pair in ipairs(allowed) do
+    types[pair[1]] = pair[2]
+    names[#names + 1] = pair[1]
+  end
+  for key, value in pairs(options) do
+    if math.type(key) == "integer" and key >= 1 and key <= (positional or 0) then
+      goto continue
+    end
+    if type(key) ~= "string" then
+      dsl.fail("%s: unexpected value %s at position %s", what, tostring(value), tostring(key))
+    end
+    if types[key] == nil then
+      dsl.fail("unknown option `%s` to %s: %s", key, what, dsl.hint(key, names))
+    end
+    if not has_type(value, types[key]) then
+      dsl.fail("option `%s` to %s must be %s, got %s", key, what, describe_type(types[key]),
+        type(value))
+    end
+    ::continue::
+  end
+  return options
+end
+
+---Normalizes an enumerated word (case, `_` and runs of spaces) and checks it against
+---`allowed`; returns it upper-cased, ready to be written into SQL.
+---@param what string context for the message, e.g. "on_delete action"
+---@param word any
+---@param allowed string[] lower-case words, most common first
+---@return string
+function dsl.keyword(what, word, allowed)
+  if type(word) ~= "string" then
+    dsl.fail("%s must be a string, got %s", what, type(word))
+  end
+  local normalized = word:lower():gsub("[%s_]+", " "):gsub("^ ", ""):gsub(" $", "")
   for _, candidate in ipairs(allowed) do
     if candidate == normalized then
-      return normalized
+      return normalized:upper()
     end
   end
-  error(("unknown %s `%s`: %s"):format(what, word, dsl.hint(normalized, allowed)), level)
+  dsl.fail("unknown %s `%s`: %s", what, word, dsl.hint(normalized, allowed))
 end
 
 ---Checks that `db` looks like the object the engine passes to upgrade/downgrade, so that
----`schema.create_table("users", ...)` (a missing db) fails with a message saying so.
+---`schema.create_table("users", ...)` (db forgotten) fails with a message that says so.
 ---@param what string
 ---@param db any
----@param level integer?
-function dsl.check_db(what, db, level)
+function dsl.check_db(what, db)
   local kind = type(db)
   if (kind ~= "table" and kind ~= "userdata") or db.exec == nil then
-    error(("%s: first argument must be the db object passed to upgrade/downgrade, got %s")
-      :format(what, kind), (level or 1) + 1)
+    dsl.fail("%s: the first argument must be the db passed to upgrade/downgrade, got %s",
+      what, kind)
   end
 end
 
----Checks an array of names (or a single name) and returns it as an array.
+---sql.ident, reporting a bad name at the revision file's line.
+---@param name any
+---@return string
+function dsl.ident(name)
+  local ok, quoted = pcall(sql.ident, name)
+  if not ok then
+    dsl.fail("%s", quoted)
+  end
+  return quoted
+end
+
+---sql.qualified, reporting a bad name at the revision file's line.
+---@param name any
+---@return string
+function dsl.qualified(name)
+  local ok, quoted = pcall(sql.qualified, name)
+  if not ok then
+    dsl.fail("%s", quoted)
+  end
+  return quoted
+end
+
+---sql.literal, or the verbatim text of an sql.raw value.
+---@param value any
+---@return string
+function dsl.value(value)
+  if sql.is_raw(value) then
+    return value.sql
+  end
+  local ok, quoted = pcall(sql.literal, value)
+  if not ok then
+    dsl.fail("%s", quoted)
+  end
+  return quoted
+end
+
+---Checks a name or a non-empty list of names; returns them quoted and comma-separated.
 ---@param what string
----@param names string|string[]
----@param level integer?
----@return string[]
-function dsl.name_list(what, names, level)
-  level = (level or 1) + 1
+---@param names any
+---@return string
+function dsl.ident_list(what, names)
   if type(names) == "string" then
-    return { names }
+    return dsl.ident(names)
   end
   if type(names) ~= "table" or #names == 0 then
-    error(("%s must be a name or a non-empty list of names"):format(what), level)
+    dsl.fail("%s must be a name or a non-empty list of names", what)
   end
-  for i = 1, #names do
-    if type(names[i]) ~= "string" then
-      error(("%s: entry %d must be a string, got %s"):format(what, i, type(names[i])), level)
-    end
+  local quoted = {}
+  for i, name in ipairs(names) do
+    quoted[i] = dsl.ident(name)
   end
-  return names
+  return table.concat(quoted, ", ")
+end
+
+---The name part of a table name given as a string or {schema = ..., name = ...}.
+---@param name string|tide.QualifiedName
+---@return string
+function dsl.base_name(name)
+  if type(name) == "table" then
+    return name.name
+  end
+  return name
 end
 
 return dsl
