@@ -244,4 +244,63 @@ function H.applied(db, schema)
   return ids
 end
 
+--- The sandbox password (from PGPASSFILE), for specs that must put a real password in a URL.
+function H.password()
+  local text = H.read(os.getenv("PGPASSFILE") or "") or ""
+  return (text:match("[^\n]*:([^:\n]+)\n?$"))
+end
+
+--- A TCP port on 127.0.0.1 where nothing listens (bound and released by the kernel's choice).
+function H.closed_port()
+  local p = assert(io.popen("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); "
+    .. "print(s.getsockname()[1]); s.close()' 2>/dev/null || echo 1", "r"))
+  local port = tonumber(p:read("l"))
+  p:close()
+  return port
+end
+
+--- Decodes the JSON a `tide --json` run printed on stdout.
+function H.json(r)
+  return require("tide.json").decode(r.stdout)
+end
+
+--- Every process below pid (children, grandchildren ...), as a list of pids.
+function H.descendants(pid)
+  local parent = {}
+  local p = assert(io.popen("ls /proc", "r"))
+  for name in p:lines() do
+    if name:match("^%d+$") then
+      local stat = H.read("/proc/" .. name .. "/stat")
+      local ppid = stat and stat:match("^%d+ %b() %S+ (%d+)")
+      if ppid then
+        parent[tonumber(name)] = tonumber(ppid)
+      end
+    end
+  end
+  p:close()
+  local out = {}
+  for child, pp in pairs(parent) do
+    local up, depth = pp, 0
+    while up and depth < 20 do
+      if up == pid then
+        out[#out + 1] = child
+        break
+      end
+      up, depth = parent[up], depth + 1
+    end
+  end
+  return out
+end
+
+--- Rows of tide's history table (schema default tide) ordered by id.
+function H.history(db, schema)
+  return H.sql(db, "SELECT id, revision, direction, outcome, sqlstate, error, run_id FROM "
+    .. (schema or "tide") .. ".history ORDER BY id")
+end
+
+--- Does db have relation name (schema-qualified or in public)?
+function H.exists(db, name)
+  return H.sql(db, "SELECT to_regclass($1) IS NOT NULL AS p", name)[1].p
+end
+
 return H
