@@ -121,9 +121,14 @@ local function write_revision(ctx, id, parents, message)
     end
     down = "{ " .. table.concat(quoted, ", ") .. " }"
   end
-  local f = io.open(path, "wx") or io.open(path, "r")
-  if not f or f:seek("end") ~= 0 then
-    errors.raise("usage", "cannot create " .. path .. ": it exists or the folder is not writable")
+  local existing = io.open(path, "r")
+  if existing then
+    existing:close()
+    errors.raise("usage", "cannot create " .. path .. ": the file exists")
+  end
+  local f, why = io.open(path, "w")
+  if not f then
+    errors.raise("usage", "cannot create " .. why)
   end
   f:write(string.format(TEMPLATE, message, id, down, message))
   f:close()
@@ -142,6 +147,7 @@ local function migrate(direction)
     if not target then
       errors.raise("usage", "downgrade needs a TARGET: a revision, -N or base")
     end
+    revisions.check_target(ctx.graph, direction, target)
     return require("tide.runner").migrate(ctx, direction, target, {
       single_transaction = flags["single-transaction"],
     })
@@ -354,6 +360,7 @@ command("stamp", {
   min_args = 1,
   max_args = 1,
   run = function(ctx, args)
+    revisions.stamp_set(ctx.graph, args[1])
     return require("tide.runner").stamp(ctx, args[1])
   end,
   print = function(result)

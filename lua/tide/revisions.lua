@@ -349,6 +349,16 @@ function M.plan_downgrade(graph, applied, target)
   return ordered(graph, revert, true)
 end
 
+--- Resolves target against the files alone, so that an unknown target or several heads are
+--- refused before tide connects.
+function M.check_target(graph, direction, target)
+  if direction == "upgrade" then
+    M.plan_upgrade(graph, {}, target)
+  elseif not target:match("^%-%d+$") and target ~= "base" then
+    M.plan_downgrade(graph, { [M.find(graph, target)] = true }, target)
+  end
+end
+
 --- The set of revisions that `stamp target` leaves recorded.
 function M.stamp_set(graph, target)
   local set = {}
