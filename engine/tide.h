@@ -39,6 +39,44 @@ struct pg_conn *tide_pg_connect(const char *conninfo, const char *application_na
 void tide_conn_register(lua_State *L);
 void tide_sys_register(lua_State *L);
 
+/* ---- backup (sigv4.c, dump.c, upload.c) ------------------------------------------------ */
+#include <time.h>
+
+/* sigv4.c: AWS Signature Version 4, header signing. The path is the decoded path (it is
+ * percent-encoded here, once, as S3 expects); the query is sent as-is and canonicalised. Every
+ * header given is signed (include host and x-amz-date; for S3 also x-amz-content-sha256). */
+typedef struct tide_sigv4_header {
+  const char *name, *value;
+} tide_sigv4_header;
+
+typedef struct tide_sigv4_request {
+  const char *method, *path, *query; /* query without '?', may be NULL */
+  const tide_sigv4_header *headers;
+  size_t nheaders;
+  const char *payload_hash; /* hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
+  const char *amz_date;     /* YYYYMMDDTHHMMSSZ, equal to the x-amz-date header */
+  int normalize_path;       /* 1 for the generic services, 0 for S3 */
+} tide_sigv4_request;
+
+typedef struct tide_sigv4_credentials {
+  const char *access_key, *secret_key, *region, *service;
+} tide_sigv4_credentials;
+
+typedef struct tide_sigv4_result {
+  char *canonical_request, *string_to_sign, *signed_headers, *authorization;
+  char signature[65];
+} tide_sigv4_result;
+
+int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials *cred, tide_sigv4_result *res,
+                    tide_error *err);
+void tide_sigv4_result_free(tide_sigv4_result *res);
+/* Percent-encodes all but the unreserved set (and '/' when keep_slash); malloc'd, NULL on OOM. */
+char *tide_sigv4_uri_encode(const char *s, int keep_slash);
+int tide_sigv4_sha256_hex(const void *data, size_t len, char out[65]);
+void tide_sigv4_hex(const unsigned char *md, size_t n, char *out);
+void tide_sigv4_amz_date(time_t t, char out[17]);
+/* ---- end backup ---------------------------------------------------------------------------- */
+
 int luaopen_tide_core(lua_State *L);
 
 #endif
