@@ -1,0 +1,401 @@
+-- spec/conn_spec.lua: tide.Conn (engine/conn.c) through `require "tide.core"`: connecting,
+-- exec and query, type conversion, tide.Error objects, notices and the userdata's lifetime.
+local H = require "spec.support.helpers"
+local core = require "tide.core"
+
+local function raises(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return err
+end
+
+describe("tide.Conn #db", function()
+  local db
+
+  lazy_setup(function()
+    db = H.fresh_db()
+  end)
+
+  lazy_teardown(function()
+    H.cleanup()
+  end)
+
+  describe("core.connect()", function()
+    it("connects and reports the session", function()
+      local conn <close> = core.connect(db.url)
+      local info = conn:info()
+      assert.are.equal(db.name, info.dbname)
+      assert.are.equal(os.getenv("PGUSER"), info.user)
+      assert.is_true(info.pid > 0)
+      assert.is_true(info.server_version >= 100000)
+      assert.are.equal("idle", info.transaction)
+      assert.is_false(conn:closed())
+    end)
+
+    it("uses `tide` as the fallback application_name", function()
+      local conn <close> = core.connect(db.url)
+      assert.are.equal("tide", conn:query("SELECT current_setting('application_name') AS a")[1].a)
+    end)
+
+    it("lets the URL's application_name win over the fallback", function()
+      local conn <close> = core.connect(db.url .. "?application_name=mine")
+      assert.are.equal("mine", conn:query("SELECT current_setting('application_name') AS a")[1].a)
+    end)
+
+    it("names a wrong password as the failure and does not repeat the password", function()
+      local secret = "Wr0ngPassw0rd-xyzzy"
+      local err = raises(core.connect, H.url(db.name, os.getenv("PGUSER"), secret))
+      assert.is_true(getmetatable(err) == core.Error)
+      assert.are.equal("connect", err.kind)
+      assert.matches("password authentication failed", err.message)
+      assert.is_nil(tostring(err):find(secret, 1, true))
+      assert.is_nil(err.message:find(secret, 1, true))
+    end)
+
+    it("names the host and port when the server is down", function()
+      local port = H.closed_port()
+      local err = raises(core.connect, string.format("postgresql://x@127.0.0.1:%d/db", port))
+      assert.are.equal("connect", err.kind)
+      assert.truthy(err.message:find(tostring(port), 1, true), err.message)
+      assert.matches("refused", err.message)
+      assert.are.equal("08006", err.sqlstate)
+    end)
+
+    it("reports an unknown database", function()
+      local err = raises(core.connect, H.url("tide_spec_no_such_db"))
+      assert.matches("tide_spec_no_such_db", err.message)
+      assert.matches("does not exist", err.message)
+    end)
+  end)
+
+  describe("conn:exec()", function()
+    it("runs several statements in one call", function()
+      local conn <close> = core.connect(db.url)
+      assert.is_nil(conn:exec("CREATE TABLE exec_many (id int); INSERT INTO exec_many VALUES (1), (2); "
+        .. "INSERT INTO exec_many VALUES (3)"))
+      assert.are.equal(3, conn:query("SELECT count(*) AS n FROM exec_many")[1].n)
+    end)
+
+    it("stops at the first failing statement and keeps the connection usable", function()
+      local conn <close> = core.connect(db.url)
+      local sql = "CREATE TABLE exec_fail (id int); SELECT 1/0; CREATE TABLE exec_after (id int)"
+      local err = raises(conn.exec, conn, sql)
+      assert.are.equal("22012", err.sqlstate)
+      -- a multi-statement exec is one implicit transaction: the first table is gone too
+      assert.is_false(H.exists(db, "exec_fail"))
+      assert.is_false(H.exists(db, "exec_after"))
+      assert.are.equal(1, conn:query("SELECT 1 AS one")[1].one)
+    end)
+
+    it("refuses parameters: they belong to query()", function()
+      local conn <close> = core.connect(db.url)
+      local err = raises(conn.exec, conn, "SELECT $1")
+      assert.are.equal("42P02", err.sqlstate)
+    end)
+  end)
+
+  describe("conn:query()", function()
+    local conn
+
+    lazy_setup(function()
+      conn = core.connect(db.url)
+    end)
+
+    lazy_teardown(function()
+      conn:close()
+    end)
+
+    it("converts integers of every width to Lua integers", function()
+      local row = conn:query("SELECT 7::int2 AS a, (-2147483648)::int4 AS b, 9223372036854775807::int8 AS c, "
+        .. "'pg_class'::regclass::oid AS d")[1]
+      assert.are.equal(math.type(row.a), "integer")
+      assert.are.equal(7, row.a)
+      assert.are.equal(-2147483648, row.b)
+      assert.are.equal(math.maxinteger, row.c)
+      assert.are.equal(math.type(row.c), "integer")
+      assert.are.equal(1259, row.d)
+    end)
+
+    it("converts float4 and float8 to Lua floats, including NaN and the infinities", function()
+      local row = conn:query("SELECT 1.5::float4 AS a, 2::float8 AS b, 'NaN'::float8 AS c, "
+        .. "'Infinity'::float8 AS d, '-Infinity'::float4 AS e")[1]
+      assert.are.equal(1.5, row.a)
+      assert.are.equal(2.0, row.b)
+      assert.are.equal("float", math.type(row.b))
+      assert.is_true(row.c ~= row.c)
+      assert.are.equal(math.huge, row.d)
+      assert.are.equal(-math.huge, row.e)
+    end)
+
+    it("keeps numeric as a string, so no digit is lost", function()
+      local row = conn:query("SELECT 12345678901234567890.123456789::numeric AS n")[1]
+      assert.are.equal("12345678901234567890.123456789", row.n)
+    end)
+
+    it("converts booleans and text", function()
+      local row = conn:query("SELECT true AS t, false AS f, 'héllo'::text AS s, ''::text AS empty")[1]
+      assert.is_true(row.t)
+      assert.is_false(row.f)
+      assert.are.equal("héllo", row.s)
+      assert.are.equal("", row.empty)
+    end)
+
+    it("returns SQL NULL as core.null, for every type", function()
+      local row = conn:query("SELECT NULL::int AS i, NULL::text AS t, NULL::bool AS b, NULL::float8 AS f")[1]
+      for _, k in ipairs { "i", "t", "b", "f" } do
+        assert.are.equal(core.null, row[k])
+      end
+    end)
+
+    it("sends $n parameters: nil and core.null as NULL, numbers, booleans, strings", function()
+      local row = conn:query("SELECT $1::int AS a, $2::text AS b, $3::int IS NULL AS c, $4::bool AS d, "
+        .. "$5::float8 AS e, $6::text IS NULL AS f", 42, "it's", nil, true, 0.25, core.null)[1]
+      assert.are.same({ a = 42, b = "it's", c = true, d = true, e = 0.25, f = true }, row)
+    end)
+
+    it("sends trailing nil parameters as NULL", function()
+      local row = conn:query("SELECT $1::int IS NULL AS a, $2::int IS NULL AS b", nil, nil)[1]
+      assert.is_true(row.a)
+      assert.is_true(row.b)
+    end)
+
+    it("refuses a parameter it cannot send, naming its number", function()
+      local err = raises(conn.query, conn, "SELECT $1::text, $2::text", "ok", {})
+      assert.matches("%$2", tostring(err))
+    end)
+
+    it("returns every row keyed by column name and the row count", function()
+      local rows, n = conn:query("SELECT g AS n, g * 2 AS twice FROM generate_series(1, 3) g ORDER BY g")
+      assert.are.equal(3, n)
+      assert.are.same({ { n = 1, twice = 2 }, { n = 2, twice = 4 }, { n = 3, twice = 6 } }, rows)
+    end)
+
+    it("returns the affected rows for a command", function()
+      conn:exec("CREATE TABLE query_count (id int)")
+      local rows, n = conn:query("INSERT INTO query_count SELECT generate_series(1, 5)")
+      assert.are.same({}, rows)
+      assert.are.equal(5, n)
+    end)
+
+    it("refuses several statements in one query", function()
+      local err = raises(conn.query, conn, "SELECT 1; SELECT 2")
+      assert.are.equal("42601", err.sqlstate)
+    end)
+  end)
+
+  describe("tide.Error", function()
+    local conn
+
+    lazy_setup(function()
+      conn = core.connect(db.url)
+      conn:exec("CREATE TABLE err_parent (id int PRIMARY KEY);"
+        .. "CREATE TABLE err_users (id int PRIMARY KEY, email text CONSTRAINT err_users_email_key UNIQUE)")
+      conn:exec("INSERT INTO err_users VALUES (1, 'a@example.com')")
+    end)
+
+    lazy_teardown(function()
+      conn:close()
+    end)
+
+    it("carries sqlstate, message, detail, constraint, table, schema and query", function()
+      local sql = "INSERT INTO err_users VALUES (2, $1)"
+      local err = raises(conn.query, conn, sql, "a@example.com")
+      assert.are.equal(core.Error, getmetatable(err))
+      assert.are.equal("sql", err.kind)
+      assert.are.equal("23505", err.sqlstate)
+      assert.matches("duplicate key value violates unique constraint", err.message)
+      assert.matches("a@example.com", err.detail)
+      assert.are.equal("err_users_email_key", err.constraint)
+      assert.are.equal("err_users", err.table)
+      assert.are.equal("public", err.schema)
+      assert.are.equal(sql, err.query)
+    end)
+
+    it("prints as `ERROR <sqlstate>: <message>`", function()
+      local err = raises(conn.query, conn, "INSERT INTO err_users VALUES (1, 'b')")
+      assert.are.equal('ERROR 23505: duplicate key value violates unique constraint "err_users_pkey"', tostring(err))
+    end)
+
+    it("carries the position of a syntax error", function()
+      -- "FROMM" reads as a column alias: the error is at err_users, byte 16
+      local err = raises(conn.query, conn, "SELECT 1 FROMM err_users")
+      assert.are.equal("42601", err.sqlstate)
+      assert.are.equal(16, err.position)
+    end)
+
+    it("carries a hint", function()
+      local err = raises(conn.query, conn, "SELECT no_such_function_xyz(1)")
+      assert.are.equal("42883", err.sqlstate)
+      assert.is_string(err.hint)
+      assert.matches("explicit type casts", err.hint)
+    end)
+
+    it("carries the same fields from exec", function()
+      local sql = "SELECT 1; INSERT INTO err_users VALUES (1, 'c')"
+      local err = raises(conn.exec, conn, sql)
+      assert.are.equal("23505", err.sqlstate)
+      assert.are.equal("err_users_pkey", err.constraint)
+      assert.are.equal(sql, err.query)
+    end)
+
+    it("reports a RAISE EXCEPTION with its own SQLSTATE, detail and hint", function()
+      local err = raises(conn.exec, conn, [[DO $$ BEGIN RAISE EXCEPTION 'custom failure'
+        USING ERRCODE = 'P0042', DETAIL = 'the detail', HINT = 'the hint'; END $$]])
+      assert.are.equal("P0042", err.sqlstate)
+      assert.are.equal("custom failure", err.message)
+      assert.are.equal("the detail", err.detail)
+      assert.are.equal("the hint", err.hint)
+      assert.are.equal("ERROR P0042: custom failure", tostring(err))
+    end)
+
+    it("leaves the connection usable after an error outside a transaction", function()
+      raises(conn.query, conn, "SELECT 1/0")
+      assert.are.equal(1, conn:query("SELECT 1 AS one")[1].one)
+    end)
+
+    it("reports a lost connection with sqlstate 08006 and connection_lost", function()
+      local victim = core.connect(db.url)
+      local pid = victim:info().pid
+      H.sql(db, "SELECT pg_terminate_backend($1)", pid)
+      local err = raises(victim.query, victim, "SELECT 1")
+      assert.is_true(err.connection_lost)
+      assert.is_string(err.sqlstate)
+      assert.is_true(victim:closed())
+      victim:close()
+    end)
+  end)
+
+  describe("conn:on_notice()", function()
+    it("delivers server notices to the handler after the call", function()
+      local conn <close> = core.connect(db.url)
+      local seen = {}
+      conn:on_notice(function(text)
+        seen[#seen + 1] = text
+      end)
+      conn:exec("DO $$ BEGIN RAISE NOTICE 'first'; RAISE WARNING 'second'; END $$")
+      local all = table.concat(seen, "\n")
+      assert.matches("NOTICE: first", all)
+      assert.matches("WARNING: second", all)
+    end)
+
+    it("delivers notices from IF EXISTS, and those raised before an error", function()
+      local conn <close> = core.connect(db.url)
+      local seen = {}
+      conn:on_notice(function(text)
+        seen[#seen + 1] = text
+      end)
+      conn:exec("DROP TABLE IF EXISTS no_such_table_for_notice")
+      assert.matches("does not exist, skipping", table.concat(seen, "\n"))
+      seen = {}
+      raises(conn.exec, conn, "DO $$ BEGIN RAISE NOTICE 'before'; RAISE EXCEPTION 'boom'; END $$")
+      assert.matches("before", table.concat(seen, "\n"))
+    end)
+
+    it("accepts nil to go back to the default", function()
+      local conn <close> = core.connect(db.url)
+      conn:on_notice(nil)
+      conn:exec("SET client_min_messages = warning; DROP TABLE IF EXISTS nothing_here")
+    end)
+
+    it("refuses a handler that is not a function", function()
+      local conn <close> = core.connect(db.url)
+      raises(conn.on_notice, conn, 42)
+    end)
+  end)
+
+  describe("lifetime", function()
+    it("closes twice without harm", function()
+      local conn = core.connect(db.url)
+      conn:close()
+      conn:close()
+      assert.is_true(conn:closed())
+      assert.are.equal("tide.Conn (closed)", tostring(conn))
+    end)
+
+    it("raises a clear tide.Error on use after close", function()
+      local conn = core.connect(db.url)
+      conn:close()
+      for _, call in ipairs {
+        function() conn:query("SELECT 1") end,
+        function() conn:exec("SELECT 1") end,
+        function() conn:info() end,
+        function() conn:on_notice(print) end,
+      } do
+        local err = raises(call)
+        assert.are.equal(core.Error, getmetatable(err))
+        assert.matches("connection is closed", tostring(err))
+      end
+    end)
+
+    it("releases the server session when a <close> variable goes out of scope", function()
+      local pid
+      do
+        local conn <close> = core.connect(db.url)
+        pid = conn:info().pid
+      end
+      local rows = H.sql(nil, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", pid)
+      for _ = 1, 50 do
+        if rows[1].n == 0 then
+          break
+        end
+        core.sleep(0.02)
+        rows = H.sql(nil, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", pid)
+      end
+      assert.are.equal(0, rows[1].n)
+    end)
+
+    it("closes a <close> variable when the block raises", function()
+      local kept
+      local ok = pcall(function()
+        local conn <close> = core.connect(db.url)
+        kept = conn
+        conn:query("SELECT 1/0")
+      end)
+      assert.is_false(ok)
+      assert.is_true(kept:closed())
+    end)
+
+    it("survives garbage collection after an error", function()
+      for _ = 1, 20 do
+        local conn = core.connect(db.url)
+        conn:on_notice(function() end)
+        pcall(conn.query, conn, "SELECT 1/0")
+        pcall(conn.exec, conn, "DO $$ BEGIN RAISE NOTICE 'n'; RAISE EXCEPTION 'x'; END $$")
+      end
+      collectgarbage()
+      collectgarbage()
+      local ok = pcall(core.connect, H.url(db.name, os.getenv("PGUSER"), "wrong"))
+      assert.is_false(ok)
+      collectgarbage()
+      collectgarbage()
+      local conn <close> = core.connect(db.url)
+      assert.are.equal(1, conn:query("SELECT 1 AS one")[1].one)
+    end)
+
+    it("survives garbage collection of a connection closed by hand, then collected", function()
+      local conn = core.connect(db.url)
+      conn:close()
+      conn = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+    end)
+
+    it("keeps the notice handler alive until the connection is collected", function()
+      local conn = core.connect(db.url)
+      local seen = 0
+      conn:on_notice(function()
+        seen = seen + 1
+      end)
+      collectgarbage()
+      conn:exec("DO $$ BEGIN RAISE NOTICE 'x'; END $$")
+      assert.are.equal(1, seen)
+      conn:close()
+    end)
+
+    it("refuses methods called on something that is not a tide.Conn", function()
+      local conn <close> = core.connect(db.url)
+      raises(conn.query, {}, "SELECT 1")
+      raises(conn.close, "nope")
+    end)
+  end)
+end)
