@@ -1,0 +1,327 @@
+-- spec/runner_spec.lua: tide.runner (lua/tide/runner.lua) through the real binary: each
+-- revision in its own transaction with its state and history rows, failures rolled back and
+-- recorded, --single-transaction, downgrade, transaction = false, the tracking schema's name.
+local H = require "spec.support.helpers"
+
+-- Five revisions creating t1..t5, the third failing on a duplicate table.
+local function five_with_failing_third()
+  local revs = H.chain(5)
+  revs["003_t3.lua"] = H.revision {
+    revision = "003",
+    down_revision = "002",
+    message = "create t3 badly",
+    up = "CREATE TABLE t3 (id int); CREATE TABLE t1 (id int)",
+    down_sql = "DROP TABLE t3",
+  }
+  return revs
+end
+
+local function failures(db, schema)
+  local out = {}
+  for _, h in ipairs(H.history(db, schema)) do
+    if h.outcome == "failed" then
+      out[#out + 1] = h
+    end
+  end
+  return out
+end
+
+local function applied_rows(db, direction, schema)
+  local out = {}
+  for _, h in ipairs(H.history(db, schema)) do
+    if h.outcome == "applied" and h.direction == direction then
+      out[#out + 1] = h.revision
+    end
+  end
+  return out
+end
+
+describe("tide.runner #db", function()
+  local db
+
+  before_each(function()
+    db = H.fresh_db()
+  end)
+
+  after_each(function()
+    H.cleanup()
+  end)
+
+  describe("a revision failing mid-run", function()
+    local dir, r
+
+    before_each(function()
+      dir = H.project(five_with_failing_third())
+      r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    end)
+
+    it("exits 6", function()
+      assert.are.equal(6, r.code, r.output)
+    end)
+
+    it("keeps the first two revisions applied and recorded", function()
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({ "001", "002" }, applied_rows(db, "upgrade"))
+      assert.are.same({ "t1", "t2" }, H.tables(db))
+    end)
+
+    it("rolls the third back entirely: its first statement's table is gone too", function()
+      assert.is_false(H.exists(db, "public.t3"))
+      assert.is_false(H.exists(db, "public.t4"))
+    end)
+
+    it("writes the failure to history with the SQLSTATE and error", function()
+      local f = failures(db)
+      assert.are.equal(1, #f)
+      assert.are.equal("003", f[1].revision)
+      assert.are.equal("upgrade", f[1].direction)
+      assert.are.equal("42P07", f[1].sqlstate)
+      assert.matches('relation "t1" already exists', f[1].error)
+    end)
+
+    it("names the revision, file, statement and SQLSTATE in the message", function()
+      assert.matches("revision 003", r.stderr)
+      assert.truthy(r.stderr:find("versions/003_t3.lua", 1, true), r.stderr)
+      assert.truthy(r.stderr:find("CREATE TABLE t1 (id int)", 1, true), r.stderr)
+      assert.truthy(r.stderr:find("42P07", 1, true), r.stderr)
+    end)
+
+    it("applies the rest once the revision is fixed, recording the checksum of the fixed file", function()
+      H.write(dir .. "/versions/003_t3.lua", H.revision { revision = "003", down_revision = "002",
+        up = "CREATE TABLE t3 (id int)", down_sql = "DROP TABLE t3" })
+      local again = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, again.code, again.output)
+      assert.are.same({ "001", "002", "003", "004", "005" }, H.applied(db))
+      assert.are.same({ "001", "002", "003", "004", "005" }, applied_rows(db, "upgrade"))
+      local check = H.tide({ "check", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, check.code, check.output)
+    end)
+  end)
+
+  it("records a failure of the very first revision, tracking tables created beforehand", function()
+    local dir = H.project {
+      ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int); SELECT 1/0" },
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.are.same({}, H.applied(db))
+    assert.are.same({}, H.tables(db))
+    local f = failures(db)
+    assert.are.equal(1, #f)
+    assert.are.equal("001", f[1].revision)
+    assert.are.equal("22012", f[1].sqlstate)
+  end)
+
+  it("reports a failure raised by Lua code with the file and line", function()
+    local dir = H.project {
+      ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int)" },
+      ["002_b.lua"] = 'return {\n  revision = "002",\n  down_revision = "001",\n  message = "lua fails",\n'
+        .. '  upgrade = function(db)\n    db:exec("CREATE TABLE b (id int)")\n    error("x")\n  end,\n}\n',
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.truthy(r.stderr:find("versions/002_b.lua:7", 1, true), r.stderr)
+    assert.are.same({ "001" }, H.applied(db))
+    assert.are.same({ "a" }, H.tables(db))
+    local f = failures(db)
+    assert.are.equal(1, #f)
+    assert.are.equal("002", f[1].revision)
+    assert.matches("x", f[1].error)
+  end)
+
+  it("names the line of the revision's db call that failed", function()
+    local dir = H.project {
+      ["001_a.lua"] = 'return {\n  revision = "001",\n  message = "m",\n  upgrade = function(db)\n'
+        .. '    db:exec("SELECT 1")\n    db:exec("SELECT nope_column")\n  end,\n}\n',
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code)
+    assert.truthy(r.stderr:find("versions/001_a.lua:6", 1, true), r.stderr)
+    assert.truthy(r.stderr:find("42703", 1, true), r.stderr)
+  end)
+
+  describe("--single-transaction", function()
+    it("applies nothing when one revision fails, and still records the failure", function()
+      local dir = H.project(five_with_failing_third())
+      local r = H.tide({ "upgrade", "--single-transaction", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.are.same({}, H.applied(db))
+      assert.are.same({}, H.tables(db))
+      assert.are.same({}, applied_rows(db, "upgrade"))
+      local f = failures(db)
+      assert.are.equal(1, #f)
+      assert.are.equal("003", f[1].revision)
+      assert.matches("single%-transaction", r.stderr)
+    end)
+
+    it("applies everything when nothing fails, one history row per revision", function()
+      local dir = H.project(H.chain(5))
+      local r = H.tide({ "upgrade", "--single-transaction", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002", "003", "004", "005" }, H.applied(db))
+      assert.are.same({ "001", "002", "003", "004", "005" }, applied_rows(db, "upgrade"))
+      assert.are.same({ "t1", "t2", "t3", "t4", "t5" }, H.tables(db))
+    end)
+
+    it("refuses a revision with transaction = false before running anything", function()
+      local revs = H.chain(2)
+      revs["003_c.lua"] = H.revision { revision = "003", down_revision = "002", extra = "transaction = false,",
+        up = "CREATE TABLE t3 (id int)" }
+      local dir = H.project(revs)
+      local r = H.tide({ "upgrade", "--single-transaction", "--url", db.url }, { dir = dir })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("transaction = false", r.stderr)
+      assert.are.same({}, H.tables(db))
+    end)
+  end)
+
+  describe("downgrade", function()
+    it("reverts children first, deleting state rows and appending history rows", function()
+      local dir = H.project(H.chain(4))
+      assert.are.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
+      local r = H.tide({ "downgrade", "002", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({ "t1", "t2" }, H.tables(db))
+      assert.are.same({ "004", "003" }, applied_rows(db, "downgrade"))
+    end)
+
+    it("stops at a failing downgrade: earlier reverts stay, the failing one stays applied", function()
+      local revs = H.chain(4)
+      revs["002_t2.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE TABLE t2 (id int)",
+        down_sql = "DROP TABLE t2; DROP TABLE no_such_table" }
+      local dir = H.project(revs)
+      assert.are.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
+      local r = H.tide({ "downgrade", "base", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({ "t1", "t2" }, H.tables(db))
+      assert.are.same({ "004", "003" }, applied_rows(db, "downgrade"))
+      local f = failures(db)
+      assert.are.equal(1, #f)
+      assert.are.equal("002", f[1].revision)
+      assert.are.equal("downgrade", f[1].direction)
+      assert.are.equal("42P01", f[1].sqlstate)
+      assert.truthy(r.stderr:find("versions/002_t2.lua", 1, true), r.stderr)
+    end)
+
+    it("with --single-transaction reverts nothing when one downgrade fails", function()
+      local revs = H.chain(4)
+      revs["002_t2.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE TABLE t2 (id int)",
+        down_sql = "DROP TABLE no_such_table" }
+      local dir = H.project(revs)
+      assert.are.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
+      local r = H.tide({ "downgrade", "base", "--single-transaction", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.are.same({ "001", "002", "003", "004" }, H.applied(db))
+      assert.are.same({ "t1", "t2", "t3", "t4" }, H.tables(db))
+      assert.are.same({}, applied_rows(db, "downgrade"))
+    end)
+
+    it("refuses to revert a revision without a downgrade function, before reverting anything", function()
+      local dir = H.project {
+        ["001_a.lua"] = 'return { revision = "001", message = "m", upgrade = function(db) '
+          .. 'db:exec("CREATE TABLE a (id int)") end }\n',
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE TABLE b (id int)",
+          down_sql = "DROP TABLE b" },
+      }
+      assert.are.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
+      local r = H.tide({ "downgrade", "base", "--url", db.url }, { dir = dir })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("no downgrade", r.stderr)
+      assert.are.same({ "001", "002" }, H.applied(db))
+    end)
+  end)
+
+  describe("transaction = false", function()
+    it("runs the revision outside a transaction, so CREATE INDEX CONCURRENTLY works", function()
+      local dir = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int)" },
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", extra = "transaction = false,",
+          up = "CREATE INDEX CONCURRENTLY a_id ON a (id)", down_sql = "DROP INDEX CONCURRENTLY a_id" },
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.is_true(H.exists(db, "public.a_id"))
+      local valid = H.sql(db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'public.a_id'::regclass")
+      assert.is_true(valid[1].indisvalid)
+      r = H.tide({ "downgrade", "001", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.is_false(H.exists(db, "public.a_id"))
+    end)
+
+    it("fails CREATE INDEX CONCURRENTLY in an ordinary revision (it does run in a transaction)", function()
+      local dir = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int)" },
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001",
+          up = "CREATE INDEX CONCURRENTLY a_id ON a (id)" },
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.truthy(r.stderr:find("25001", 1, true), r.stderr)
+      assert.are.same({ "001" }, H.applied(db))
+    end)
+
+    it("keeps what ran before the failing statement, says so, and records the failure", function()
+      local dir = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", extra = "transaction = false,",
+          up = "CREATE TABLE a (id int); SELECT 1/0" },
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.matches("NOT rolled back", r.stderr)
+      assert.are.same({}, H.applied(db))
+      assert.are.equal(1, #failures(db))
+    end)
+  end)
+
+  describe("the tracking schema", function()
+    it("is named by --schema", function()
+      local dir = H.project(H.chain(2))
+      local r = H.tide({ "upgrade", "--schema", "migr", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db, "migr"))
+      assert.are.same({ "history", "revision" }, H.tables(db, "migr"))
+      assert.is_false(H.exists(db, "tide.revision"))
+      -- status through the same schema sees the revisions applied
+      local s = H.tide({ "status", "--json", "--schema", "migr", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, H.json(s).pending)
+    end)
+
+    it("is named by `schema` in tide.lua", function()
+      local dir = H.project(H.chain(2), 'return { schema = "from_file" }\n')
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db, "from_file"))
+      assert.is_false(H.exists(db, "tide.revision"))
+    end)
+
+    it("is named by --schema over tide.lua", function()
+      local dir = H.project(H.chain(1), 'return { schema = "from_file" }\n')
+      local r = H.tide({ "upgrade", "--schema", "from_flag", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001" }, H.applied(db, "from_flag"))
+      assert.is_false(H.exists(db, "from_file.revision"))
+    end)
+
+    it("refuses a name that is not a plain identifier (exit 2)", function()
+      local dir = H.project(H.chain(1))
+      local r = H.tide({ "upgrade", "--schema", "x; DROP TABLE y", "--url", db.url }, { dir = dir })
+      assert.are.equal(2, r.code, r.output)
+      assert.are.same({}, H.sql(db, "SELECT 1 FROM pg_namespace WHERE nspname LIKE 'x%'"))
+    end)
+
+    it("keeps history append-only", function()
+      local dir = H.project(H.chain(1))
+      assert.are.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
+      assert.has_error(function()
+        H.sql(db, "DELETE FROM tide.history")
+      end)
+      assert.has_error(function()
+        H.sql(db, "UPDATE tide.history SET outcome = 'failed'")
+      end)
+      assert.are.equal(1, #H.history(db))
+    end)
+  end)
+end)
