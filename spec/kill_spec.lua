@@ -1,0 +1,136 @@
+-- Reliability: `kill -9` of tide at random points of upgrades and downgrades, and the server
+-- ending tide's backend mid-revision. After each, the database must be consistent (a revision's
+-- table exists exactly when its state row does, and history agrees) and the next run finishes.
+-- tools/torture/kill runs the long form of the same loop.
+local H = require "spec.support.helpers"
+local core = require "tide.core"
+
+local N = 24
+
+-- Every revision sleeps a little so that kills land inside revisions as well as between them.
+local function project()
+  local revs = {}
+  for i = 1, N do
+    local id = string.format("%03d", i)
+    revs[id .. ".lua"] = H.revision {
+      revision = id,
+      down_revision = i > 1 and string.format("%03d", i - 1) or nil,
+      up = string.format("CREATE TABLE k%d (id int PRIMARY KEY); SELECT pg_sleep(0.01)", i),
+      down_sql = string.format("DROP TABLE k%d; SELECT pg_sleep(0.01)", i),
+    }
+  end
+  return H.project(revs)
+end
+
+--- Starts tide with `exec` so the pid we get is tide's own.
+local function start(args, dir)
+  local cmd = "unset DATABASE_URL; cd " .. H.shell_quote(dir) .. " && echo $$ && exec " .. H.command(args)
+    .. " >/dev/null 2>&1"
+  local p = assert(io.popen("sh -c " .. H.shell_quote(cmd) .. " & ", "r"))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  return pid
+end
+
+-- Running, as opposed to gone or a zombie waiting for init to reap it.
+local function alive(pid)
+  local stat = H.read("/proc/" .. pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
+-- State and catalog agree, and history's last event per revision matches the state.
+local function assert_consistent(db)
+  local applied = {}
+  for _, id in ipairs(H.applied(db)) do
+    applied[id] = true
+  end
+  local tables = {}
+  for _, t in ipairs(H.tables(db)) do
+    tables[t] = true
+  end
+  for i = 1, N do
+    local id = string.format("%03d", i)
+    assert.are.equal(applied[id] == true, tables["k" .. i] == true,
+      "revision " .. id .. ": state row and table disagree")
+  end
+  if not H.sql(db, "SELECT to_regclass('tide.history') IS NOT NULL AS p")[1].p then
+    assert.are.same({}, H.tables(db))
+    return
+  end
+  local rows = H.sql(db, "SELECT DISTINCT ON (revision) revision, direction FROM tide.history "
+    .. "WHERE outcome = 'applied' ORDER BY revision, id DESC")
+  for _, r in ipairs(rows) do
+    assert.are.equal(r.direction == "upgrade", applied[r.revision] == true,
+      "revision " .. r.revision .. ": history's last event disagrees with the state")
+  end
+  -- Every upgrade in the state was applied before any revision that depends on it.
+  for i = 2, N do
+    if applied[string.format("%03d", i)] then
+      assert.is_true(applied[string.format("%03d", i - 1)], "revision " .. i .. " applied without its parent")
+    end
+  end
+end
+
+describe("reliability #db", function()
+  local db, dir
+  before_each(function()
+    db = H.fresh_db()
+    dir = project()
+  end)
+  after_each(H.cleanup)
+
+  it("survives kill -9 at 10 random points of upgrades and downgrades", function()
+    math.randomseed(tonumber(os.getenv("TIDE_SEED") or "") or os.time())
+    for round = 1, 10 do
+      local direction = round % 2 == 1 and "upgrade" or "downgrade"
+      local args = direction == "upgrade" and { "upgrade", "--url", db.url }
+        or { "downgrade", "base", "--url", db.url }
+      local pid = start(args, dir)
+      core.sleep(0.02 + math.random() * 0.25)
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      local deadline = core.now() + 10
+      while alive(pid) and core.now() < deadline do
+        core.sleep(0.01)
+      end
+      assert.is_false(alive(pid))
+      -- The server ends the dead tide's sessions on its own; a new tide waits for the lock if
+      -- the old backend has not noticed yet.
+      assert_consistent(db)
+    end
+    local r = H.tide({ "upgrade", "--url", db.url, "--lock-wait", "30" }, { dir = dir })
+    assert.are.equal(0, r.code, r.stderr)
+    assert_consistent(db)
+    assert.are.equal(N, #H.applied(db))
+  end)
+
+  it("fails cleanly when the server terminates tide's backend mid-revision, and the next run finishes", function()
+    local slow = H.project {
+      ["001.lua"] = H.revision { revision = "001", up = "CREATE TABLE s1 (id int)" },
+      ["002.lua"] = H.revision { revision = "002", down_revision = "001",
+        up = "CREATE TABLE s2 (id int); SELECT pg_sleep(30)" },
+    }
+    local run = H.spawn({ "upgrade", "--url", db.url }, { dir = slow })
+    local victim
+    local deadline = core.now() + 20
+    while not victim and core.now() < deadline do
+      local rows = H.sql(nil, "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(30)%' "
+        .. "AND pid <> pg_backend_pid()", db.name)
+      victim = rows[1] and rows[1].pid
+      core.sleep(0.05)
+    end
+    assert.is_not_nil(victim, "revision 002 never started")
+    H.sql(nil, "SELECT pg_terminate_backend($1)", victim)
+    local r = run.wait()
+    assert.are.equal(6, r.code, r.stderr)
+    assert.matches("revision 002", r.stderr)
+    assert.are.same({ "001" }, H.applied(db))
+    assert.are.same({ "s1" }, H.tables(db))
+    local fixed = H.project {
+      ["001.lua"] = H.revision { revision = "001", up = "CREATE TABLE s1 (id int)" },
+      ["002.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE TABLE s2 (id int)" },
+    }
+    r = H.tide({ "upgrade", "--url", db.url, "--lock-wait", "30" }, { dir = fixed })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({ "001", "002" }, H.applied(db))
+  end)
+end)
