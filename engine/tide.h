@@ -35,6 +35,10 @@ struct pg_conn;
 struct pg_conn *tide_pg_connect(const char *conninfo, const char *application_name,
                                 tide_error *err);
 
+/* sys.c: overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
+ * (password=PASSWORD) in place with 'x', keeping the length. For argv, so `ps` stops showing it. */
+void tide_mask_password(char *arg);
+
 /* Each sets its functions into the tide.core table at the top of the stack. */
 void tide_conn_register(lua_State *L);
 void tide_sys_register(lua_State *L);
@@ -67,14 +71,49 @@ typedef struct tide_sigv4_result {
   char signature[65];
 } tide_sigv4_result;
 
-int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials *cred, tide_sigv4_result *res,
-                    tide_error *err);
+int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials *cred,
+                    tide_sigv4_result *res, tide_error *err);
 void tide_sigv4_result_free(tide_sigv4_result *res);
 /* Percent-encodes all but the unreserved set (and '/' when keep_slash); malloc'd, NULL on OOM. */
 char *tide_sigv4_uri_encode(const char *s, int keep_slash);
 int tide_sigv4_sha256_hex(const void *data, size_t len, char out[65]);
 void tide_sigv4_hex(const unsigned char *md, size_t n, char *out);
 void tide_sigv4_amz_date(time_t t, char out[17]);
+/* Progress of a long step ("dump", "verify", "upload", "download"); non-zero stops the work. */
+typedef int (*tide_progress_fn)(void *ud, const char *stage, unsigned long long done,
+                                unsigned long long total);
+
+/* dump.c: pg_dump into a temporary file, verified by a full read, hashed. */
+typedef struct tide_dump_opts {
+  const char *pg_dump, *pg_restore; /* paths of the tools */
+  const char *conninfo;             /* URL or keywords; "" for libpq's PG* variables */
+  const char *tmp_dir;
+  const char *lock_wait_timeout; /* pg_dump --lock-wait-timeout, e.g. "30s" */
+  int server_version_num;        /* refuse an older pg_dump; 0 skips the check */
+  unsigned long long min_free;   /* bytes that must be free in tmp_dir before starting */
+  unsigned long long estimate;   /* expected archive size, for progress only */
+  tide_progress_fn progress;
+  void *progress_ud;
+} tide_dump_opts;
+
+typedef struct tide_dump_result {
+  char path[4096]; /* the verified archive (the caller removes it) */
+  unsigned long long size;
+  char sha256[65], md5[33];
+  char pg_dump_version[256];
+  int pg_dump_version_num;
+} tide_dump_result;
+
+int tide_dump_run(const tide_dump_opts *o, tide_dump_result *res, tide_error *err);
+int tide_dump_verify(const char *pg_restore, const char *path, tide_dump_result *res,
+                     tide_progress_fn progress, void *ud, tide_error *err);
+int tide_dump_digest(const char *path, tide_dump_result *res, tide_error *err);
+int tide_dump_restore(const char *pg_restore, const char *conninfo, const char *path, int clean,
+                      tide_error *err);
+int tide_dump_tool_version(const char *tool, char *out, size_t outsz, int *version_num,
+                           tide_error *err);
+int tide_dump_disk_free(const char *dir, unsigned long long *bytes, tide_error *err);
+void tide_dump_register(lua_State *L);
 /* ---- end backup ---------------------------------------------------------------------------- */
 
 int luaopen_tide_core(lua_State *L);
