@@ -12,6 +12,24 @@ local sql = {}
 -- a later `drop_index(long_name)` would still work by accident. Refusing them is clearer.
 local MAX_IDENT_BYTES = 63
 
+-- The checks behind ident and qualified; `level` points the error at their caller.
+local function quote_ident(name, level)
+  if type(name) ~= "string" then
+    error(("sql.ident: identifier must be a string, got %s"):format(type(name)), level + 1)
+  end
+  if name == "" then
+    error("sql.ident: identifier must not be empty", level + 1)
+  end
+  if name:find("\0", 1, true) then
+    error(("sql.ident: identifier %q contains a NUL byte"):format(name), level + 1)
+  end
+  if #name > MAX_IDENT_BYTES then
+    error(("sql.ident: identifier %q is %d bytes long; PostgreSQL would truncate it to %d")
+      :format(name, #name, MAX_IDENT_BYTES), level + 1)
+  end
+  return '"' .. name:gsub('"', '""') .. '"'
+end
+
 ---Quotes one identifier: always double-quoted, embedded `"` doubled, so the name reaches
 ---PostgreSQL exactly as written (case kept, no keyword clashes, no injection).
 ---A dot is part of the name: `ident("app.users")` names a table called `app.users`;
@@ -19,20 +37,7 @@ local MAX_IDENT_BYTES = 63
 ---@param name string
 ---@return string
 function sql.ident(name)
-  if type(name) ~= "string" then
-    error(("sql.ident: identifier must be a string, got %s"):format(type(name)), 2)
-  end
-  if name == "" then
-    error("sql.ident: identifier must not be empty", 2)
-  end
-  if name:find("\0", 1, true) then
-    error(("sql.ident: identifier %q contains a NUL byte"):format(name), 2)
-  end
-  if #name > MAX_IDENT_BYTES then
-    error(("sql.ident: identifier %q is %d bytes long; PostgreSQL would truncate it to %d")
-      :format(name, #name, MAX_IDENT_BYTES), 2)
-  end
-  return '"' .. name:gsub('"', '""') .. '"'
+  return (quote_ident(name, 2))
 end
 
 ---@class tide.QualifiedName
@@ -45,7 +50,7 @@ end
 ---@return string
 function sql.qualified(name)
   if type(name) == "string" then
-    return sql.ident(name)
+    return (quote_ident(name, 2))
   end
   if type(name) ~= "table" then
     error(("sql.qualified: expected a name or {schema = ..., name = ...}, got %s")
@@ -60,9 +65,9 @@ function sql.qualified(name)
     error("sql.qualified: missing `name`", 2)
   end
   if name.schema == nil then
-    return sql.ident(name.name)
+    return (quote_ident(name.name, 2))
   end
-  return sql.ident(name.schema) .. "." .. sql.ident(name.name)
+  return quote_ident(name.schema, 2) .. "." .. quote_ident(name.name, 2)
 end
 
 ---Quotes one value as an SQL literal: strings in single quotes (`'` doubled; written as E'...'
