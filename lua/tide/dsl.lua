@@ -42,27 +42,33 @@ function dsl.fail(message, ...)
   error(caller_position() .. message:format(...), 0)
 end
 
----Levenshtein distance between two short words (option names, type names).
+---Edit distance between two short words (option names, type names): insertions, deletions,
+---substitutions and transpositions of neighbours (`gni`→`gin`) each cost 1.
 ---@param a string
 ---@param b string
 ---@return integer
 function dsl.distance(a, b)
-  local previous = {}
-  for j = 0, #b do
-    previous[j] = j
+  local d = {}
+  for i = 0, #a do
+    d[i] = { [0] = i }
+  end
+  for j = 1, #b do
+    d[0][j] = j
   end
   for i = 1, #a do
-    local current = { [0] = i }
     for j = 1, #b do
       local cost = a:byte(i) == b:byte(j) and 0 or 1
-      current[j] = math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
     end
-    previous = current
   end
-  return previous[#b]
+  return d[#a][#b]
 end
 
----The candidate closest to `word`, or nil when none is close enough to be a plausible typo.
+---The candidate closest to `word`, or nil when none is close enough to be a plausible typo:
+---at most one edit per three letters (at least one), or `word` cut short (`uniq`→`unique`).
 ---Ties go to the first candidate in `candidates` order, so callers list common words first.
 ---@param word string
 ---@param candidates string[]
@@ -71,12 +77,14 @@ function dsl.suggest(word, candidates)
   local best, best_distance
   for _, candidate in ipairs(candidates) do
     local d = dsl.distance(word, candidate)
+    if #word >= 3 and candidate:sub(1, #word) == word then
+      d = math.min(d, 1)
+    end
     if best_distance == nil or d < best_distance then
       best, best_distance = candidate, d
     end
   end
-  -- a third of the word, but at least 2: `were`→`where`, `uniqe`→`unique`, `intger`→`integer`
-  if best_distance and best_distance <= math.max(2, #word // 3) then
+  if best_distance and best_distance <= math.max(1, #word // 3) then
     return best
   end
   return nil
