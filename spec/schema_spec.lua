@@ -262,7 +262,8 @@ CREATE TABLE %s (
     it("writes every requested change into one statement", function()
       assert.equal([[ALTER TABLE "users" ALTER COLUMN "score" TYPE bigint USING (score::bigint), ]]
         .. [[ALTER COLUMN "score" SET DEFAULT 0, ALTER COLUMN "score" SET NOT NULL]],
-        build.alter_column("users", "score", { type = "BIGINT", using = "score::bigint", default = 0, not_null = true }))
+        build.alter_column("users", "score",
+          { type = "BIGINT", using = "score::bigint", default = 0, not_null = true }))
       assert.equal([[ALTER TABLE "users" ALTER COLUMN "nick" DROP DEFAULT, ALTER COLUMN "nick" DROP NOT NULL]],
         build.alter_column("users", "nick", { drop_default = true, not_null = false }))
       assert.equal([[ALTER TABLE "users" ALTER COLUMN "at" SET DEFAULT now()]],
@@ -352,7 +353,8 @@ CREATE TABLE %s (
 
   describe("grant() and revoke()", function()
     it("grants on tables, sequences and schemas", function()
-      assert.equal([[GRANT SELECT, INSERT ON TABLE "users" TO "app"]], build.grant({ "select", "insert" }, "users", "app"))
+      assert.equal([[GRANT SELECT, INSERT ON TABLE "users" TO "app"]],
+        build.grant({ "select", "insert" }, "users", "app"))
       assert.equal([[GRANT ALL ON TABLE "app"."users", "vms" TO "app", PUBLIC WITH GRANT OPTION]],
         build.grant("all", { table = { { schema = "app", name = "users" }, "vms" } }, { "app", "public" },
           { with_grant_option = true }))
