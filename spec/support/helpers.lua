@@ -238,7 +238,12 @@ function H.applied(db, schema)
   if not present then
     return ids
   end
-  for _, r in ipairs(H.sql(db, "SELECT revision FROM " .. (schema or "tide") .. ".revision ORDER BY revision")) do
+  -- Since format 2 a non-transactional revision that stopped half way keeps a row with state
+  -- 'partial': only state 'applied' counts as applied.
+  local has_state = H.sql(db, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'state' "
+    .. "AND NOT attisdropped", (schema or "tide") .. ".revision")[1] ~= nil
+  for _, r in ipairs(H.sql(db, "SELECT revision FROM " .. (schema or "tide") .. ".revision"
+    .. (has_state and " WHERE state = 'applied'" or "") .. " ORDER BY revision")) do
     ids[#ids + 1] = r.revision
   end
   return ids

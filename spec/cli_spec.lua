@@ -1,0 +1,702 @@
+-- spec/cli_spec.lua: tide.cli (lua/tide/cli.lua) through the real binary against the sandbox
+-- server: every command, global flags on either side of the command word, --json parsed back,
+-- exit codes (lua/tide/errors.lua), the config precedence and passwords kept out of output.
+local H = require "spec.support.helpers"
+local core = require "tide.core"
+local json = require "tide.json"
+
+local COMMANDS = { "upgrade", "downgrade", "current", "status", "history", "heads", "new", "merge", "stamp", "check",
+  "version" }
+
+-- The revisions ids of a list of JSON objects.
+local function ids(list)
+  local out = {}
+  for i, r in ipairs(list) do
+    out[i] = r.revision
+  end
+  return out
+end
+
+local function branched_project()
+  return H.project {
+    ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int)", down_sql = "DROP TABLE a" },
+    ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE TABLE b (id int)",
+      down_sql = "DROP TABLE b" },
+    ["003_c.lua"] = H.revision { revision = "003", down_revision = "001", up = "CREATE TABLE c (id int)",
+      down_sql = "DROP TABLE c" },
+  }
+end
+
+describe("tide command line #db", function()
+  local db, dir
+
+  before_each(function()
+    db = H.fresh_db()
+    dir = H.project(H.chain(3))
+  end)
+
+  after_each(function()
+    H.cleanup()
+  end)
+
+  local function tide(args, opts)
+    opts = opts or {}
+    opts.dir = opts.dir or dir
+    return H.tide(args, opts)
+  end
+
+  describe("upgrade", function()
+    it("applies every pending revision and says which", function()
+      local r = tide { "upgrade", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("applied 3 revisions to head", r.stdout)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+      assert.are.same({ "t1", "t2", "t3" }, H.tables(db))
+    end)
+
+    it("stops at a target and then at +N", function()
+      assert.are.equal(0, tide({ "upgrade", "001", "--url", db.url }).code)
+      assert.are.same({ "001" }, H.applied(db))
+      assert.are.equal(0, tide({ "upgrade", "+1", "--url", db.url }).code)
+      assert.are.same({ "001", "002" }, H.applied(db))
+    end)
+
+    it("prints its result as JSON", function()
+      local r = tide { "upgrade", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.are.equal("upgrade", out.direction)
+      assert.are.equal("head", out.target)
+      assert.is_false(out.nothing_to_do)
+      assert.are.same({ "001", "002", "003" }, ids(out.revisions))
+      assert.is_number(out.revisions[1].duration_ms)
+      assert.are.equal(out.run_id, H.history(db)[1].run_id)
+    end)
+
+    it("says there is nothing to do, also in JSON", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local r = tide { "upgrade", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.is_true(H.json(r).nothing_to_do)
+      assert.are.equal(3, #H.history(db))
+    end)
+
+    it("refuses an unknown target with exit 2 and changes nothing", function()
+      local r = tide { "upgrade", "nope", "--url", db.url }
+      assert.are.equal(2, r.code, r.output)
+      assert.matches('unknown target "nope"', r.stderr)
+      assert.are.same({}, H.applied(db))
+    end)
+
+    it("refuses -N with exit 2", function()
+      assert.are.equal(2, tide({ "upgrade", "-1", "--url", db.url }).code)
+    end)
+
+    it("refuses to run when the database has a revision the files do not know (exit 8)", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local r = tide({ "upgrade", "--url", db.url }, { dir = H.project(H.chain(2)) })
+      assert.are.equal(8, r.code, r.output)
+      assert.matches("revision 003", r.stderr)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+      assert.are.equal(3, #H.history(db))
+    end)
+  end)
+
+  describe("downgrade", function()
+    before_each(function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+    end)
+
+    it("reverts down to a target, which stays applied", function()
+      local r = tide { "downgrade", "001", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("reverted 2 revisions", r.stdout)
+      assert.are.same({ "001" }, H.applied(db))
+      assert.are.same({ "t1" }, H.tables(db))
+    end)
+
+    it("reverts the last N with -N, and everything with base", function()
+      assert.are.equal(0, tide({ "downgrade", "-1", "--url", db.url }).code)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.equal(0, tide({ "downgrade", "base", "--url", db.url }).code)
+      assert.are.same({}, H.applied(db))
+      assert.are.same({}, H.tables(db))
+    end)
+
+    it("prints its result as JSON", function()
+      local r = tide { "downgrade", "-2", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.are.equal("downgrade", out.direction)
+      assert.are.equal("-2", out.target)
+      assert.are.same({ "003", "002" }, ids(out.revisions))
+    end)
+
+    it("needs a target (exit 2)", function()
+      local r = tide { "downgrade", "--url", db.url }
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("usage: tide downgrade", r.stderr)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+  end)
+
+  describe("current", function()
+    it("says base before anything is applied, without creating tide's schema", function()
+      local r = tide { "current", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("base", r.stdout)
+      assert.are.same({}, H.sql(db, "SELECT 1 FROM pg_namespace WHERE nspname = 'tide'"))
+      assert.are.same({}, H.json(tide { "current", "--json", "--url", db.url }).current)
+    end)
+
+    it("shows the revision the database is at, and whether it is the head", function()
+      assert.are.equal(0, tide({ "upgrade", "002", "--url", db.url }).code)
+      local r = tide { "current", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      local cur = H.json(r).current
+      assert.are.equal(1, #cur)
+      assert.are.equal("002", cur[1].revision)
+      assert.is_false(cur[1].head)
+      assert.are.equal("create t2", cur[1].message)
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      assert.matches("003 %(head%)", tide({ "current", "--url", db.url }).stdout)
+    end)
+
+    it("shows one current revision per branch", function()
+      local d = branched_project()
+      assert.are.equal(0, tide({ "upgrade", "heads", "--url", db.url }, { dir = d }).code)
+      local cur = H.json(tide({ "current", "--json", "--url", db.url }, { dir = d })).current
+      assert.are.same({ "002", "003" }, ids(cur))
+    end)
+  end)
+
+  describe("status", function()
+    it("lists applied and pending revisions with their messages", function()
+      assert.are.equal(0, tide({ "upgrade", "001", "--url", db.url }).code)
+      local r = tide { "status", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("%[x%] 001%s+create t1", r.stdout)
+      assert.matches("%[ %] 002%s+create t2%s+pending", r.stdout)
+      assert.matches("2 pending", r.stdout)
+    end)
+
+    it("prints JSON with every revision's state", function()
+      assert.are.equal(0, tide({ "upgrade", "001", "--url", db.url }).code)
+      local out = H.json(tide { "status", "--json", "--url", db.url })
+      assert.are.equal(2, out.pending)
+      assert.are.same({ "003" }, out.heads)
+      assert.are.equal("tide", out.schema)
+      assert.are.same({ "001", "002", "003" }, ids(out.revisions))
+      assert.are.equal("applied", out.revisions[1].state)
+      assert.are.equal("pending", out.revisions[2].state)
+      assert.are.equal("create t1", out.revisions[1].message)
+      assert.is_string(out.revisions[1].applied_at)
+    end)
+
+    it("marks a file changed since it was applied", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local path = dir .. "/versions/002_t2.lua"
+      H.write(path, H.read(path) .. "-- edited\n")
+      local out = H.json(tide { "status", "--json", "--url", db.url })
+      assert.is_true(out.revisions[2].changed)
+    end)
+  end)
+
+  describe("history", function()
+    it("shows the graph from the files, newest first, without a database", function()
+      local r = tide { "history", "--url", "postgresql://nobody@127.0.0.1:" .. H.closed_port() .. "/x" }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("002 %-> 003 %(head%), create t3", r.stdout)
+      assert.matches("<base> %-> 001, create t1", r.stdout)
+      local out = H.json(tide { "history", "--json" })
+      assert.are.same({ "003", "002", "001" }, ids(out.revisions))
+      assert.are.same({ "002" }, out.revisions[1].down_revision)
+      assert.are.same({}, out.revisions[3].down_revision)
+      assert.is_true(out.revisions[1].head)
+    end)
+
+    it("shows what ran on the database with --applied, failures included", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      assert.are.equal(0, tide({ "downgrade", "-1", "--url", db.url }).code)
+      local r = tide { "history", "--applied", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("downgrade%s+003%s+applied", r.stdout)
+      local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
+      assert.are.equal(4, #out.applied)
+      assert.are.equal("downgrade", out.applied[1].direction)
+      assert.are.equal("003", out.applied[1].revision)
+      assert.are.equal("upgrade", out.applied[4].direction)
+      assert.are.equal("001", out.applied[4].revision)
+      assert.are.equal(core.version, out.applied[1].tide_version)
+      assert.are.equal(os.getenv("PGUSER"), out.applied[1].db_user)
+    end)
+
+    it("limits --applied to --limit rows", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local out = H.json(tide { "history", "--applied", "--limit", "2", "--json", "--url", db.url })
+      assert.are.same({ "003", "002" }, ids(out.applied))
+    end)
+
+    it("shows an empty --applied history on a database tide never touched", function()
+      local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
+      assert.are.same({}, out.applied)
+    end)
+  end)
+
+  describe("heads", function()
+    it("lists the one head", function()
+      local r = tide { "heads" }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("003 %(head%)", r.stdout)
+    end)
+
+    it("lists every head as JSON", function()
+      local out = H.json(tide({ "heads", "--json" }, { dir = branched_project() }))
+      assert.are.same({ "002", "003" }, ids(out.heads))
+      assert.matches("versions/002_b.lua$", out.heads[1].file)
+    end)
+  end)
+
+  describe("new", function()
+    it("writes the first revision as a root, and the next one on top of the head", function()
+      local d = H.project {}
+      local r = tide({ "new", "Create users table" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      local first = H.read(d .. "/versions/001_create_users_table.lua")
+      assert.truthy(first, r.output)
+      assert.matches("down_revision = nil", first)
+      r = tide({ "new", "--json", "add email" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.are.equal("002", out.revision)
+      assert.are.same({ "001" }, out.down_revision)
+      assert.matches('down_revision = "001"', H.read(d .. "/versions/002_add_email.lua"))
+      -- the files load and run
+      r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db))
+    end)
+
+    it("refuses when there are several heads (exit 5) and writes nothing", function()
+      local d = branched_project()
+      local r = tide({ "new", "more" }, { dir = d })
+      assert.are.equal(5, r.code, r.output)
+      assert.matches("multiple heads", r.stderr)
+      assert.is_nil(H.read(d .. "/versions/004_more.lua"))
+    end)
+
+    it("needs a message (exit 2)", function()
+      assert.are.equal(2, tide({ "new" }).code)
+    end)
+  end)
+
+  describe("merge", function()
+    it("writes a merge revision over the heads, leaving one head", function()
+      local d = branched_project()
+      local r = tide({ "merge", "-m", "join branches", "--json" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.are.equal("004", out.revision)
+      assert.are.same({ "002", "003" }, out.down_revision)
+      assert.truthy(H.read(d .. "/versions/004_join_branches.lua"))
+      assert.are.same({ "004" }, ids(H.json(tide({ "heads", "--json" }, { dir = d })).heads))
+      r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002", "003", "004" }, H.applied(db))
+    end)
+
+    it("refuses when there is only one head (exit 2)", function()
+      local r = tide { "merge" }
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("nothing to merge", r.stderr)
+    end)
+  end)
+
+  describe("stamp", function()
+    it("records revisions as applied without running them", function()
+      local r = tide { "stamp", "002", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({}, H.tables(db))
+      local hist = H.history(db)
+      assert.are.equal(2, #hist)
+      assert.are.equal("stamp", hist[1].direction)
+    end)
+
+    it("forgets revisions with base, appending unstamp rows", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local r = tide { "stamp", "base", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.are.same({ "001", "002", "003" }, out.unstamped)
+      assert.are.same({}, H.applied(db))
+      assert.are.same({ "t1", "t2", "t3" }, H.tables(db))
+      assert.are.equal(3, #H.sql(db, "SELECT 1 FROM tide.history WHERE direction = 'unstamp'"))
+    end)
+
+    it("needs a target (exit 2)", function()
+      assert.are.equal(2, tide({ "stamp", "--url", db.url }).code)
+    end)
+  end)
+
+  describe("check", function()
+    it("passes with valid files, one head and an up-to-date database", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local r = tide { "check", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.is_true(out.ok)
+      assert.are.equal(0, out.pending)
+      assert.are.same({}, out.problems)
+    end)
+
+    it("fails (exit 1) with several heads", function()
+      local r = tide({ "check", "--json", "--url", db.url }, { dir = branched_project() })
+      assert.are.equal(1, r.code, r.output)
+      local out = H.json(r)
+      assert.is_false(out.ok)
+      assert.matches("multiple heads", out.problems[1])
+    end)
+
+    it("fails (exit 1) when the database is ahead of the files", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local r = tide({ "check", "--url", db.url }, { dir = H.project(H.chain(2)) })
+      assert.are.equal(1, r.code, r.output)
+      assert.matches("the database has revision 003", r.stdout)
+    end)
+
+    it("fails (exit 1) when an applied file changed", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local path = dir .. "/versions/001_t1.lua"
+      H.write(path, (H.read(path):gsub("create t1", "create t1 again")))
+      local r = tide { "check", "--url", db.url }
+      assert.are.equal(1, r.code, r.output)
+      assert.matches("revision 001 .* changed since it was applied", r.stdout)
+    end)
+
+    it("does not count a re-saved file (CRLF, trailing spaces) as changed", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      local path = dir .. "/versions/001_t1.lua"
+      H.write(path, (H.read(path):gsub("\n", "   \r\n")))
+      local r = tide { "check", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+    end)
+
+    it("checks only the files with --offline", function()
+      local r = tide { "check", "--offline", "--url", "postgresql://x@127.0.0.1:" .. H.closed_port() .. "/x" }
+      assert.are.equal(0, r.code, r.output)
+    end)
+
+    it("fails (exit 5) with a file that does not load", function()
+      H.write(dir .. "/versions/004_bad.lua", "return {")
+      local r = tide { "check", "--offline" }
+      assert.are.equal(5, r.code, r.output)
+      assert.truthy(r.stderr:find("versions/004_bad.lua:1:", 1, true), r.stderr)
+    end)
+  end)
+
+  describe("version", function()
+    it("prints tide's version, anywhere, as text or JSON", function()
+      local r = H.tide({ "version" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("tide " .. core.version .. "\n", r.stdout)
+      assert.are.equal(core.version, H.json(H.tide({ "--json", "version" }, { dir = "/" })).version)
+    end)
+  end)
+
+  describe("--help", function()
+    for _, cmd in ipairs(COMMANDS) do
+      it("explains `" .. cmd .. "`, before or after the command word", function()
+        for _, args in ipairs { { cmd, "--help" }, { "--help", cmd }, { cmd, "-h" } } do
+          local r = H.tide(args, { dir = "/" })
+          assert.are.equal(0, r.code, table.concat(args, " ") .. ": " .. r.output)
+          assert.truthy(r.stdout:find("usage: tide " .. cmd, 1, true), r.stdout)
+          assert.matches("global flags", r.stdout)
+        end
+      end)
+    end
+
+    it("lists every command with `tide --help`", function()
+      local r = H.tide({ "--help" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      for _, cmd in ipairs(COMMANDS) do
+        assert.matches("\n  " .. cmd .. " ", r.stdout)
+      end
+    end)
+
+    it("shows the help and exits 2 without a command", function()
+      local r = H.tide({}, { dir = "/" })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("usage: tide COMMAND", r.stdout)
+    end)
+  end)
+
+  describe("global flags", function()
+    it("work before the command word", function()
+      local r = H.tide({ "--json", "-C", dir, "--url", db.url, "upgrade" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("upgrade", H.json(r).direction)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+
+    it("work after the command word and its argument", function()
+      local r = H.tide({ "upgrade", "002", "--url", db.url, "-C", dir, "--json" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, ids(H.json(r).revisions))
+    end)
+
+    it("accept --flag=value", function()
+      local r = H.tide({ "--url=" .. db.url, "status", "--json", "-C", dir }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(3, H.json(r).pending)
+    end)
+
+    it("take the revisions from --versions DIR", function()
+      local other = H.tmpdir {
+        ["migrations/001_x.lua"] = H.revision { revision = "x1", up = "CREATE TABLE from_versions_flag (id int)" },
+      }
+      for _, args in ipairs {
+        { "--versions", other .. "/migrations", "upgrade", "--url", db.url },
+        { "downgrade", "base", "--url", db.url, "--versions", other .. "/migrations" },
+      } do
+        local r = tide(args)
+        assert.are.equal(0, r.code, r.output)
+      end
+      assert.are.same({ "x1" }, ids(H.json(tide { "history", "--json", "--versions", other .. "/migrations" })
+        .revisions))
+      assert.are.same({}, H.applied(db))
+      assert.are.equal(2, #H.history(db))
+    end)
+
+    it("refuses -C of a folder that does not exist (exit 2)", function()
+      local r = H.tide({ "status", "-C", "/nonexistent/tide-spec" }, { dir = "/" })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("/nonexistent/tide%-spec", r.stderr)
+    end)
+
+    it("refuses an unknown flag with a suggestion (exit 2)", function()
+      local r = tide { "upgrade", "--singel-transaction", "--url", db.url }
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("did you mean `%-%-single%-transaction`", r.stderr)
+      assert.are.same({}, H.applied(db))
+    end)
+
+    it("refuses an unknown command with a suggestion (exit 2)", function()
+      local r = tide { "upgade" }
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("did you mean `upgrade`", r.stderr)
+    end)
+
+    it("refuses a flag without its value (exit 2)", function()
+      assert.are.equal(2, tide({ "status", "--url" }).code)
+    end)
+
+    it("refuses extra arguments (exit 2)", function()
+      assert.are.equal(2, tide({ "upgrade", "001", "002", "--url", db.url }).code)
+      assert.are.same({}, H.applied(db))
+    end)
+  end)
+
+  describe("exit codes", function()
+    it("is 3 when the server cannot be reached, with JSON naming the kind", function()
+      local r = tide { "status", "--json", "--url", "postgresql://x@127.0.0.1:" .. H.closed_port() .. "/x" }
+      assert.are.equal(3, r.code, r.output)
+      local out = H.json(r)
+      assert.are.equal("connect", out.error.kind)
+      assert.are.equal(3, out.error.exit_code)
+    end)
+
+    it("is 5 for a revision that fails to load, reported in JSON too", function()
+      H.write(dir .. "/versions/004_bad.lua", "return { revision = 'x', messag = 'y' }")
+      local r = tide { "upgrade", "--json", "--url", db.url }
+      assert.are.equal(5, r.code, r.output)
+      local out = H.json(r)
+      assert.are.equal("load", out.error.kind)
+      assert.matches("did you mean `message`", out.error.message)
+      assert.are.same({}, H.applied(db))
+    end)
+
+    it("is 6 for a revision that fails to run, reported in JSON with revision and sqlstate", function()
+      H.write(dir .. "/versions/004_bad.lua", H.revision { revision = "004", down_revision = "003",
+        up = "SELECT 1/0" })
+      local r = tide { "upgrade", "--json", "--url", db.url }
+      assert.are.equal(6, r.code, r.output)
+      local out = H.json(r)
+      assert.are.equal("run", out.error.kind)
+      assert.are.equal("004", out.error.revision)
+      assert.are.equal("22012", out.error.sqlstate)
+      assert.matches("versions/004_bad.lua$", out.error.file)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+
+    it("is 2 for a tide.lua with an unknown key", function()
+      local d = H.project(H.chain(1), 'return { urll = "x" }\n')
+      local r = tide({ "status" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("did you mean `url`", r.stderr)
+    end)
+  end)
+
+  describe("configuration precedence", function()
+    local dbs
+
+    before_each(function()
+      dbs = { flag = H.fresh_db(), env = H.fresh_db(), file = H.fresh_db(), pg = H.fresh_db() }
+    end)
+
+    -- Runs `tide upgrade` with the given sources and returns which database got the revisions.
+    local function target_of(sources)
+      local d = H.project(H.chain(1), sources.file and string.format("return { url = %q }\n", dbs.file.url) or nil)
+      local args = { "upgrade" }
+      if sources.flag then
+        args[#args + 1] = "--url"
+        args[#args + 1] = dbs.flag.url
+      end
+      local env = { PGDATABASE = dbs.pg.name }
+      if sources.env then
+        env.DATABASE_URL = dbs.env.url
+      end
+      local r = H.tide(args, { dir = d, env = env, unset = {} })
+      assert.are.equal(0, r.code, r.output)
+      local hit = {}
+      for name, which in pairs(dbs) do
+        if #H.applied(which) > 0 then
+          hit[#hit + 1] = name
+          H.sql(which, "DROP SCHEMA tide CASCADE; DROP TABLE t1")
+        end
+      end
+      return table.concat(hit, ",")
+    end
+
+    it("takes --url over everything", function()
+      assert.are.equal("flag", target_of { flag = true, env = true, file = true })
+    end)
+
+    it("takes DATABASE_URL over tide.lua and PG* variables", function()
+      assert.are.equal("env", target_of { env = true, file = true })
+    end)
+
+    it("takes tide.lua's url over PG* variables", function()
+      assert.are.equal("file", target_of { file = true })
+    end)
+
+    it("falls back to libpq's PG* variables", function()
+      assert.are.equal("pg", target_of {})
+    end)
+
+    it("ignores an empty DATABASE_URL", function()
+      local d = H.project(H.chain(1), string.format("return { url = %q }\n", dbs.file.url))
+      local r = H.tide({ "upgrade" }, { dir = d, env = { DATABASE_URL = "" }, unset = {} })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001" }, H.applied(dbs.file))
+    end)
+  end)
+
+  describe("passwords", function()
+    local password
+
+    before_each(function()
+      password = H.password()
+      assert.is_string(password)
+      assert.is_true(#password >= 8)
+    end)
+
+    local function assert_hidden(r, secret)
+      assert.is_nil(r.stdout:find(secret, 1, true), "password printed on stdout: " .. r.stdout)
+      assert.is_nil(r.stderr:find(secret, 1, true), "password printed on stderr: " .. r.stderr)
+    end
+
+    it("never prints the password of a URL when the password is wrong", function()
+      local secret = "Sp3cWrongPassw0rd"
+      local url = H.url(db.name, os.getenv("PGUSER"), secret)
+      for _, args in ipairs { { "upgrade", "--url", url }, { "status", "--json", "--url", url },
+        { "upgrade", "--verbose", "--url", url } } do
+        local r = tide(args)
+        assert.are.equal(3, r.code, r.output)
+        assert.matches("password authentication failed", r.output)
+        assert_hidden(r, secret)
+      end
+    end)
+
+    it("never prints the password when a revision fails", function()
+      H.write(dir .. "/versions/004_bad.lua", H.revision { revision = "004", down_revision = "003",
+        up = "SELECT 1/0" })
+      local url = H.url(db.name, os.getenv("PGUSER"), password)
+      for _, args in ipairs { { "upgrade", "--url", url }, { "upgrade", "--json", "--verbose", "--url", url },
+        { "status", "--url", url }, { "status", "--json", "--url", url }, { "check", "--url", url },
+        { "history", "--applied", "--url", url } } do
+        local r = tide(args)
+        assert_hidden(r, password)
+      end
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+
+    it("never prints the password when the server is down", function()
+      local secret = "Sp3cDownPassw0rd"
+      local url = string.format("postgresql://tide:%s@127.0.0.1:%d/x", secret, H.closed_port())
+      for _, args in ipairs { { "upgrade", "--url", url }, { "status", "--json", "--url", url } } do
+        local r = tide(args)
+        assert.are.equal(3, r.code, r.output)
+        assert_hidden(r, secret)
+      end
+      local r = tide({ "upgrade" }, { env = { DATABASE_URL = url }, unset = {} })
+      assert.are.equal(3, r.code, r.output)
+      assert_hidden(r, secret)
+    end)
+
+    it("never prints a password given as a keyword string", function()
+      local secret = "Sp3cKeyw0rdPassw0rd"
+      local conninfo = string.format("host=127.0.0.1 port=%s dbname=%s password=%s", os.getenv("PGPORT"), db.name,
+        secret)
+      local r = tide { "upgrade", "--url", conninfo }
+      assert.are.equal(3, r.code, r.output)
+      assert_hidden(r, secret)
+    end)
+
+    it("never prints the password in a lock timeout message", function()
+      local holder <close> = core.connect(db.url, "spec-holder")
+      holder:query("SELECT pg_advisory_lock(hashtextextended('tide:tide', 0))")
+      local url = H.url(db.name, os.getenv("PGUSER"), password)
+      local r = tide { "upgrade", "--lock-wait", "0.5", "--url", url }
+      assert.are.equal(4, r.code, r.output)
+      assert_hidden(r, password)
+    end)
+
+    it("hides the password from /proc/<pid>/cmdline while tide runs", function()
+      local d = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", up = "SELECT pg_sleep(3)" },
+      }
+      local url = H.url(db.name, os.getenv("PGUSER"), password)
+      local run = H.spawn({ "upgrade", "--url", url }, { dir = d })
+      local cmdline
+      local deadline = core.now() + 10
+      while core.now() < deadline and not cmdline do
+        for _, pid in ipairs(H.descendants(run.pid)) do
+          local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
+          local exe = p:read("l")
+          p:close()
+          local text = H.read("/proc/" .. pid .. "/cmdline")
+          if exe == H.bin and text and text:find("pg_sleep", 1, true) == nil
+            and #H.sql(db, "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' "
+              .. "AND pid <> pg_backend_pid()") > 0 then
+            cmdline = text
+          end
+        end
+        core.sleep(0.05)
+      end
+      local r = run.wait()
+      assert.are.equal(0, r.code, r.stderr)
+      assert.is_string(cmdline, "did not find the running tide process")
+      assert.truthy(cmdline:find("--url", 1, true), cmdline)
+      assert.is_nil(cmdline:find(password, 1, true), "password visible in /proc/<pid>/cmdline")
+      assert_hidden(r, password)
+    end)
+  end)
+end)
+
+describe("tide.json", function()
+  it("round-trips what tide prints", function()
+    local value = { a = { 1, 2, 3 }, b = "x\"y\n", c = true, d = 1.5 }
+    assert.are.same(value, json.decode(json.encode(value)))
+  end)
+end)
