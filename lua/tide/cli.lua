@@ -16,6 +16,8 @@ local GLOBAL_FLAGS = {
   { "versions", "DIR", "folder of revision files (default: versions/ beside tide.lua)" },
   { "schema", "NAME", "schema of tide's tracking tables (default: tide)" },
   { "lock-wait", "SECONDS", "wait at most this long for another tide's lock (default: 60)" },
+  { "lock-timeout", "DURATION", "lock_timeout for each revision's statements, e.g. 2s (default: 5s)" },
+  { "lock-retries", "N", "retry a revision that hit lock_timeout up to N times, with backoff (default: 3)" },
   { "json", nil, "print the result as JSON on stdout" },
   { "quiet", nil, "print only errors on stderr", "q" },
   { "verbose", nil, "print more on stderr", "v" },
@@ -139,6 +141,9 @@ end
 
 local MIGRATE_FLAGS = {
   { "single-transaction", nil, "run every revision in one transaction: all or nothing" },
+  { "sql", nil, "print the SQL script the run would send (tide's bookkeeping marked); change nothing" },
+  { "dry-run", nil, "run the revisions in one transaction, report, and roll back" },
+  { "allow-drift", nil, "run even if an applied revision's file changed since it was applied" },
 }
 
 local function migrate(direction)
@@ -148,13 +153,21 @@ local function migrate(direction)
       errors.raise("usage", "downgrade needs a TARGET: a revision, -N or base")
     end
     revisions.check_target(ctx.graph, direction, target)
+    if flags.sql then
+      return require("tide.safety").sql_script(ctx, direction, target)
+    end
     return require("tide.runner").migrate(ctx, direction, target, {
       single_transaction = flags["single-transaction"],
+      dry_run = flags["dry-run"],
+      allow_drift = flags["allow-drift"],
     })
   end
 end
 
 local function print_migrate(result)
+  if require("tide.safety").print_migrate(result) then
+    return
+  end
   if result.nothing_to_do then
     out("nothing to do: no revision to %s for target %s", result.direction, result.target)
     return
@@ -224,15 +237,17 @@ command("status", {
   run = function(ctx)
     local conn <close> = connect(ctx)
     local runner = require "tide.runner"
-    local applied = runner.state(conn, ctx.cfg)
+    local applied, partial = runner.state(conn, ctx.cfg)
     local list, pending = {}, 0
     for _, rev in ipairs(ctx.graph.list) do
       local row = applied[rev.revision]
+      local partial_state, partial_text = require("tide.safety").status_of(partial, rev.revision)
       list[#list + 1] = {
         revision = rev.revision,
         message = rev.message,
         file = rev.file,
-        state = row and "applied" or "pending",
+        state = row and "applied" or partial_state or "pending",
+        partial = partial_text,
         applied_at = row and row.applied_at or nil,
         applied_by = row and row.applied_by or nil,
         changed = row and row.checksum ~= rev.checksum or nil,
@@ -249,9 +264,9 @@ command("status", {
   print = function(result)
     out("database: %s", result.database)
     for _, r in ipairs(result.revisions) do
-      local mark = ({ applied = "[x]", pending = "[ ]", unknown = "[?]" })[r.state]
+      local mark = ({ applied = "[x]", pending = "[ ]", unknown = "[?]", partial = "[~]" })[r.state]
       local extra = r.state == "applied" and string.format("applied %s by %s", r.applied_at, r.applied_by)
-        or r.state == "pending" and "pending" or "applied, but not in versions/"
+        or r.state == "pending" and "pending" or r.partial or "applied, but not in versions/"
       out("%s %-12s %-40s %s%s", mark, r.revision, r.message, extra, r.changed and "  (file changed since)" or "")
     end
     out("%d pending; head%s: %s", result.pending, #result.heads == 1 and "" or "s", table.concat(result.heads, ", "))
@@ -383,19 +398,18 @@ command("check", {
     if not flags.offline then
       local conn <close> = connect(ctx)
       local runner = require "tide.runner"
-      local applied = runner.state(conn, ctx.cfg)
-      for _, id in ipairs(runner.unknown(ctx.graph, applied)) do
-        problems[#problems + 1] = string.format("the database has revision %s, not found in %s", id, ctx.graph.dir)
+      local applied, partial = runner.state(conn, ctx.cfg)
+      for _, id in ipairs(runner.unknown(ctx.graph, applied, partial)) do
+        problems[#problems + 1] = string.format("the database has revision %s, not found in %s "
+          .. "(deleted or renamed file, or the database is ahead of this code)", id, ctx.graph.dir)
       end
       for _, rev in ipairs(ctx.graph.list) do
-        local row = applied[rev.revision]
-        if not row then
+        if not applied[rev.revision] then
           pending = pending + 1
-        elseif row.checksum ~= rev.checksum then
-          problems[#problems + 1] =
-            string.format("revision %s (%s) changed since it was applied", rev.revision, rev.file)
         end
       end
+      -- drift with diffs, a partial revision, lint of the pending revisions
+      require("tide.safety").check(ctx, conn, applied, partial, problems)
     end
     return { ok = #problems == 0, problems = problems, pending = pending, revisions = #ctx.graph.list,
       exit = #problems == 0 and 0 or errors.exit_codes.check }
@@ -608,6 +622,9 @@ function M.main(args)
         schema = flags.schema,
         lock_wait = flags["lock-wait"] and (tonumber(flags["lock-wait"])
           or errors.raise("usage", "--lock-wait needs a number of seconds")),
+        lock_timeout = flags["lock-timeout"],
+        lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))
+          or errors.raise("usage", "--lock-retries needs a whole number")),
       }
       ctx.graph = revisions.load(ctx.cfg.versions_dir)
       ctx.flags = flags

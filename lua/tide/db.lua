@@ -4,11 +4,22 @@
 --   db:query(sql, ...)    one statement with $1..$n parameters -> rows (tables keyed by column)
 --   db:one(sql, ...)      the first row or nil
 --   db:savepoint(fn)      runs fn(db) inside a savepoint: an error rolls back to it and re-raises
+--   db:step(name, fn)     a checkpoint of a non-transactional revision: fn(db) runs once; a
+--                         rerun after a failure or a kill skips the steps that finished
 --   db.null               the NULL sentinel (parameters and results)
 --
--- A recording db (db.record) keeps every statement instead of sending it, for `--sql`.
+-- A recording db (db.record) keeps every statement instead of sending it, for `--sql` and
+-- `tide lint`; statements with parameters are recorded with the values inlined as literals,
+-- and a statement that reads data fails, because a script cannot hand rows back to Lua.
+--
+-- `CREATE INDEX CONCURRENTLY name` first drops an INVALID index of the same name, the leftover
+-- of an earlier attempt that failed or was killed (it would otherwise make IF NOT EXISTS a
+-- silent no-op, or the retry fail with "already exists"). The DSL's create_index goes through
+-- db:exec, so it gets this too.
 local core = require "tide.core"
 local errors = require "tide.errors"
+local log = require "tide.log"
+local sqlmod = require "tide.sql"
 
 ---@class tide.DB
 ---@field null lightuserdata the NULL sentinel
@@ -42,7 +53,74 @@ function DB:exec(sql)
     self.record[#self.record + 1] = sql
     return
   end
+  self:drop_invalid_leftover(sql)
   self.conn:exec(sql)
+  if not self.current_step then
+    self.unstepped = (self.unstepped or 0) + 1
+  end
+end
+
+-- "CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON [ONLY] table": the index's
+-- qualified name (it lives in the table's schema), or nil for any other statement.
+local function concurrent_index(statement)
+  local s = statement:gsub("^%s+", ""):gsub("%-%-[^\n]*\n", " ")
+  local rest = s:match("^[Cc][Rr][Ee][Aa][Tt][Ee]%s+(.*)")
+  if not rest then
+    return nil
+  end
+  rest = rest:gsub("^[Uu][Nn][Ii][Qq][Uu][Ee]%s+", "")
+  rest = rest:match("^[Ii][Nn][Dd][Ee][Xx]%s+[Cc][Oo][Nn][Cc][Uu][Rr][Rr][Ee][Nn][Tt][Ll][Yy]%s+(.*)")
+  if not rest then
+    return nil
+  end
+  rest = rest:gsub("^[Ii][Ff]%s+[Nn][Oo][Tt]%s+[Ee][Xx][Ii][Ss][Tt][Ss]%s+", "")
+  local name = rest:match('^("[^"]+")%s') or rest:match("^([%w_]+)%s")
+  if not name then
+    return nil
+  end
+  local after = rest:sub(#name + 1):gsub("^%s+[Oo][Nn]%s+", ""):gsub("^[Oo][Nn][Ll][Yy]%s+", "")
+  local schema = after:match('^("[^"]+")%.') or after:match("^([%w_]+)%.")
+  return schema and (schema .. "." .. name) or name
+end
+
+--- Drops an INVALID index left by an interrupted CREATE INDEX CONCURRENTLY of the same name.
+function DB:drop_invalid_leftover(statement)
+  local name = concurrent_index(statement)
+  if not name then
+    return
+  end
+  local rows = self.conn:query("SELECT c.oid::regclass::text AS name FROM pg_catalog.pg_index i "
+    .. "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+    .. "WHERE i.indexrelid = pg_catalog.to_regclass($1) AND NOT i.indisvalid", name)
+  if rows[1] then
+    log.warn("dropping the INVALID index %s left by an earlier CREATE INDEX CONCURRENTLY before rebuilding it",
+      rows[1].name)
+    self.conn:exec("DROP INDEX CONCURRENTLY IF EXISTS " .. rows[1].name)
+  end
+end
+
+-- Does this statement read data (and so cannot be recorded into a script)?
+local function reads(statement)
+  local word = statement:gsub("^%s+", ""):gsub("^%(+%s*", ""):match("^(%a+)")
+  word = word and word:upper()
+  return word == "SELECT" or word == "WITH" or word == "VALUES" or word == "SHOW" or word == "TABLE"
+    or word == "EXPLAIN" or word == "FETCH"
+end
+
+--- statement with $1..$n replaced by the literals of the values (for a recorded script).
+function M.inline(statement, ...)
+  local args = table.pack(...)
+  return (statement:gsub("%$(%d+)", function(n)
+    n = tonumber(n)
+    if n < 1 or n > args.n then
+      return nil
+    end
+    local v = args[n]
+    if v == core.null then
+      return "NULL"
+    end
+    return sqlmod.literal(v)
+  end))
 end
 
 ---@param sql string one statement with $1..$n placeholders
@@ -53,10 +131,19 @@ function DB:query(sql, ...)
     error("db:query(sql, ...): sql must be a string, got " .. type(sql), 2)
   end
   if self.record then
-    errors.raise("run", "revision " .. tostring(self.revision) .. " reads data with db:query, "
-      .. "which --sql cannot record: run it against a database instead", { query = sql })
+    if reads(sql) then
+      errors.raise("run", "revision " .. tostring(self.revision) .. " reads data (db:query of a statement that "
+        .. "returns rows), which an offline SQL script cannot do: run it against a database instead of --sql",
+        { query = sql })
+    end
+    self.record[#self.record + 1] = M.inline(sql, ...)
+    return {}, 0
   end
-  return self.conn:query(sql, ...)
+  local rows, count = self.conn:query(sql, ...)
+  if not self.current_step then
+    self.unstepped = (self.unstepped or 0) + 1
+  end
+  return rows, count
 end
 
 ---@return table|nil row
@@ -78,6 +165,47 @@ function DB:savepoint(fn)
   self:exec("ROLLBACK TO SAVEPOINT " .. name)
   self:exec("RELEASE SAVEPOINT " .. name)
   error(err, 0)
+end
+
+--- A checkpoint. In a non-transactional revision run by the runner, self.stepper knows the
+--- steps that finished in an earlier, interrupted run: those are skipped, and each step that
+--- finishes now is recorded at once. Elsewhere (transactional revisions, --sql) fn just runs.
+---@param name string unique within the revision and direction
+---@param fn fun(db: tide.DB)
+function DB:step(name, fn)
+  if type(name) ~= "string" or name == "" or type(fn) ~= "function" then
+    error("db:step(name, fn): name must be a non-empty string and fn a function", 2)
+  end
+  if self.current_step then
+    error(string.format("db:step(%q): steps cannot be nested (inside step %q)", name, self.current_step), 2)
+  end
+  self.step_names = self.step_names or {}
+  if self.step_names[name] then
+    error(string.format("db:step(%q): a step of that name already ran in this revision", name), 2)
+  end
+  self.step_names[name] = true
+  self.step_count = (self.step_count or 0) + 1
+  if self.record then
+    self.record[#self.record + 1] = "-- step " .. name:gsub("\n", " ")
+  end
+  local stepper = self.stepper
+  if stepper and stepper.done[name] then
+    log.info("  step %q finished in an earlier run: skipped", name)
+    return
+  end
+  self.current_step = name
+  local ok, err = pcall(fn, self)
+  self.current_step = nil
+  if not ok then
+    if type(err) == "table" then
+      err.step = err.step or name
+    end
+    self.failed_step = name
+    error(err, 0)
+  end
+  if stepper then
+    stepper.finish(name, self.step_count)
+  end
 end
 
 return M

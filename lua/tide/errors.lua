@@ -19,6 +19,7 @@ M.exit_codes = {
   run = 6, -- a revision failed to run (rolled back, failure recorded in history)
   backup = 7, -- the backup before migrating failed: nothing was changed
   ahead = 8, -- the database has revisions this code does not know
+  drift = 9, -- an applied revision's file changed since it ran (upgrade without --allow-drift)
   internal = 70,
 }
 

@@ -18,6 +18,7 @@ M.fields = {
   transaction = { ["nil"] = true, boolean = true },
   lock_timeout = { ["nil"] = true, string = true },
   statement_timeout = { ["nil"] = true, string = true },
+  allow = { ["nil"] = true, table = true }, -- lint opt-outs: rule -> reason (tide.lint)
 }
 local field_names = {}
 for k in pairs(M.fields) do
@@ -116,6 +117,7 @@ function M.load_file(path)
     transaction = t.transaction ~= false,
     lock_timeout = t.lock_timeout,
     statement_timeout = t.statement_timeout,
+    allow = t.allow,
     file = path,
     line = line_of(source, "revision"),
     source = source,

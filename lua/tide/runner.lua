@@ -28,33 +28,102 @@ function M.connect(cfg)
   return conn
 end
 
---- Applied revisions, read without any lock ({} before the first run).
+--- Revisions recorded in the database, read without any lock: applied (id -> row) and partial
+--- (id -> row: non-transactional revisions that stopped half way), both {} before the first run.
+--- Two small queries; this is all a run with nothing to do costs.
 function M.state(conn, cfg)
-  if not track.exists(conn, cfg.schema) then
-    return {}, {}
+  local present, format = track.inspect(conn, cfg.schema)
+  if not present then
+    return {}, {}, nil
   end
-  return track.applied(conn, cfg.schema)
+  local applied, partial = track.applied(conn, cfg.schema, format)
+  return applied, partial, format
 end
 
---- Applied revisions the files do not know: the database is ahead of this code.
-function M.unknown(graph, applied)
+--- Applied (or partial) revisions the files do not know: the database is ahead of this code,
+--- or an applied revision's file was deleted or renamed.
+function M.unknown(graph, applied, partial)
   local ids = {}
-  for id in pairs(applied) do
-    if not graph.by_id[id] then
-      ids[#ids + 1] = id
+  for _, set in ipairs { applied, partial or {} } do
+    for id in pairs(set) do
+      if not graph.by_id[id] then
+        ids[#ids + 1] = id
+      end
     end
   end
   table.sort(ids)
   return ids
 end
 
-local function refuse_unknown(graph, applied)
-  local ids = M.unknown(graph, applied)
+local function refuse_unknown(graph, applied, partial)
+  local ids = M.unknown(graph, applied, partial)
   if #ids > 0 then
     errors.raise("ahead", string.format("the database has applied revision%s %s, not found in %s: "
-      .. "this code is older than the database (deploy newer code, or `tide stamp` after inspection)",
+      .. "this code is older than the database, or the file was deleted or renamed since it was applied "
+      .. "(deploy newer code, restore the file, or `tide stamp` after inspection)",
       #ids > 1 and "s" or "", table.concat(ids, ", "), graph.dir))
   end
+end
+
+--- Applied (and partial) revisions whose file changed since: list of {rev, row}, in graph order.
+--- Rows checksummed by another algorithm version than this tide's are compared only when this
+--- tide knows that algorithm (today there is one).
+function M.drifted(graph, applied, partial)
+  local out = {}
+  for _, rev in ipairs(graph.list) do
+    local row = applied[rev.revision] or (partial and partial[rev.revision])
+    if row and row.checksum_algorithm == revisions.checksum_algorithm and row.checksum ~= rev.checksum then
+      out[#out + 1] = { rev = rev, row = row }
+    end
+  end
+  return out
+end
+
+-- The one partial revision, if any (a run stops at the first failure, so there is at most one).
+local function the_partial(partial)
+  local id, row = next(partial or {})
+  return id, row
+end
+
+--- Plans with a partial revision taken into account: a partial upgrade counts as pending, a
+--- partial downgrade as applied, and nothing else runs before it is settled.
+local function plan_for(graph, direction, applied, partial, target)
+  local pid, prow = the_partial(partial)
+  local set = applied
+  if pid and prow.partial_direction == "downgrade" then
+    set = {}
+    for k, v in pairs(applied) do
+      set[k] = v
+    end
+    set[pid] = prow
+  end
+  local list = (direction == "upgrade" and revisions.plan_upgrade or revisions.plan_downgrade)(graph, set, target)
+  if pid and #list > 0 then
+    local first = list[1]
+    if first.revision ~= pid or prow.partial_direction ~= direction then
+      local rev = graph.by_id[pid]
+      errors.raise("run", string.format("revision %s (%s) is %s; other revisions wait until it is settled: "
+        .. "rerun `tide %s` to resume it after fixing the cause, or inspect the database and record the "
+        .. "outcome with `tide resolve %s --applied|--reverted --reason \"...\"`", pid, rev and rev.file or "?",
+        M.describe_partial(prow), prow.partial_direction, pid))
+    end
+  end
+  return list
+end
+
+--- "partially applied: 2/3 steps, failed at step "b" with error ..." for status and messages.
+function M.describe_partial(row)
+  local what = row.partial_direction == "downgrade" and "partially reverted" or "partially applied"
+  local steps = row.steps_total and row.steps_total > 0 and string.format(": %d/%d steps", row.steps_done or 0,
+    row.steps_total) or string.format(": %d steps done", row.steps_done or 0)
+  local failure
+  if row.error then
+    failure = string.format(", failed%s with error %s", row.failed_step and (" at step " .. string.format("%q",
+      row.failed_step)) or "", (row.error:gsub("\n.*", "")))
+  else
+    failure = ", interrupted (the run was killed or lost its connection)"
+  end
+  return what .. steps .. failure
 end
 
 local function run_id()
@@ -106,31 +175,110 @@ local function run_failure(rev, direction, err, rolled_back)
   })
 end
 
-local function timeouts(cfg, rev)
-  return string.format("SET LOCAL lock_timeout = %s; SET LOCAL statement_timeout = %s",
-    sql.literal(rev.lock_timeout or cfg.lock_timeout), sql.literal(rev.statement_timeout or cfg.statement_timeout))
+local function timeout_values(cfg, rev)
+  return rev.lock_timeout or cfg.lock_timeout, rev.statement_timeout or cfg.statement_timeout
 end
 
--- Runs one revision in one direction and records it. In a single-transaction run the caller
--- owns BEGIN/COMMIT; otherwise a transactional revision gets its own.
-local function apply(conn, cfg, run, rev, direction, single)
+local function timeouts(cfg, rev)
+  local lt, st = timeout_values(cfg, rev)
+  return string.format("SET LOCAL lock_timeout = %s; SET LOCAL statement_timeout = %s", sql.literal(lt),
+    sql.literal(st))
+end
+M.timeouts = timeouts
+
+--- The session most likely blocking a statement that hit lock_timeout: another backend of this
+--- database holding a granted lock on a user relation, preferring one the statement names,
+--- then the oldest transaction. nil when none is left (the blocker ended meanwhile).
+function M.blocker(conn, pids, statement)
+  local ok, rows = pcall(conn.query, conn, "SELECT a.pid, a.application_name, a.state, "
+    .. "pg_catalog.to_char(a.query_start, 'YYYY-MM-DD HH24:MI:SSOF') AS query_start, "
+    .. "pg_catalog.round(extract(epoch FROM pg_catalog.now() - a.query_start))::bigint AS seconds, "
+    .. "pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query, "
+    .. "c.relname, l.mode FROM pg_catalog.pg_locks l "
+    .. "JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+    .. "JOIN pg_catalog.pg_class c ON c.oid = l.relation "
+    .. "WHERE l.granted AND l.locktype = 'relation' AND l.relation >= 16384 "
+    .. "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
+    .. "AND l.pid <> ALL($1::int[]) ORDER BY a.xact_start NULLS LAST, a.pid", "{" .. table.concat(pids, ",") .. "}")
+  if not ok or #rows == 0 then
+    return nil
+  end
+  local text = (statement or ""):lower()
+  for _, r in ipairs(rows) do
+    if text:find(r.relname:lower(), 1, true) then
+      return r
+    end
+  end
+  return rows[1]
+end
+
+function M.describe_blocker(b)
+  if not b then
+    return "no blocking session found any more (it ended meanwhile)"
+  end
+  return string.format("pid %d (application_name %q, %s, query started %s, %ss ago, holds %s on %s: %s)", b.pid,
+    b.application_name, b.state ~= core.null and b.state or "?", b.query_start ~= core.null and b.query_start or "?",
+    b.seconds ~= core.null and tostring(b.seconds) or "?", b.mode, b.relname, b.query ~= core.null and b.query or "")
+end
+
+-- How many db:step calls the revision's function makes, from a recording run (a function that
+-- reads data cannot be recorded: then the source's own count of `:step(` is the estimate).
+local function count_steps(rev, fn)
+  local rec = dbmod.recorder(rev)
+  if pcall(fn, rec) then
+    return rec.step_count or 0
+  end
+  local n = 0
+  for _ in rev.source:gmatch(":step%s*%(") do
+    n = n + 1
+  end
+  return n
+end
+
+local function is_lock_timeout(err)
+  return type(err) == "table" and err.sqlstate == "55P03"
+end
+
+-- Runs one revision in one direction and records it, once. mode: {single (the caller owns
+-- BEGIN/COMMIT), dry (a --dry-run: nothing is recorded)}. Returns ok, ms, err, db.
+local function attempt(conn, cfg, run, rev, direction, mode)
   local fn = direction == "upgrade" and rev.upgrade or rev.downgrade
   local record = direction == "upgrade" and track.record_upgrade or track.record_downgrade
   local db = dbmod.new(conn, rev)
   local t0 = core.now()
-  local ok, err = true, nil
+  local ok, err
   if rev.transaction then
-    ok, err = xpcall(conn.exec, on_error, conn, (single and "" or "BEGIN; ") .. timeouts(cfg, rev))
+    ok, err = xpcall(conn.exec, on_error, conn, (mode.single and "" or "BEGIN; ") .. timeouts(cfg, rev))
+  else
+    -- Outside any transaction block, on a connection with none open: CREATE INDEX CONCURRENTLY
+    -- waits for older transactions, and must not find one of tide's own.
+    ok, err = xpcall(function()
+      local state = conn:info().transaction
+      if state ~= "idle" then
+        error(core.error("run", "a non-transactional revision needs a connection with no open transaction, "
+          .. "this one is " .. state), 0)
+      end
+      local lt, st = timeout_values(cfg, rev)
+      conn:query("SELECT pg_catalog.set_config('lock_timeout', $1, false), "
+        .. "pg_catalog.set_config('statement_timeout', $2, false)", lt, st)
+      track.begin_partial(conn, cfg.schema, rev, direction, count_steps(rev, fn))
+      db.stepper = {
+        done = track.steps(conn, cfg.schema, rev.revision, direction),
+        finish = function(name, ordinal)
+          track.record_step(conn, cfg.schema, run, rev.revision, direction, name, ordinal)
+        end,
+      }
+    end, on_error)
   end
   if ok then
     ok, err = xpcall(fn, on_error, db)
   end
   local ms = (core.now() - t0) * 1000
-  if ok then
+  if ok and not mode.dry then
     ok, err = xpcall(function()
       if rev.transaction then
         record(conn, cfg.schema, run, rev, ms)
-        if not single then
+        if not mode.single then
           conn:exec("COMMIT")
         end
       else
@@ -140,60 +288,133 @@ local function apply(conn, cfg, run, rev, direction, single)
       end
     end, on_error)
   end
-  if ok then
-    log.info("%s %s %s (%.0f ms)", direction == "upgrade" and "applied" or "reverted", rev.revision, rev.message, ms)
-    return ms
+  if not rev.transaction then
+    pcall(conn.exec, conn, "RESET lock_timeout; RESET statement_timeout")
   end
-  -- Roll back, then write the failure outside the rolled-back transaction.
-  local rolled_back = "rolled back; earlier revisions of this run stay applied"
-  if single then
-    rolled_back = "rolled back, with every revision of this --single-transaction run"
-  elseif not rev.transaction then
-    rolled_back = "NOT rolled back: the revision runs outside a transaction (transaction = false); "
-      .. "statements before the failing one stay applied"
+  return ok, ms, err, db
+end
+
+-- Runs one revision, retrying it whole after a lock timeout, and records the outcome.
+local function apply(conn, cfg, run, rev, direction, mode)
+  local retries = math.max(0, math.floor(tonumber(cfg.lock_retries) or 0))
+  local n = 0
+  while true do
+    n = n + 1
+    local ok, ms, err, db = attempt(conn, cfg, run, rev, direction, mode)
+    if ok then
+      log.info("%s %s %s (%.0f ms%s)", direction == "upgrade" and "applied" or "reverted", rev.revision,
+        rev.message, ms,
+        mode.dry and ", to be rolled back" or "")
+      return ms
+    end
+    pcall(conn.exec, conn, "ROLLBACK")
+    -- A non-transactional revision is retried only when every statement that ran was inside a
+    -- step that is now recorded, so that nothing runs twice.
+    local safe = rev.transaction or (db.unstepped or 0) == 0
+    local blocker
+    if is_lock_timeout(err) then
+      blocker = M.blocker(conn, mode.pids or { conn:info().pid }, err.query)
+      err.blocker = blocker
+    end
+    if is_lock_timeout(err) and n <= retries and safe and not mode.single and not mode.dry then
+      local delay = math.min(30, 0.5 * 2 ^ (n - 1)) * (0.5 + math.random())
+      log.warn("revision %s: lock timeout after %s (attempt %d of %d), blocked by %s; retrying in %.1fs",
+        rev.revision, (timeout_values(cfg, rev)), n, retries + 1, M.describe_blocker(blocker), delay)
+      pcall(track.record_failure, conn, cfg.schema, run, rev, direction, ms,
+        { text = string.format("lock timeout (attempt %d of %d), retrying; blocked by %s", n, retries + 1,
+          M.describe_blocker(blocker)), sqlstate = err.sqlstate })
+      core.sleep(delay)
+    else
+      local rolled_back = "rolled back; earlier revisions of this run stay applied"
+      if mode.dry then
+        rolled_back = "rolled back, with every revision of this --dry-run"
+      elseif mode.single then
+        rolled_back = "rolled back, with every revision of this --single-transaction run"
+      elseif not rev.transaction then
+        rolled_back = "NOT rolled back: the revision runs outside a transaction (transaction = false); "
+          .. "statements before the failing one stay applied; finished steps are recorded and a rerun "
+          .. "resumes after them (`tide status` shows where it stopped)"
+      end
+      if is_lock_timeout(err) then
+        err.detail = (err.detail and (err.detail .. "\n") or "") .. string.format("gave up after %d attempt%s; "
+          .. "blocked by %s", n, n == 1 and "" or "s", M.describe_blocker(blocker))
+      end
+      if not mode.dry then
+        if not rev.transaction then
+          pcall(track.fail_partial, conn, cfg.schema, rev, db.failed_step, tostring(err))
+        end
+        local recorded, why = pcall(track.record_failure, conn, cfg.schema, run, rev, direction, ms,
+          { text = tostring(err), sqlstate = err.sqlstate })
+        if not recorded then
+          log.warn("could not record the failure in %s.history: %s", cfg.schema, tostring(why))
+        end
+      end
+      run_failure(rev, direction, err, rolled_back)
+    end
   end
-  pcall(conn.exec, conn, "ROLLBACK")
-  local recorded, why = pcall(track.record_failure, conn, cfg.schema, run, rev, direction, ms,
-    { text = tostring(err), sqlstate = err.sqlstate })
-  if not recorded then
-    log.warn("could not record the failure in %s.history: %s", cfg.schema, tostring(why))
+end
+
+-- Refuses to upgrade over drifted revisions unless allowed; on downgrade says which source runs.
+local function drift_gate(ctx, conn, direction, applied, partial, opts, list)
+  local drifted = M.drifted(ctx.graph, applied, partial)
+  if #drifted == 0 then
+    return
   end
-  run_failure(rev, direction, err, rolled_back)
+  local safety = require "tide.safety"
+  if direction == "upgrade" and not opts.allow_drift then
+    errors.raise("drift", safety.drift_report(conn, ctx.cfg, drifted)
+      .. "\nrefusing to upgrade: record the edit with `tide accept REV` after review, or rerun with --allow-drift")
+  end
+  local in_plan = {}
+  for _, rev in ipairs(list or {}) do
+    in_plan[rev.revision] = true
+  end
+  for _, d in ipairs(drifted) do
+    if direction == "upgrade" then
+      log.warn("revision %s (%s) changed since it was applied (--allow-drift)", d.rev.revision, d.rev.file)
+    elseif in_plan[d.rev.revision] then
+      log.warn("revision %s changed since it was applied on %s: the downgrade runs the current file %s "
+        .. "(checksum %s), not the source that was applied (checksum %s; `tide check` shows the difference)",
+        d.rev.revision, d.row.applied_at, d.rev.file, d.rev.checksum:sub(1, 12), d.row.checksum:sub(1, 12))
+    end
+  end
 end
 
 --- Plans and runs an upgrade or downgrade.
----@param ctx table {cfg, graph, hooks}
+---@param ctx table {cfg, graph, before_migrate}
 ---@param direction "upgrade"|"downgrade"
 ---@param target string
----@param opts table {single_transaction, no_backup}
----@return table result {direction, target, revisions = {...}, nothing_to_do, run_id}
+---@param opts table {single_transaction, no_backup, allow_drift, dry_run, progress, note}
+---@return table result {direction, target, revisions = {...}, nothing_to_do, run_id, dry_run}
 function M.migrate(ctx, direction, target, opts)
+  opts = opts or {}
   local cfg, graph = ctx.cfg, ctx.graph
-  local plan_for = direction == "upgrade" and revisions.plan_upgrade or revisions.plan_downgrade
-  local result = { direction = direction, target = target, revisions = {}, nothing_to_do = false }
+  local result = { direction = direction, target = target, revisions = {}, nothing_to_do = false,
+    dry_run = opts.dry_run or nil }
   local conn <close> = M.connect(cfg)
 
-  local applied = M.state(conn, cfg)
-  refuse_unknown(graph, applied)
-  local plan = plan_for(graph, applied, target)
-  if #plan == 0 then
+  local applied, partial = M.state(conn, cfg)
+  refuse_unknown(graph, applied, partial)
+  local list = plan_for(graph, direction, applied, partial, target)
+  drift_gate(ctx, conn, direction, applied, partial, opts, list)
+  if #list == 0 then
     result.nothing_to_do = true
     return result
   end
 
   local lock_conn <close> = lock.acquire(cfg, conn)
-  if not track.exists(conn, cfg.schema) then
+  if not opts.dry_run then
     track.ensure(conn, cfg.schema)
   end
-  applied = track.applied(conn, cfg.schema)
-  refuse_unknown(graph, applied)
-  plan = plan_for(graph, applied, target)
-  if #plan == 0 then
+  applied, partial = M.state(conn, cfg)
+  refuse_unknown(graph, applied, partial)
+  list = plan_for(graph, direction, applied, partial, target)
+  if #list == 0 then
     result.nothing_to_do = true
     return result
   end
   if direction == "downgrade" then
-    for _, rev in ipairs(plan) do
+    for _, rev in ipairs(list) do
       if not rev.downgrade then
         errors.raise("usage", string.format("revision %s (%s) has no downgrade function", rev.revision, rev.file))
       end
@@ -201,7 +422,7 @@ function M.migrate(ctx, direction, target, opts)
   end
   local single = opts.single_transaction
   if single then
-    for _, rev in ipairs(plan) do
+    for _, rev in ipairs(list) do
       if not rev.transaction then
         errors.raise("usage", string.format("--single-transaction cannot include revision %s (%s): it has "
           .. "transaction = false", rev.revision, rev.file))
@@ -211,19 +432,40 @@ function M.migrate(ctx, direction, target, opts)
 
   local run = { id = run_id(), note = opts.note }
   result.run_id = run.id
-  if ctx.before_migrate then
-    run.backup = ctx.before_migrate({ conn = conn, cfg = cfg, plan = plan, applied = applied, target = target,
+  if ctx.before_migrate and not opts.dry_run then
+    run.backup = ctx.before_migrate({ conn = conn, cfg = cfg, plan = list, applied = applied, target = target,
       direction = direction, run = run })
   end
-  log.info("%s: %d revision%s to %s", direction, #plan, #plan == 1 and "" or "s", target)
-  if single then
+  log.info("%s%s: %d revision%s to %s", direction, opts.dry_run and " (dry run, rolled back at the end)" or "",
+    #list, #list == 1 and "" or "s", target)
+  local mode = { single = single or opts.dry_run, dry = opts.dry_run, pids = { conn:info().pid,
+    lock_conn:info().pid } }
+  if opts.dry_run then
+    conn:exec("BEGIN")
+    if not track.exists(conn, cfg.schema) then
+      conn:exec("SET LOCAL client_min_messages = warning;\n" .. track.ddl(cfg.schema))
+    end
+  elseif single then
     conn:exec("BEGIN")
   end
-  for _, rev in ipairs(plan) do
-    local ms = apply(conn, cfg, run, rev, direction, single)
-    result.revisions[#result.revisions + 1] = { revision = rev.revision, message = rev.message, duration_ms = ms }
+  for i, rev in ipairs(list) do
+    if opts.progress then
+      log.info("[%d/%d] %s %s %s", i, #list, direction == "upgrade" and "applying" or "reverting", rev.revision,
+        rev.message)
+    end
+    if opts.dry_run and not rev.transaction then
+      log.info("skipped %s %s: transaction = false cannot run inside the dry run's transaction", rev.revision,
+        rev.message)
+      result.revisions[#result.revisions + 1] = { revision = rev.revision, message = rev.message, skipped = true,
+        reason = "transaction = false" }
+    else
+      local ms = apply(conn, cfg, run, rev, direction, mode)
+      result.revisions[#result.revisions + 1] = { revision = rev.revision, message = rev.message, duration_ms = ms }
+    end
   end
-  if single then
+  if opts.dry_run then
+    conn:exec("ROLLBACK")
+  elseif single then
     local ok, err = pcall(conn.exec, conn, "COMMIT")
     if not ok then
       errors.raise("run", "COMMIT of the --single-transaction run failed: " .. tostring(err))
@@ -239,9 +481,7 @@ function M.stamp(ctx, target)
   local want = revisions.stamp_set(graph, target)
   local conn <close> = M.connect(cfg)
   local lock_conn <close> = lock.acquire(cfg, conn)
-  if not track.exists(conn, cfg.schema) then
-    track.ensure(conn, cfg.schema)
-  end
+  track.ensure(conn, cfg.schema)
   local applied = track.applied(conn, cfg.schema)
   local run = { id = run_id() }
   local result = { target = target, stamped = {}, unstamped = {}, run_id = run.id }
@@ -269,5 +509,8 @@ function M.stamp(ctx, target)
   lock_conn:close()
   return result
 end
+
+M.run_id = run_id
+M.on_error = on_error
 
 return M

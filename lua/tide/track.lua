@@ -2,9 +2,17 @@
 --
 --   <schema>.revision  current state: one row per applied revision, with the checksum of the
 --                      file that ran (and its algorithm version) and the applied source text.
---   <schema>.history   append-only log of every upgrade, downgrade, stamp and failure: who,
---                      where, when, how long, the outcome and the error. A trigger refuses
---                      UPDATE and DELETE, so the log cannot be rewritten by accident.
+--                      A non-transactional revision that stopped half way keeps a row with
+--                      state 'partial' (and the step it failed at) until it is resumed or
+--                      resolved; only rows with state 'applied' count as applied.
+--   <schema>.step      the finished db:step() checkpoints of a partial revision.
+--   <schema>.history   append-only log of every upgrade, downgrade, stamp, accept, resolve and
+--                      failure: who, where, when, how long, the outcome and the error. A trigger
+--                      refuses UPDATE and DELETE, so the log cannot be rewritten by accident.
+--
+-- The layout's version (M.format) is in the schema's comment. A newer tide upgrades an older
+-- layout in place, under the migration lock, with ADD COLUMN IF NOT EXISTS and friends; the
+-- lock-free read before the lock works with every format.
 --
 -- Every statement here is one round trip with $n parameters; the runner sends the state and
 -- history rows of a revision inside the revision's own transaction.
@@ -14,7 +22,11 @@ local sql = require "tide.sql"
 
 local M = {}
 
-M.format = 1 -- version of the tables' layout, stored in the schema's comment
+M.format = 2 -- version of the tables' layout, stored in the schema's comment
+
+-- Every direction and outcome a history row can have (format 2 added accept and resolve).
+local DIRECTIONS = "'upgrade', 'downgrade', 'stamp', 'unstamp', 'accept', 'resolve'"
+local OUTCOMES = "'applied', 'failed', 'reverted'"
 
 local function ddl(schema)
   local s = sql.ident(schema)
@@ -57,8 +69,30 @@ $fn$;
 DROP TRIGGER IF EXISTS history_append_only ON {schema}.history;
 CREATE TRIGGER history_append_only BEFORE UPDATE OR DELETE ON {schema}.history
   FOR EACH STATEMENT EXECUTE FUNCTION {schema}.history_append_only();
+-- format 2: partial (non-transactional) revisions, steps, accept and resolve
+ALTER TABLE {schema}.revision ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'applied';
+ALTER TABLE {schema}.revision ADD COLUMN IF NOT EXISTS partial_direction text;
+ALTER TABLE {schema}.revision ADD COLUMN IF NOT EXISTS steps_total integer;
+ALTER TABLE {schema}.revision ADD COLUMN IF NOT EXISTS failed_step text;
+ALTER TABLE {schema}.revision ADD COLUMN IF NOT EXISTS error text;
+ALTER TABLE {schema}.revision DROP CONSTRAINT IF EXISTS revision_state_check;
+ALTER TABLE {schema}.revision ADD CONSTRAINT revision_state_check CHECK (state IN ('applied', 'partial'));
+CREATE TABLE IF NOT EXISTS {schema}.step (
+  revision text NOT NULL,
+  direction text NOT NULL,
+  name text NOT NULL,
+  ordinal integer NOT NULL,
+  run_id text NOT NULL,
+  finished_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (revision, direction, name)
+);
+ALTER TABLE {schema}.history DROP CONSTRAINT IF EXISTS history_direction_check;
+ALTER TABLE {schema}.history ADD CONSTRAINT history_direction_check CHECK (direction IN ({directions}));
+ALTER TABLE {schema}.history DROP CONSTRAINT IF EXISTS history_outcome_check;
+ALTER TABLE {schema}.history ADD CONSTRAINT history_outcome_check CHECK (outcome IN ({outcomes}));
 COMMENT ON SCHEMA {schema} IS 'tide migration state (format {format})';
-]]):gsub("{schema}", (s:gsub("%%", "%%%%"))):gsub("{format}", M.format)
+]]):gsub("{directions}", DIRECTIONS):gsub("{outcomes}", OUTCOMES)
+    :gsub("{schema}", (s:gsub("%%", "%%%%"))):gsub("{format}", M.format)
 end
 
 --- Does the tracking schema exist yet? (A read that takes no lock.)
@@ -67,22 +101,77 @@ function M.exists(conn, schema)
   return rows[1].present
 end
 
---- Creates the tracking tables in a short transaction of their own, so that even a failure of
---- the very first revision finds a history table to be written to.
+--- Is the tracking schema there, and in which format? One lock-free query.
+---@return boolean present
+---@return integer|nil format (1 for a schema written before formats were numbered)
+function M.inspect(conn, schema)
+  local row = conn:query("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present, "
+    .. "pg_catalog.obj_description(pg_catalog.to_regnamespace($2), 'pg_namespace') AS comment",
+    sql.ident(schema) .. ".revision", sql.ident(schema))[1]
+  if not row.present then
+    return false, nil
+  end
+  local comment = row.comment ~= core.null and row.comment or ""
+  return true, tonumber(comment:match("%(format (%d+)%)")) or 1
+end
+
+--- The tracking tables' statements (without BEGIN/COMMIT), for --sql and --dry-run.
+M.ddl = ddl
+
+--- Creates the tracking tables, or upgrades an older layout in place, in a short transaction of
+--- their own, so that even a failure of the very first revision finds a history table to be
+--- written to. Call it with the migration lock held.
 function M.ensure(conn, schema)
+  local present, format = M.inspect(conn, schema)
+  if present and format > M.format then
+    require("tide.errors").raise("connect", string.format("the tracking schema %s has format %d, newer than "
+      .. "this tide understands (%d): upgrade tide", schema, format, M.format))
+  end
+  if present and format == M.format then
+    return
+  end
   conn:exec("BEGIN;\nSET LOCAL client_min_messages = warning;\n" .. ddl(schema) .. "COMMIT;")
 end
 
---- Applied revisions: id -> row.
-function M.applied(conn, schema)
+--- Revisions recorded in the state table: applied (id -> row) and partial (id -> row), the
+--- second being non-transactional revisions that stopped half way. format is M.inspect's.
+function M.applied(conn, schema, format)
+  local extra = (format or M.format) >= 2
+      and "state, partial_direction, steps_total, failed_step, error, "
+        .. "(SELECT pg_catalog.count(*) FROM " .. sql.ident(schema) .. ".step s WHERE s.revision = r.revision "
+        .. "AND s.direction = r.partial_direction)::integer AS steps_done"
+    or "'applied' AS state"
   local rows = conn:query("SELECT revision, message, checksum, checksum_algorithm, "
-    .. "pg_catalog.to_char(applied_at, 'YYYY-MM-DD HH24:MI:SSOF') AS applied_at, applied_by, duration_ms FROM "
-    .. sql.ident(schema) .. ".revision ORDER BY applied_at, revision")
-  local applied = {}
+    .. "pg_catalog.to_char(applied_at, 'YYYY-MM-DD HH24:MI:SSOF') AS applied_at, applied_by, duration_ms, "
+    .. extra .. " FROM " .. sql.ident(schema) .. ".revision r ORDER BY applied_at, revision")
+  local applied, partial = {}, {}
   for _, row in ipairs(rows) do
-    applied[row.revision] = row
+    for k, v in pairs(row) do
+      if v == core.null then
+        row[k] = nil
+      end
+    end
+    if row.state == "partial" then
+      partial[row.revision] = row
+    else
+      applied[row.revision] = row
+    end
   end
-  return applied, rows
+  return applied, partial
+end
+
+--- The stored source text of applied revisions (only asked for when a checksum differs).
+---@param ids string[]
+---@return table id -> {source, checksum, applied_at}
+function M.sources(conn, schema, ids)
+  local out = {}
+  local rows = conn:query("SELECT revision, source, checksum, "
+    .. "pg_catalog.to_char(applied_at, 'YYYY-MM-DD HH24:MI:SSOF') AS applied_at FROM "
+    .. sql.ident(schema) .. ".revision WHERE revision = ANY($1::text[])", "{" .. table.concat(ids, ",") .. "}")
+  for _, row in ipairs(rows) do
+    out[row.revision] = row
+  end
+  return out
 end
 
 --- Who runs this tide: fixed per process.
@@ -115,23 +204,97 @@ local function query(conn, statement, args)
   return conn:query(statement, table.unpack(args, 1, args.n))
 end
 
---- Records rev as applied: the state row and its history row in one statement.
+--- Records rev as applied: the state row and its history row in one statement. A partial row
+--- left by an interrupted run of the same revision becomes applied, and its steps go.
 function M.record_upgrade(conn, schema, run, rev, ms, direction)
   local s = sql.ident(schema)
   query(conn, "WITH state AS (INSERT INTO " .. s .. ".revision "
     .. "(revision, message, checksum, checksum_algorithm, applied_by, duration_ms, source) "
-    .. "VALUES ($2, $14, $6, $15, $9 || '@' || $10, $5, $16)) "
+    .. "VALUES ($2, $14, $6, $15, $9 || '@' || $10, $5, $16) ON CONFLICT (revision) DO UPDATE SET "
+    .. "message = EXCLUDED.message, checksum = EXCLUDED.checksum, checksum_algorithm = EXCLUDED.checksum_algorithm, "
+    .. "applied_at = EXCLUDED.applied_at, applied_by = EXCLUDED.applied_by, duration_ms = EXCLUDED.duration_ms, "
+    .. "source = EXCLUDED.source, state = 'applied', partial_direction = NULL, steps_total = NULL, "
+    .. "failed_step = NULL, error = NULL), "
+    .. "steps AS (DELETE FROM " .. s .. ".step WHERE revision = $2) "
     .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
     history_args(run, rev.revision, direction or "upgrade", "applied", ms, rev.checksum, nil,
       rev.message, revisions.checksum_algorithm, rev.source))
 end
 
---- Records rev as reverted: deletes the state row and writes the history row in one statement.
-function M.record_downgrade(conn, schema, run, rev, ms, direction)
+--- Records rev as reverted: deletes the state row (and any steps) and writes the history row in
+--- one statement. outcome defaults to "applied" (the downgrade was applied).
+function M.record_downgrade(conn, schema, run, rev, ms, direction, outcome)
   local s = sql.ident(schema)
-  query(conn, "WITH state AS (DELETE FROM " .. s .. ".revision WHERE revision = $2) "
+  query(conn, "WITH state AS (DELETE FROM " .. s .. ".revision WHERE revision = $2), "
+    .. "steps AS (DELETE FROM " .. s .. ".step WHERE revision = $2) "
     .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
-    history_args(run, rev.revision, direction or "downgrade", "applied", ms, rev.checksum, nil))
+    history_args(run, rev.revision, direction or "downgrade", outcome or "applied", ms, rev.checksum, nil))
+end
+
+--- Marks a non-transactional revision as started (state 'partial') before its first statement,
+--- so a kill at any point leaves a row that says so. Autocommit: it must survive a failure.
+function M.begin_partial(conn, schema, rev, direction, steps_total)
+  local s = sql.ident(schema)
+  local w = M.who()
+  if direction == "upgrade" then
+    conn:query("INSERT INTO " .. s .. ".revision (revision, message, checksum, checksum_algorithm, applied_by, "
+      .. "duration_ms, source, state, partial_direction, steps_total) VALUES ($1, $2, $3, $4, $5, 0, $6, 'partial', "
+      .. "'upgrade', $7) ON CONFLICT (revision) DO UPDATE SET state = 'partial', partial_direction = 'upgrade', "
+      .. "steps_total = EXCLUDED.steps_total, checksum = EXCLUDED.checksum, source = EXCLUDED.source, "
+      .. "failed_step = NULL, error = NULL", rev.revision, rev.message, rev.checksum, revisions.checksum_algorithm,
+      w.os_user .. "@" .. w.host, rev.source, steps_total)
+  else
+    conn:query("UPDATE " .. s .. ".revision SET state = 'partial', partial_direction = 'downgrade', "
+      .. "steps_total = $2, failed_step = NULL, error = NULL WHERE revision = $1", rev.revision, steps_total)
+  end
+end
+
+--- Records where a partial revision stopped (the step that failed and the error).
+function M.fail_partial(conn, schema, rev, step, err_text)
+  conn:query("UPDATE " .. sql.ident(schema) .. ".revision SET failed_step = $2, error = $3 "
+    .. "WHERE revision = $1 AND state = 'partial'", rev.revision, step, err_text)
+end
+
+--- Finished steps of a partial revision: name -> ordinal.
+function M.steps(conn, schema, revision, direction)
+  local done = {}
+  for _, row in ipairs(conn:query("SELECT name, ordinal FROM " .. sql.ident(schema) .. ".step "
+    .. "WHERE revision = $1 AND direction = $2", revision, direction)) do
+    done[row.name] = row.ordinal
+  end
+  return done
+end
+
+--- Records one finished step (autocommit, right after the step's statements).
+function M.record_step(conn, schema, run, revision, direction, name, ordinal)
+  conn:query("INSERT INTO " .. sql.ident(schema) .. ".step (revision, direction, name, ordinal, run_id) "
+    .. "VALUES ($1, $2, $3, $4, $5)", revision, direction, name, ordinal, run.id)
+end
+
+--- `tide accept`: the file's current checksum and source become the applied ones.
+function M.record_accept(conn, schema, run, rev, old_checksum)
+  local s = sql.ident(schema)
+  query(conn, "WITH state AS (UPDATE " .. s .. ".revision SET checksum = $6, checksum_algorithm = $14, "
+    .. "source = $15, message = $16 WHERE revision = $2) "
+    .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
+    history_args(run, rev.revision, "accept", "applied", 0, rev.checksum,
+      { text = "previous checksum " .. tostring(old_checksum) }, revisions.checksum_algorithm, rev.source, rev.message))
+end
+
+--- `tide resolve`: the operator settles a partial revision as applied or reverted.
+function M.record_resolve(conn, schema, run, rev, outcome)
+  local s = sql.ident(schema)
+  if outcome == "reverted" then
+    M.record_downgrade(conn, schema, run, rev, 0, "resolve", "reverted")
+    return
+  end
+  query(conn, "WITH state AS (UPDATE " .. s .. ".revision SET state = 'applied', partial_direction = NULL, "
+    .. "steps_total = NULL, failed_step = NULL, error = NULL, checksum = $6, checksum_algorithm = $14, "
+    .. "source = $15 WHERE revision = $2), "
+    .. "steps AS (DELETE FROM " .. s .. ".step WHERE revision = $2) "
+    .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
+    history_args(run, rev.revision, "resolve", "applied", 0, rev.checksum, nil, revisions.checksum_algorithm,
+      rev.source))
 end
 
 --- Records a failed attempt (outside the rolled-back transaction).
