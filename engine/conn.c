@@ -96,6 +96,22 @@ PGconn *tide_pg_connect(const char *conninfo, const char *application_name, tide
   return pg;
 }
 
+/* Writes d as the shortest text that reads back as exactly d (PostgreSQL's own float8out does
+ * the same), or Infinity/-Infinity/NaN in the spellings float8in accepts. Lua's own tostring
+ * keeps 14 digits only, which would silently change 2^53 or 1/3 on their way to the server. */
+static const char *tide_pg_float_text(double d, char *buf, size_t size) {
+  if (isnan(d))
+    return "NaN";
+  if (isinf(d))
+    return d > 0 ? "Infinity" : "-Infinity";
+  for (int digits = 15; digits <= 17; digits++) {
+    snprintf(buf, size, "%.*g", digits, d);
+    if (strtod(buf, NULL) == d)
+      break;
+  }
+  return buf;
+}
+
 /* ---- tide.Error from a failed result ------------------------------------------------------ */
 
 static void set_diag(lua_State *L, const PGresult *res, int code, const char *name) {
@@ -158,6 +174,24 @@ static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, const 
 
 /* ---- bindings -------------------------------------------------------------------------- */
 
+/* The string at idx (the SQL when param is 0, else parameter $param), refused when it holds a
+ * NUL byte: libpq sends C strings, so everything after the NUL would be dropped without a word
+ * (and PostgreSQL text cannot hold NUL anyway). */
+static const char *check_text(lua_State *L, int idx, int param) {
+  size_t len;
+  const char *s = param ? lua_tolstring(L, idx, &len) : luaL_checklstring(L, idx, &len);
+  if (strlen(s) != len) {
+    char msg[64];
+    if (param)
+      snprintf(msg, sizeof msg, "parameter $%d contains a NUL byte", param);
+    else
+      snprintf(msg, sizeof msg, "the SQL contains a NUL byte");
+    tide_error_push(L, "usage", msg);
+    lua_error(L);
+  }
+  return s;
+}
+
 static conn *check_conn(lua_State *L) {
   conn *c = luaL_checkudata(L, 1, TIDE_CONN);
   if (!c->pg) {
@@ -202,7 +236,7 @@ static int l_connect(lua_State *L) {
 /* conn:exec(sql) -> nil | raises tide.Error. Runs one or more statements (simple protocol). */
 static int l_conn_exec(lua_State *L) {
   conn *c = check_conn(L);
-  const char *sql = luaL_checkstring(L, 2);
+  const char *sql = check_text(L, 2, 0);
   PGresult *res, *failed = NULL;
   int ok = PQsendQuery(c->pg, sql);
   /* Drain every result so the connection is ready for the next call, keep the first error. */
@@ -270,7 +304,7 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col) {
  * SQL NULL; rows are tables keyed by column name; count is the affected or returned rows. */
 static int l_conn_query(lua_State *L) {
   conn *c = check_conn(L);
-  const char *sql = luaL_checkstring(L, 2);
+  const char *sql = check_text(L, 2, 0);
   int nparams = lua_gettop(L) - 2;
   const char **values;
   PGresult *res;
@@ -285,8 +319,14 @@ static int l_conn_query(lua_State *L) {
       values[i] = NULL;
     } else if (lua_isboolean(L, idx)) {
       values[i] = lua_toboolean(L, idx) ? "t" : "f";
+    } else if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
+      char buf[32];
+      lua_pushstring(L, tide_pg_float_text(lua_tonumber(L, idx), buf, sizeof buf));
+      lua_replace(L, idx); /* the stack keeps the text alive until PQexecParams */
+      values[i] = lua_tostring(L, idx);
     } else if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TSTRING) {
-      values[i] = lua_tostring(L, idx); /* converts numbers in place: the stack keeps it alive */
+      lua_tostring(L, idx); /* converts integers in place: the stack keeps it alive */
+      values[i] = check_text(L, idx, i + 1);
     } else {
       return luaL_error(L, "parameter $%d: cannot send a %s to the server", i + 1,
                         luaL_typename(L, idx));

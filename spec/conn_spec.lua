@@ -159,6 +159,37 @@ describe("tide.Conn #db", function()
       assert.is_true(row.b)
     end)
 
+    it("sends float parameters without losing a bit", function()
+      for _, x in ipairs { 1 / 3, 2.0 ^ 53, 0.1, -1e-300, 1.7976931348623157e308, 5e-324 } do
+        local row = conn:query("SELECT $1::float8 AS f, $1::float8 = $2::float8 AS same", x,
+          string.format("%.17g", x))[1]
+        assert.are.equal(x, row.f)
+        assert.is_true(row.same)
+      end
+      assert.are.equal("0.1", conn:query("SELECT $1::numeric::text AS n", 0.1)[1].n)
+    end)
+
+    it("sends NaN and the infinities as float8 understands them", function()
+      local row = conn:query("SELECT $1::float8 AS a, $2::float8 AS b, $3::float8 AS c", 0 / 0, math.huge,
+        -math.huge)[1]
+      assert.is_true(row.a ~= row.a)
+      assert.are.equal(math.huge, row.b)
+      assert.are.equal(-math.huge, row.c)
+    end)
+
+    it("refuses a parameter holding a NUL byte instead of cutting it short", function()
+      local err = raises(conn.query, conn, "SELECT $1::text AS t, $2::text AS u", "ok", "a\0b")
+      assert.are.equal(core.Error, getmetatable(err))
+      assert.matches("parameter %$2 contains a NUL byte", err.message)
+    end)
+
+    it("refuses SQL holding a NUL byte instead of running half of it", function()
+      local err = raises(conn.exec, conn, "SELECT 1;\0 CREATE TABLE after_nul (id int)")
+      assert.matches("NUL byte", err.message)
+      err = raises(conn.query, conn, "SELECT 1\0")
+      assert.matches("NUL byte", err.message)
+    end)
+
     it("refuses a parameter it cannot send, naming its number", function()
       local err = raises(conn.query, conn, "SELECT $1::text, $2::text", "ok", {})
       assert.matches("%$2", tostring(err))
