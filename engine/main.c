@@ -36,24 +36,6 @@ static void preload(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
- * (password=PASSWORD) in place, so `ps` and /proc/PID/cmdline stop showing it once tide runs.
- * The caller has already copied the argument into Lua. */
-static void mask_password(char *arg) {
-  char *scheme = strstr(arg, "://");
-  char *kw = strstr(arg, "password=");
-  if (scheme) {
-    char *user = scheme + 3, *at = strchr(user, '@'), *colon = strchr(user, ':');
-    char *slash = strchr(user, '/');
-    if (at && colon && colon < at && (!slash || at < slash))
-      memset(colon + 1, 'x', (size_t)(at - colon - 1));
-  }
-  if (kw) {
-    char *v = kw + strlen("password="), *end = v + strcspn(v, " &");
-    memset(v, 'x', (size_t)(end - v));
-  }
-}
-
 /* Message handler: keeps error objects (tide.Error tables) and attaches the traceback to them. */
 static int on_error(lua_State *L) {
   if (lua_istable(L, 1)) {
@@ -79,7 +61,7 @@ static int pmain(lua_State *L) {
   for (int i = 1; i < argc; i++) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
-    mask_password(argv[i]);
+    tide_mask_password(argv[i]);
   }
   lua_call(L, 1, 1);
   return 1;

@@ -14,6 +14,32 @@
 
 #include "tide.h"
 
+/* Overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
+ * (password=PASSWORD) in place, so `ps` and /proc/PID/cmdline stop showing it once tide runs.
+ * The caller has already copied the argument into Lua. */
+void tide_mask_password(char *arg) {
+  char *scheme = strstr(arg, "://");
+  if (scheme) {
+    /* libpq ends the userinfo at the first '@' or '/', as this does */
+    char *user = scheme + 3, *end = user + strcspn(user, "@/"), *colon = strchr(user, ':');
+    if (*end == '@' && colon && colon < end)
+      memset(colon + 1, 'x', (size_t)(end - colon - 1));
+  }
+  for (char *kw = strstr(arg, "password="); kw; kw = strstr(kw + 1, "password=")) {
+    char *v = kw + strlen("password="), *end = v;
+    if (*v == '\'') { /* keyword strings quote values with spaces: 'a b\'c' */
+      for (end = v + 1; *end && *end != '\''; end++)
+        if (*end == '\\' && end[1])
+          end++;
+      if (*end)
+        end++;
+    } else {
+      end = v + strcspn(v, " &#");
+    }
+    memset(v, 'x', (size_t)(end - v));
+  }
+}
+
 static int cmp_strings(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }

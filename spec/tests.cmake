@@ -6,9 +6,12 @@ find_program(LUA54 lua5.4 REQUIRED)
 find_program(BUSTED busted REQUIRED)
 find_program(LUACHECK luacheck)
 
+# Where the specs' in-process tide.core comes from: a sanitized build points this at a plain
+# build, because Debian's lua5.4 cannot load an ASan module.
+set(TIDE_SPEC_CPATH ${CMAKE_BINARY_DIR}/lua CACHE PATH "Folder holding tide/core.so for the specs")
 set(TIDE_SPEC_ENV
   "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/?.lua\;;"
-  "LUA_CPATH=${CMAKE_BINARY_DIR}/lua/?.so\;;"
+  "LUA_CPATH=${TIDE_SPEC_CPATH}/?.so\;;"
   "TIDE_BIN=${CMAKE_BINARY_DIR}/tide"
   "TIDE_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 
@@ -44,4 +47,29 @@ if(CLANG_FORMAT)
   add_test(NAME clang_format COMMAND ${CLANG_FORMAT} --dry-run -Werror ${TIDE_C_FILES}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(clang_format PROPERTIES LABELS lint)
+endif()
+
+# libFuzzer targets (spec/fuzz/fuzz_*.c): configure a separate build with
+#   CC=clang cmake -S . -B build-fuzz -DTIDE_FUZZ=ON
+# Each target is a CTest test labelled `fuzz` that runs for TIDE_FUZZ_SECONDS from the corpus
+# kept in spec/fuzz/corpus/<name>/ (read only; new finds go to the build folder).
+set(TIDE_FUZZ_SECONDS 20 CACHE STRING "How long each fuzz test runs")
+if(TIDE_FUZZ)
+  file(GLOB TIDE_FUZZERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/fuzz/fuzz_*.c)
+  foreach(src IN LISTS TIDE_FUZZERS)
+    get_filename_component(name "${src}" NAME_WE)
+    string(REGEX REPLACE "^fuzz_" "" short "${name}")
+    add_executable(${name} ${src} $<TARGET_OBJECTS:tide_engine>)
+    target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/engine)
+    target_compile_definitions(${name} PRIVATE TIDE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+    target_link_libraries(${name} PRIVATE PkgConfig::LUA PkgConfig::PQ PkgConfig::CURL PkgConfig::CRYPTO m)
+    file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz-corpus/${short})
+    add_test(NAME ${name}
+      COMMAND ${name} -max_total_time=${TIDE_FUZZ_SECONDS} -timeout=10 -rss_limit_mb=2048
+              -use_value_profile=1 -print_final_stats=1
+              ${CMAKE_BINARY_DIR}/fuzz-corpus/${short} ${CMAKE_SOURCE_DIR}/spec/fuzz/corpus/${short})
+    set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 600)
+  endforeach()
 endif()

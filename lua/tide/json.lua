@@ -130,6 +130,8 @@ local function decode_string(s, pos)
     local c = s:sub(i, i)
     if c == "" then
       decode_error(s, pos, "unterminated string")
+    elseif c:byte() < 0x20 then
+      decode_error(s, i, "control character in string")
     elseif c == '"' then
       return table.concat(out), i + 1
     elseif c == "\\" then
@@ -154,7 +156,7 @@ local function decode_string(s, pos)
         decode_error(s, i, "bad escape")
       end
     else
-      local j = s:find('["\\]', i) or #s + 1
+      local j = s:find('["\\%c]', i) or #s + 1
       out[#out + 1] = s:sub(i, j - 1)
       i = j
     end
@@ -220,11 +222,22 @@ function decode_value(s, pos, depth)
   elseif s:sub(pos, pos + 3) == "null" then
     return core.null, pos + 4
   else
-    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-    if not num or num == "" then
+    -- JSON's number grammar: -?int(.digits)?([eE][-+]?digits)?
+    local int = s:match("^-?%d+", pos)
+    if not int then
       decode_error(s, pos, "unexpected character")
     end
-    return math.tointeger(tonumber(num)) or tonumber(num), pos + #num
+    local stop = pos + #int
+    local frac = s:match("^%.%d+", stop)
+    stop = stop + (frac and #frac or 0)
+    local exp = s:match("^[eE][-+]?%d+", stop)
+    stop = stop + (exp and #exp or 0)
+    local text = s:sub(pos, stop - 1)
+    local n = tonumber(text)
+    if not n then
+      decode_error(s, pos, "bad number")
+    end
+    return (not frac and not exp) and math.tointeger(n) or n, stop
   end
 end
 

@@ -65,8 +65,8 @@ function M.load_file(path)
   end
   local chunk, err = load(source, "@" .. path, "t", config.sandbox())
   if not chunk then
-    -- Lua's message already reads "path:line: ..."
-    errors.raise("load", err, { file = path })
+    -- Lua's syntax errors read "path:line: ..."; a binary chunk's refusal names no file
+    errors.raise("load", err:find(path, 1, true) == 1 and err or (path .. ":1: " .. err), { file = path })
   end
   local ok, t = pcall(chunk)
   if not ok then
