@@ -356,6 +356,19 @@ GROUP BY 1, 2 HAVING count(*) > 1]])
         assert.same(ids.bob_owns, visible(ids.bob))
       end)
 
+      it("answers the admin check for the application role, and never for the lookup's owner", function()
+        assert.is_true(as_user(ids.root, function(c)
+          return c:query("SELECT app_current_user_is_admin() AS admin")[1].admin
+        end))
+        assert.is_false(as_user(ids.alice, function(c)
+          return c:query("SELECT app_current_user_is_admin() AS admin")[1].admin
+        end))
+        -- Running as the owner of app_lookup_is_admin is what the recursion guard detects.
+        local owner <close> = core.connect(migrator_url)
+        owner:query("SELECT set_config('app.user_id', $1, false)", tostring(ids.root))
+        assert.is_false(owner:query("SELECT app_current_user_is_admin() AS admin")[1].admin)
+      end)
+
       it("does not let a user make themselves admin, but lets an admin", function()
         local err = refused(ids.alice, "UPDATE users SET is_admin = true WHERE id = $1", ids.alice)
         assert.equal("42501", err.sqlstate, tostring(err))

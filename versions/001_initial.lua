@@ -78,7 +78,10 @@ END]])
   -- lookup's owner too, and that policy calls this function again: running as the lookup's
   -- owner means "inside a lookup" (or a session of the owner itself, which is no application
   -- user), so the answer is false and the nested policy ends at "id = app_current_user_id()",
-  -- the one row the lookup reads. Runs with the caller's rights.
+  -- the one row the lookup reads. Today's executor would not reach the nested call anyway (the
+  -- lookup's leakproof id comparison runs before the policy, whose first arm then short-
+  -- circuits), but that is a plan choice, not a promise; the guard makes it one. Runs with the
+  -- caller's rights.
   schema.execute(db, [[
 CREATE FUNCTION app_current_user_is_admin() RETURNS boolean
   LANGUAGE sql STABLE
