@@ -127,5 +127,6 @@ int luaopen_tide_core(lua_State *L) {
   tide_conn_register(L);
   tide_sys_register(L);
   tide_dump_register(L);
+  tide_upload_register(L);
   return 1;
 }
