@@ -146,6 +146,19 @@ describe("tide.revisions", function()
       end
     end)
 
+    it("refuses a revision that is its own parent", function()
+      local err = load_error { ["001_a.lua"] = rev("selfish", "selfish") }
+      assert.matches("cycle", err.message)
+      assert.matches("selfish", err.message)
+    end)
+
+    it("refuses a revision id with spaces or slashes", function()
+      for _, id in ipairs { "a b", "a/b", "" } do
+        local err = load_error { ["001_a.lua"] = rev(id) }
+        assert.matches("revision id", err.message)
+      end
+    end)
+
     it("refuses an empty down_revision list", function()
       local err, dir = load_error {
         ["001_a.lua"] = 'return {\n  revision = "001",\n  down_revision = {},\n  message = "m",\n'
