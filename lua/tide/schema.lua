@@ -143,7 +143,7 @@ local function references_clause(target, on_delete, on_update, context, columns_
     table_name = target
   elseif type(target) == "table" then
     dsl.check_options("references of " .. context, target,
-      { { "table", "string|table" }, { columns_key, columns_key == "column" and "string" or "table" } })
+      { { "table", "string|table" }, { columns_key, "string|table" } })
     table_name, columns = target.table, target[columns_key]
     if table_name == nil then
       dsl.fail("references of %s: missing `table`", context)
