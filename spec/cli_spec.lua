@@ -288,6 +288,15 @@ describe("tide command line #db", function()
     it("needs a message (exit 2)", function()
       assert.are.equal(2, tide({ "new" }).code)
     end)
+
+    it("writes a file that loads even when the message has several lines", function()
+      local d = H.project {}
+      local r = tide({ "new", "first line\nsecond line" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      local heads = tide({ "heads", "--json" }, { dir = d })
+      assert.are.equal(0, heads.code, heads.output)
+      assert.are.equal("first line\nsecond line", H.json(heads).heads[1].message)
+    end)
   end)
 
   describe("merge", function()
@@ -720,7 +729,22 @@ end)
 
 describe("tide.json", function()
   it("round-trips what tide prints", function()
-    local value = { a = { 1, 2, 3 }, b = "x\"y\n", c = true, d = 1.5 }
+    local value = { a = { 1, 2, 3 }, b = "x\"y\n\1", c = true, d = 1.5, e = "café ✓" }
     assert.are.same(value, json.decode(json.encode(value)))
+  end)
+
+  it("prints valid UTF-8 for a message that is not (a Latin-1 file, say)", function()
+    local text = json.encode { message = "caf\xe9 ok \xff\xfe end" }
+    assert.is_number(utf8.len(text))
+    assert.are.equal("caf\u{FFFD} ok \u{FFFD}\u{FFFD} end", json.decode(text).message)
+  end)
+
+  it("prints valid UTF-8 from `tide heads --json` for a Latin-1 revision file", function()
+    local dir = H.project { ["001_a.lua"] = H.revision { revision = "001", message = "caf\xe9" } }
+    local r = H.tide({ "heads", "--json" }, { dir = dir })
+    assert.are.equal(0, r.code, r.output)
+    assert.is_number(utf8.len(r.stdout), "not UTF-8: " .. r.stdout)
+    assert.are.equal("caf\u{FFFD}", H.json(r).heads[1].message)
+    H.cleanup()
   end)
 end)

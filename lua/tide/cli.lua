@@ -132,7 +132,8 @@ local function write_revision(ctx, id, parents, message)
   if not f then
     errors.raise("usage", "cannot create " .. why)
   end
-  f:write(string.format(TEMPLATE, message, id, down, message))
+  -- the header is a one-line comment: a message's later lines would turn into code
+  f:write(string.format(TEMPLATE, (message:gsub("[\r\n]+", " ")), id, down, message))
   f:close()
   return path
 end

@@ -23,8 +23,27 @@ local escapes = {
   ["\t"] = "\\t",
 }
 
+-- JSON text is UTF-8: a byte that starts no valid sequence (a Latin-1 message, say) becomes
+-- U+FFFD instead of making the whole document unreadable for jq and friends.
+local function valid_utf8(s)
+  if utf8.len(s) then
+    return s
+  end
+  local out, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8.len(s, i)
+    if n then
+      out[#out + 1] = s:sub(i)
+      break
+    end
+    out[#out + 1] = s:sub(i, bad - 1) .. "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+
 local function encode_string(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  return '"' .. valid_utf8(s):gsub('[%c"\\]', function(c)
     return escapes[c] or string.format("\\u%04x", c:byte())
   end) .. '"'
 end
