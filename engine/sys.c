@@ -25,16 +25,22 @@ void tide_mask_password(char *arg) {
     if (*end == '@' && colon && colon < end)
       memset(colon + 1, 'x', (size_t)(end - colon - 1));
   }
-  for (char *kw = strstr(arg, "password="); kw; kw = strstr(kw + 1, "password=")) {
-    char *v = kw + strlen("password="), *end = v;
-    if (*v == '\'') { /* keyword strings quote values with spaces: 'a b\'c' */
+  /* keyword strings and URL query parameters: password=VALUE, password = VALUE, password='a b' */
+  for (char *kw = strstr(arg, "password"); kw; kw = strstr(kw + 1, "password")) {
+    char *v = kw + strlen("password"), *end;
+    v += strspn(v, " \t");
+    if (*v != '=')
+      continue;
+    v++;
+    v += strspn(v, " \t");
+    if (*v == '\'') { /* quoted values may hold spaces and \' */
       for (end = v + 1; *end && *end != '\''; end++)
         if (*end == '\\' && end[1])
           end++;
       if (*end)
         end++;
     } else {
-      end = v + strcspn(v, " &#");
+      end = v + strcspn(v, " \t&#");
     }
     memset(v, 'x', (size_t)(end - v));
   }

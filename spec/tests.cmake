@@ -10,8 +10,8 @@ find_program(LUACHECK luacheck)
 # build, because Debian's lua5.4 cannot load an ASan module.
 set(TIDE_SPEC_CPATH ${CMAKE_BINARY_DIR}/lua CACHE PATH "Folder holding tide/core.so for the specs")
 set(TIDE_SPEC_ENV
-  "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/?.lua\;;"
-  "LUA_CPATH=${TIDE_SPEC_CPATH}/?.so\;;"
+  "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/?.lua\;\;"
+  "LUA_CPATH=${TIDE_SPEC_CPATH}/?.so\;\;"
   "TIDE_BIN=${CMAKE_BINARY_DIR}/tide"
   "TIDE_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 
