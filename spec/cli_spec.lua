@@ -717,8 +717,7 @@ describe("tide command line #db", function()
       assert.is_nil(cmdline:find(password, 1, true), "password visible in /proc/<pid>/cmdline: " .. cmdline)
     end)
 
-    -- BUG (engine/main.c mask_password): libpq accepts spaces around `=` in a keyword string,
-    -- but the mask only looks for "password=", so "password = secret" stays visible in argv.
+    -- libpq accepts spaces around `=` in a keyword string: the mask must too (fixed in 6f205c7).
     it("hides a keyword string's password written as `password = value` from /proc/<pid>/cmdline", function()
       local cmdline = cmdline_while_waiting(string.format("host=%s port=%s dbname=%s password = %s",
         os.getenv("PGHOST"), os.getenv("PGPORT"), db.name, password))
