@@ -4,3 +4,4 @@ max_line_length = 120
 exclude_files = { "build*/**" }
 files["spec/**/*_spec.lua"] = { std = "+busted" }
 files["spec/support/*.lua"] = { std = "+busted" }
+files["tools/**/*_spec.lua"] = { std = "+busted" }

@@ -79,9 +79,9 @@ describe("reliability #db", function()
   end)
   after_each(H.cleanup)
 
-  it("survives kill -9 at 10 random points of upgrades and downgrades", function()
+  it("survives kill -9 at random points of upgrades and downgrades (10, TIDE_KILL_ROUNDS in the long form)", function()
     math.randomseed(tonumber(os.getenv("TIDE_SEED") or "") or os.time())
-    for round = 1, 10 do
+    for round = 1, tonumber(os.getenv("TIDE_KILL_ROUNDS") or "") or 10 do
       local direction = round % 2 == 1 and "upgrade" or "downgrade"
       local args = direction == "upgrade" and { "upgrade", "--url", db.url }
         or { "downgrade", "base", "--url", db.url }
