@@ -2,6 +2,7 @@
 -- revision in its own transaction with its state and history rows, failures rolled back and
 -- recorded, --single-transaction, downgrade, transaction = false, the tracking schema's name.
 local H = require "spec.support.helpers"
+local core = require "tide.core"
 
 -- Five revisions creating t1..t5, the third failing on a duplicate table.
 local function five_with_failing_third()
@@ -138,6 +139,57 @@ describe("tide.runner #db", function()
     assert.are.equal(6, r.code)
     assert.truthy(r.stderr:find("versions/001_a.lua:6", 1, true), r.stderr)
     assert.truthy(r.stderr:find("42703", 1, true), r.stderr)
+  end)
+
+  it("finishes the rest after a kill -9 mid-run, applying each revision once", function()
+    local revs = {}
+    for i = 1, 6 do
+      local id = string.format("%03d", i)
+      revs[id .. "_k.lua"] = H.revision { revision = id, down_revision = i > 1 and string.format("%03d", i - 1) or nil,
+        up = string.format("CREATE TABLE k%d (id int); SELECT pg_sleep(0.3)", i) }
+    end
+    local dir = H.project(revs)
+    local run = H.spawn({ "upgrade", "--url", db.url }, { dir = dir })
+    -- wait until two revisions are committed, then kill tide itself (not the shell around it)
+    local deadline = core.now() + 20
+    while core.now() < deadline and #H.applied(db) < 2 do
+      core.sleep(0.05)
+    end
+    local killed = false
+    for _, pid in ipairs(H.descendants(run.pid)) do
+      local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
+      local exe = p:read("l")
+      p:close()
+      if exe == H.bin then
+        killed = os.execute("kill -9 " .. pid) and true
+      end
+    end
+    assert.is_true(killed, "did not find the running tide")
+    local r = run.wait()
+    assert.are_not.equal(0, r.code)
+    local done = #H.applied(db)
+    assert.is_true(done >= 2 and done < 6, done .. " revisions applied before the kill")
+    local again = H.tide({ "upgrade", "--lock-wait", "20", "--url", db.url }, { dir = dir })
+    assert.are.equal(0, again.code, again.output)
+    assert.are.same({ "001", "002", "003", "004", "005", "006" }, H.applied(db))
+    assert.are.same({ "001", "002", "003", "004", "005", "006" }, applied_rows(db, "upgrade"))
+    assert.are.same({ "k1", "k2", "k3", "k4", "k5", "k6" }, H.tables(db))
+  end)
+
+  it("exits 3 when the server refuses tide's own bookkeeping, changing nothing", function()
+    local role = "spec_limited_" .. db.name:sub(-12)
+    H.sql(nil, "CREATE ROLE " .. role .. " NOLOGIN")
+    local ok, err = pcall(function()
+      local dir = H.project(H.chain(1))
+      -- tide connects as the sandbox superuser but runs as a role that may not create schemas
+      local r = H.tide({ "upgrade", "--json", "--url", db.url .. "?options=-c%20role%3D" .. role }, { dir = dir })
+      assert.are.equal(3, r.code, r.output)
+      assert.are.equal("42501", H.json(r).error.sqlstate)
+      assert.are.same({}, H.sql(db, "SELECT 1 FROM pg_namespace WHERE nspname = 'tide'"))
+      assert.are.same({}, H.tables(db))
+    end)
+    H.sql(nil, "DROP ROLE " .. role)
+    assert(ok, err)
   end)
 
   describe("--single-transaction", function()
