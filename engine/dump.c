@@ -697,7 +697,7 @@ static int l_restore_archive(lua_State *L) {
   luaL_argcheck(L, path != NULL, 1, "path is required");
   if (tide_dump_restore(opt_string(L, 1, "pg_restore", "pg_restore"), opt_string(L, 1, "url", ""), path, clean,
                         &err) != 0)
-    return tide_error_raise(L, "restore", &err);
+    return tide_error_raise(L, "backup", &err);
   return 0;
 }
 

@@ -888,10 +888,11 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
 
 /* The decoded path of an object name under the destination. */
 static char *object_path(const tide_upload *u, const char *name) {
-  size_t n = strlen(u->base_path) + strlen(name) + 1;
+  const char *base = u->kind == DEST_FILE ? u->dir : u->base_path; /* the directory, or the URL path */
+  size_t n = strlen(base) + strlen(name) + 1;
   char *p = malloc(n);
   if (p)
-    snprintf(p, n, "%s%s", u->base_path, name);
+    snprintf(p, n, "%s%s", base, name);
   return p;
 }
 

@@ -146,6 +146,9 @@ local MIGRATE_FLAGS = {
   { "dry-run", nil, "run the revisions in one transaction, report, and roll back" },
   { "allow-drift", nil, "run even if an applied revision's file changed since it was applied" },
 }
+for _, f in ipairs(require("tide.backup").migrate_flags) do -- --backup-to URL, --no-backup
+  MIGRATE_FLAGS[#MIGRATE_FLAGS + 1] = f
+end
 
 local function migrate(direction)
   return function(ctx, args, flags)
@@ -157,6 +160,7 @@ local function migrate(direction)
     if flags.sql then
       return require("tide.safety").sql_script(ctx, direction, target)
     end
+    ctx.before_migrate = require("tide.backup").hook(ctx, flags) -- after the lock, before any DDL
     return require("tide.runner").migrate(ctx, direction, target, {
       single_transaction = flags["single-transaction"],
       dry_run = flags["dry-run"],

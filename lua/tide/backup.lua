@@ -1,0 +1,709 @@
+-- tide.backup: the verified backup taken before a migration changes anything, and the
+-- `tide backup`, `tide backups` and `tide restore` commands.
+--
+-- One backup, in order (any failure stops here: non-zero exit, one line naming the step, and
+-- the run applies nothing):
+--   1. check the destination answers and accepts our credentials (a HEAD of the new object);
+--   2. pg_dump -Fc into a temporary file (core.dump: version and free-space checks, full-read
+--      verification, SHA-256, MD5 and size);
+--   3. upload the archive (core.destination: file://, http(s)://, s3://), then HEAD it and
+--      compare size and ETag;
+--   4. write <id>/manifest.json last. Only a backup with a manifest exists: a failed one has its
+--      archive removed and never gets a manifest.
+-- Objects: <destination>/<id>/archive.dump and <destination>/<id>/manifest.json, where
+-- id = <UTC time>-<database>-<random>, so names sort by time.
+local core = require "tide.core"
+local errors = require "tide.errors"
+local json = require "tide.json"
+local log = require "tide.log"
+
+local M = {}
+
+-- `backup = {...}` in tide.lua: key -> type. Environment variables fill what the file leaves out.
+M.keys = {
+  to = "string", -- file:///dir/, https://host/path/, s3://bucket/prefix/
+  keep = "number", -- keep this many complete backups (older ones are pruned after a new one)
+  tmp_dir = "string", -- where the archive is written before the upload (default $TMPDIR or /tmp)
+  pg_bindir = "string", -- where pg_dump and pg_restore are (default: newest /usr/lib/postgresql/*/bin)
+  lock_wait_timeout = "string", -- pg_dump --lock-wait-timeout (default 30s)
+  space_check = "boolean", -- refuse to start when tmp_dir has less free space than the database's size
+  region = "string", -- else AWS_REGION, AWS_DEFAULT_REGION, us-east-1
+  endpoint = "string", -- else AWS_ENDPOINT_URL (path-style addressing then)
+  access_key_id = "string", -- else AWS_ACCESS_KEY_ID
+  secret_access_key = "string", -- else AWS_SECRET_ACCESS_KEY
+  session_token = "string", -- else AWS_SESSION_TOKEN
+  headers = "table", -- http(s): extra headers, {Name = "value"}; "${VAR}" is replaced from the environment
+  bearer_token_env = "string", -- http(s): Authorization: Bearer $VAR
+  ca_file = "string", -- a CA bundle for TLS (verification is always on)
+  deadline = "number", -- seconds for one upload or download, retries included (default 900)
+  max_attempts = "number", -- per request (default 8)
+  backoff_base = "number",
+  backoff_cap = "number",
+  low_speed_limit = "number", -- bytes/s under which a transfer counts as stalled (default 1024)
+  low_speed_time = "number", -- for this many seconds (default 30)
+  connect_timeout = "number",
+  multipart_threshold = "number", -- bytes; above it S3 uploads are multipart (default 64 MiB)
+  part_size = "number", -- bytes per part (default 16 MiB, at least 5 MiB)
+}
+
+--- Checks the `backup` table of tide.lua; raises a config error naming the bad key.
+function M.validate(tbl, where)
+  where = where or "tide.lua"
+  local names = {}
+  for k in pairs(M.keys) do
+    names[#names + 1] = k
+  end
+  table.sort(names)
+  for k, v in pairs(tbl) do
+    if not M.keys[k] then
+      errors.raise("config", string.format("%s: unknown key `backup.%s`%s", where, tostring(k),
+        errors.did_you_mean(tostring(k), names)))
+    elseif type(v) ~= M.keys[k] then
+      errors.raise("config", string.format("%s: `backup.%s` must be a %s, got %s", where, k, M.keys[k], type(v)))
+    end
+  end
+  if tbl.keep ~= nil and (tbl.keep < 1 or tbl.keep % 1 ~= 0) then
+    errors.raise("config", where .. ": `backup.keep` must be a whole number of backups, at least 1")
+  end
+  return tbl
+end
+
+local function env(name)
+  local v = os.getenv(name)
+  if v and v ~= "" then
+    return v
+  end
+end
+
+--- The backup settings of a run: tide.lua's `backup` table, then --backup-to, then the
+--- environment. Returns nil when no destination is configured.
+function M.settings(cfg, flags)
+  local b = M.validate(cfg and cfg.backup or {}, cfg and cfg.file)
+  local s = {}
+  for k, v in pairs(b) do
+    s[k] = v
+  end
+  if flags and flags["backup-to"] then
+    s.to = flags["backup-to"]
+  end
+  if not s.to then
+    return nil
+  end
+  s.region = s.region or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1"
+  s.endpoint = s.endpoint or env("AWS_ENDPOINT_URL")
+  s.access_key_id = s.access_key_id or env("AWS_ACCESS_KEY_ID")
+  s.secret_access_key = s.secret_access_key or env("AWS_SECRET_ACCESS_KEY")
+  s.session_token = s.session_token or env("AWS_SESSION_TOKEN")
+  s.tmp_dir = s.tmp_dir or env("TMPDIR") or "/tmp"
+  return s
+end
+
+--- pg_dump and pg_restore: backup.pg_bindir, else TIDE_PG_BINDIR, else the newest
+--- /usr/lib/postgresql/N/bin (Debian's /usr/bin wrappers pick a version by cluster), else PATH.
+function M.tools(s)
+  local dir = s.pg_bindir or env("TIDE_PG_BINDIR")
+  if not dir then
+    local best
+    local ok, names = pcall(core.listdir, "/usr/lib/postgresql")
+    for _, n in ipairs(ok and names or {}) do
+      if tonumber(n) and core.isdir("/usr/lib/postgresql/" .. n .. "/bin")
+        and (not best or tonumber(n) > tonumber(best)) then
+        best = n
+      end
+    end
+    dir = best and ("/usr/lib/postgresql/" .. best .. "/bin")
+  end
+  if dir then
+    return dir .. "/pg_dump", dir .. "/pg_restore"
+  end
+  return "pg_dump", "pg_restore"
+end
+
+local function expand(value)
+  return (value:gsub("%${([%w_]+)}", function(name)
+    local v = os.getenv(name)
+    if not v then
+      errors.raise("config", string.format("backup.headers: environment variable %s is not set", name))
+    end
+    return v
+  end))
+end
+
+--- Opens the destination of settings s (a tide.Destination). progress: fn(stage, done, total).
+function M.destination(s, progress)
+  local headers = {}
+  for name, value in pairs(s.headers or {}) do
+    headers[#headers + 1] = name .. ": " .. expand(value)
+  end
+  if s.bearer_token_env then
+    local token = os.getenv(s.bearer_token_env)
+    if not token or token == "" then
+      errors.raise("config", string.format("backup.bearer_token_env: %s is not set", s.bearer_token_env))
+    end
+    headers[#headers + 1] = "Authorization: Bearer " .. token
+  end
+  local ok, dest = pcall(core.destination, {
+    url = s.to,
+    access_key_id = s.access_key_id,
+    secret_access_key = s.secret_access_key,
+    session_token = s.session_token,
+    region = s.region,
+    endpoint = s.endpoint,
+    headers = headers,
+    ca_file = s.ca_file,
+    deadline = s.deadline,
+    max_attempts = s.max_attempts,
+    backoff_base = s.backoff_base,
+    backoff_cap = s.backoff_cap,
+    low_speed_limit = s.low_speed_limit,
+    low_speed_time = s.low_speed_time,
+    connect_timeout = s.connect_timeout,
+    multipart_threshold = s.multipart_threshold,
+    part_size = s.part_size,
+    debug = log.level >= 2, -- -v: HTTP headers on stderr, Authorization redacted
+    progress = progress,
+  })
+  if not ok then
+    errors.raise("backup", "backup destination: " .. (errors.is_error(dest) and dest.message or tostring(dest)))
+  end
+  return dest
+end
+
+-- Progress ------------------------------------------------------------------------------------
+
+local function human(n)
+  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
+  local i = 1
+  while n >= 1024 and i < #units do
+    n, i = n / 1024, i + 1
+  end
+  return i == 1 and string.format("%d B", n) or string.format("%.1f %s", n, units[i])
+end
+M.human = human
+
+--- A progress reporter: a live line (bytes, rate, ETA) on a terminal, else one line per stage.
+local function reporter()
+  local tty = log.level >= 1 and core.isatty(2)
+  local stage, t0, last = nil, core.now(), 0
+  local r = {}
+  function r.update(name, done, total)
+    if name ~= stage then
+      if stage and tty then
+        io.stderr:write("\n")
+      end
+      stage, t0 = name, core.now()
+    end
+    if not tty or core.now() - last < 0.2 then
+      return
+    end
+    last = core.now()
+    local dt = math.max(core.now() - t0, 1e-3)
+    local rate = done / dt
+    local eta = (total and total > done and rate > 0) and string.format(", ETA %ds", math.ceil((total - done) / rate))
+      or ""
+    io.stderr:write(string.format("\rtide: backup: %-8s %10s  %10s/s%s\027[K", name, human(done), human(rate), eta))
+    io.stderr:flush()
+  end
+  function r.done(name, bytes, seconds)
+    if tty and stage then
+      io.stderr:write("\r\027[K")
+      stage = nil
+    end
+    log.info("backup: %s: %s in %.1f s", name, human(bytes), seconds)
+  end
+  return r
+end
+
+-- One backup ----------------------------------------------------------------------------------
+
+local function random_hex(n)
+  return (core.random_bytes(n):gsub(".", function(c)
+    return string.format("%02x", c:byte())
+  end))
+end
+
+local function fail(step, err)
+  local why = errors.is_error(err) and err.message or tostring(err)
+  errors.raise("backup", string.format("backup failed at %s: %s", step, why), { step = step })
+end
+
+-- Runs fn(); on error raises a backup error naming step.
+local function step(name, fn, ...)
+  local ok, a, b = pcall(fn, ...)
+  if not ok then
+    fail(name, a)
+  end
+  return a, b
+end
+
+local function applied_revisions(conn, cfg)
+  local track = require "tide.track"
+  if not track.exists(conn, cfg.schema) then
+    return {}
+  end
+  local ids = {}
+  for id in pairs((track.applied(conn, cfg.schema))) do
+    ids[#ids + 1] = id
+  end
+  table.sort(ids)
+  return ids
+end
+
+--- Takes one complete backup of the database conn is connected to.
+---@param ctx table {cfg, flags, conn, target?, run?, revisions?}
+---@return table {id, reference, archive, manifest, size, sha256}
+function M.run(ctx)
+  local s = ctx.settings or M.settings(ctx.cfg, ctx.flags)
+  if not s then
+    errors.raise("usage", "no backup destination: set `backup = { to = ... }` in tide.lua or pass --backup-to URL")
+  end
+  local conn = ctx.conn
+  local progress = reporter()
+  local info = conn:info()
+  local db = conn:query("SELECT pg_catalog.current_database() AS name, "
+    .. "pg_catalog.current_setting('server_version_num')::int AS num, "
+    .. "pg_catalog.current_setting('server_version') AS version, "
+    .. "pg_catalog.pg_database_size(pg_catalog.current_database()) AS size, "
+    .. "pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISSMS\"Z\"') AS stamp")[1]
+  -- milliseconds in the id, so that backups taken within one second still sort by time
+  local id = db.stamp .. "-" .. db.name:gsub("[^%w_.-]", "_") .. "-" .. random_hex(3)
+  local archive, manifest_name = id .. "/archive.dump", id .. "/manifest.json"
+  local pg_dump, pg_restore = M.tools(s)
+  local dest <close> = M.destination(s, progress.update)
+  local reference = dest:display() .. id .. "/"
+
+  -- 1. the destination answers, and accepts our credentials, before a long dump
+  if step("checking the destination", dest.head, dest, archive) then
+    fail("checking the destination", "an object named " .. archive .. " already exists")
+  end
+
+  -- 2. dump, verify, hash
+  local t0 = core.now()
+  local dumped = step("pg_dump", core.dump, {
+    pg_dump = pg_dump,
+    pg_restore = pg_restore,
+    url = ctx.cfg.url or "",
+    tmp_dir = s.tmp_dir,
+    lock_wait_timeout = s.lock_wait_timeout or "30s",
+    server_version_num = db.num,
+    min_free = s.space_check ~= false and db.size or 0,
+    estimate = db.size,
+    progress = progress.update,
+  })
+  progress.done("dumped and verified", dumped.size, core.now() - t0)
+
+  local ok, err = pcall(function()
+    -- 3. upload and check what landed
+    local t1 = core.now()
+    local etag = step("upload", dest.put_file, dest, archive, dumped.path, dumped)
+    progress.done("uploaded to " .. dest:display(), dumped.size, core.now() - t1)
+    local head = step("checking the upload", dest.head, dest, archive)
+    if not head then
+      fail("checking the upload", archive .. " is missing after the upload")
+    end
+    if head.size ~= dumped.size then
+      fail("checking the upload", string.format("%s has %d bytes, the archive %d", archive, head.size, dumped.size))
+    end
+    local want = etag ~= "" and etag or dumped.md5
+    if head.etag and head.etag:match("^%x+%-?%d*$") and (#head.etag == 32 or head.etag:find("-", 1, true))
+      and head.etag ~= want then
+      fail("checking the upload", string.format("%s has ETag %s, expected %s", archive, head.etag, want))
+    end
+    -- 4. the manifest, last
+    local manifest = {
+      format = 1,
+      id = id,
+      database = db.name,
+      server_version = db.version,
+      server_version_num = db.num,
+      pg_dump_version = dumped.pg_dump_version,
+      revisions = ctx.revisions or applied_revisions(conn, ctx.cfg),
+      target = ctx.target,
+      direction = ctx.direction,
+      run_id = ctx.run and ctx.run.id,
+      tide_version = core.version,
+      created_at = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+      host = info.host,
+      archive = "archive.dump",
+      size = dumped.size,
+      sha256 = dumped.sha256,
+      md5 = dumped.md5,
+    }
+    step("writing the manifest", dest.put_string, dest, manifest_name, json.encode(manifest))
+  end)
+  os.remove(dumped.path)
+  if not ok then
+    -- a failed backup leaves no manifest and no archive behind
+    pcall(dest.delete, dest, manifest_name)
+    pcall(dest.delete, dest, archive)
+    error(err, 0)
+  end
+  log.info("backup: complete: %s (%s, sha256 %s)", reference, human(dumped.size), dumped.sha256:sub(1, 16))
+
+  local result = { id = id, reference = reference, size = dumped.size, sha256 = dumped.sha256 }
+  if s.keep then
+    local pruned_ok, pruned = pcall(M.prune, dest, s.keep, id, ctx.protect)
+    if pruned_ok then
+      result.pruned = pruned
+    else
+      -- the new backup is complete: a failed prune is worth a warning, not a failed run
+      log.warn("backup: pruning old backups failed: %s", errors.is_error(pruned) and pruned.message or tostring(pruned))
+    end
+  end
+  return result
+end
+
+-- Listing and retention -------------------------------------------------------------------------
+
+--- Complete backups at dest (those with a manifest), oldest first: {id, manifest, size, ...}.
+function M.list(dest)
+  local objects = {}
+  for _, o in ipairs(dest:list()) do
+    objects[o.name] = o.size
+  end
+  local out = {}
+  for name in pairs(objects) do
+    local id = name:match("^([^/]+)/manifest%.json$")
+    if id then
+      local ok, m = pcall(function()
+        return json.decode(dest:get_string(name))
+      end)
+      if ok and type(m) == "table" and m.id == id then
+        out[#out + 1] = {
+          id = id,
+          created_at = m.created_at,
+          database = m.database,
+          size = m.size,
+          sha256 = m.sha256,
+          revisions = m.revisions,
+          archive_present = objects[id .. "/" .. (m.archive or "archive.dump")] ~= nil,
+          manifest = m,
+        }
+      else
+        log.warn("backups: %s%s is not a valid manifest; ignored", dest:display(), name)
+      end
+    end
+  end
+  table.sort(out, function(a, b)
+    return a.id < b.id
+  end)
+  return out
+end
+
+--- Deletes complete backups beyond the newest keep, never just_made, never one in protect
+--- (a set of ids: the backup of the latest run). The manifest goes first: once it is gone the
+--- backup no longer exists, even if removing the archive then fails.
+---@return string[] ids pruned
+function M.prune(dest, keep, just_made, protect)
+  local list = M.list(dest)
+  local pruned = {}
+  local kept = 0
+  for i = #list, 1, -1 do
+    local b = list[i]
+    if b.id == just_made or (protect and protect[b.id]) then
+      kept = kept + (b.id == just_made and 1 or 0)
+    elseif kept < keep then
+      kept = kept + 1
+    else
+      dest:delete(b.id .. "/manifest.json")
+      dest:delete(b.id .. "/" .. (b.manifest.archive or "archive.dump"))
+      pruned[#pruned + 1] = b.id
+      log.info("backup: pruned %s%s/", dest:display(), b.id)
+    end
+  end
+  return pruned
+end
+
+-- The latest run's backup id, from the history table (protected from pruning).
+local function latest_run_backup(conn, cfg)
+  local sql = require "tide.sql"
+  local track = require "tide.track"
+  if not track.exists(conn, cfg.schema) then
+    return {}
+  end
+  local rows = conn:query("SELECT backup FROM " .. sql.ident(cfg.schema) .. ".history WHERE backup IS NOT NULL "
+    .. "ORDER BY id DESC LIMIT 1")
+  local ref = rows[1] and rows[1].backup
+  local id = type(ref) == "string" and ref:match("([^/]+)/?$")
+  return id and { [id] = true } or {}
+end
+
+-- Before a migration ----------------------------------------------------------------------------
+
+-- SQL a downgrade would run, recorded without a database; nil when it cannot be recorded.
+local function destructive(plan)
+  local dbmod = require "tide.db"
+  for _, rev in ipairs(plan) do
+    local rec = dbmod.recorder(rev)
+    local ok = rev.downgrade and pcall(rev.downgrade, rec)
+    if not ok then
+      return rev -- cannot tell: treat as destructive
+    end
+    for _, statement in ipairs(rec.record) do
+      local s = statement:upper():gsub("%s+", " ")
+      if s:find("DROP TABLE", 1, true) or s:find("DROP COLUMN", 1, true) or s:find("DROP SCHEMA", 1, true)
+        or s:find("TRUNCATE", 1, true) then
+        return rev
+      end
+    end
+  end
+end
+
+--- Builds the function the runner calls after taking its lock and before the first DDL, when
+--- something is pending: ctx.before_migrate = backup.hook(ctx, flags), then
+--- ctx.before_migrate(info) -> backup reference | nil, info = {conn, cfg, plan, applied,
+--- target, direction, run}.
+---@param ctx table the CLI's {cfg, flags}
+---@param flags table {["backup-to"], ["no-backup"]}
+function M.hook(ctx, flags)
+  flags = flags or ctx.flags or {}
+  local s = M.settings(ctx.cfg, flags)
+  local hooks = ctx.cfg.hooks or {}
+  return function(info)
+    if flags["no-backup"] then
+      if s or hooks.before_migrate then
+        info.run.note = (info.run.note and (info.run.note .. "; ") or "") .. "--no-backup"
+        log.warn("backup: skipped (--no-backup); recorded in the history")
+      end
+      return nil
+    end
+    if not s and not hooks.before_migrate then
+      if info.direction == "downgrade" then
+        local rev = destructive(info.plan)
+        if rev then
+          errors.raise("backup", string.format("downgrade of %s (%s) drops tables or columns: configure a backup "
+            .. "(backup.to or --backup-to URL) or pass --no-backup", rev.revision, rev.file))
+        end
+      end
+      return nil
+    end
+    local revs = {}
+    for id in pairs(info.applied or {}) do
+      revs[#revs + 1] = id
+    end
+    table.sort(revs)
+    local function builtin(opts)
+      opts = opts or {}
+      local r = M.run {
+        cfg = ctx.cfg,
+        flags = flags,
+        settings = opts.to and M.settings(ctx.cfg, { ["backup-to"] = opts.to }) or s,
+        conn = info.conn,
+        target = info.target,
+        direction = info.direction,
+        run = info.run,
+        revisions = revs,
+        protect = latest_run_backup(info.conn, ctx.cfg),
+      }
+      return r.reference
+    end
+    if hooks.before_migrate then
+      -- the project's hook adds steps or replaces the built-in backup; it gets the same
+      -- primitives (core.dump, core.destination) and the built-in step as ctx.backup()
+      local ok, ref = pcall(hooks.before_migrate, {
+        plan = info.plan,
+        direction = info.direction,
+        target = info.target,
+        run_id = info.run.id,
+        url = ctx.cfg.url,
+        backup = builtin,
+        dump = core.dump,
+        destination = core.destination,
+        settings = s,
+      })
+      if not ok then
+        errors.raise("backup", "hooks.before_migrate failed: " .. (errors.is_error(ref) and ref.message
+          or tostring(ref)))
+      end
+      return ref ~= nil and tostring(ref) or nil
+    end
+    return builtin()
+  end
+end
+
+--- The runner's hook for callers without backup flags (tide auto): tide.lua decides.
+function M.before_migrate(info)
+  return M.hook({ cfg = info.cfg }, {})(info)
+end
+
+-- Restore ---------------------------------------------------------------------------------------
+
+-- Objects in the target database that a restore would collide with.
+local function user_objects(conn)
+  return conn:query([[
+SELECT (SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+           AND n.nspname NOT LIKE 'pg\_temp\_%')::int AS relations,
+       (SELECT count(*) FROM pg_catalog.pg_namespace n
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'public') AND n.nspname NOT LIKE 'pg\_%')::int
+         AS schemas]])[1]
+end
+
+local function confirm(question)
+  io.stderr:write(question, " [y/N] ")
+  io.stderr:flush()
+  local answer = io.stdin:read("l")
+  return answer and answer:match("^%s*[yY]") ~= nil
+end
+
+--- Restores backup id into the database at url.
+---@param ctx table {cfg, flags}
+function M.restore(ctx, id, opts)
+  local s = M.settings(ctx.cfg, ctx.flags)
+  if not s then
+    errors.raise("usage", "where are the backups? set `backup = { to = ... }` in tide.lua or pass --backup-to URL")
+  end
+  if not id:match("^[%w_.-]+$") then
+    errors.raise("usage", "a backup id looks like 20261124T095500Z-app-1a2b3c (see `tide backups`)")
+  end
+  local target = opts.to
+  local redact = require("tide.config").redact
+  local dest <close> = M.destination(s, reporter().update)
+  local ok, text = pcall(dest.get_string, dest, id .. "/manifest.json")
+  if not ok then
+    errors.raise("backup", string.format("no complete backup %s at %s: %s", id, dest:display(),
+      errors.is_error(text) and text.message or tostring(text)))
+  end
+  local m = json.decode(text)
+  if type(m) ~= "table" or m.id ~= id or type(m.sha256) ~= "string" or type(m.size) ~= "number" then
+    errors.raise("backup", string.format("%s%s/manifest.json is not a valid manifest", dest:display(), id))
+  end
+
+  local conn <close> = require("tide.runner").connect({ url = target, url_source = "--to",
+    application_name = "tide-restore", search_path = "pg_catalog" })
+  local objects = user_objects(conn)
+  if (objects.relations > 0 or objects.schemas > 0) and not opts.clean then
+    errors.raise("usage", string.format("the target database is not empty (%d relations, %d schemas): restore into "
+      .. "an empty database, or pass --clean to drop and replace the backup's objects", objects.relations,
+      objects.schemas))
+  end
+  if not opts.yes then
+    if not (core.isatty(0) and core.isatty(2)) then
+      errors.raise("usage", "restore replaces data: pass --yes to confirm when not on a terminal")
+    end
+    if not confirm(string.format("Restore backup %s (database %s, %s) into %s?", id, tostring(m.database),
+      human(m.size), redact(target))) then
+      errors.raise("usage", "restore cancelled")
+    end
+  end
+  conn:close()
+
+  local tmp_dir = s.tmp_dir
+  local path = string.format("%s/tide-restore-%s.dump", tmp_dir, random_hex(6))
+  local _, pg_restore = M.tools(s)
+  local done, err = pcall(function()
+    local t0 = core.now()
+    local got = step("download", dest.get_file, dest, id .. "/" .. (m.archive or "archive.dump"), path)
+    if got.size ~= m.size or got.sha256 ~= m.sha256 then
+      fail("checking the download", string.format("the archive has %d bytes and sha256 %s; the manifest says %d and "
+        .. "%s", got.size, got.sha256, m.size, m.sha256))
+    end
+    log.info("restore: downloaded and checked %s in %.1f s", human(got.size), core.now() - t0)
+    t0 = core.now()
+    local r_ok, r_err = pcall(core.restore_archive, { pg_restore = pg_restore, url = target, path = path,
+      clean = opts.clean or false })
+    if not r_ok then
+      errors.raise("backup", "restore failed (rolled back: nothing was restored): "
+        .. (errors.is_error(r_err) and r_err.message or tostring(r_err)))
+    end
+    log.info("restore: pg_restore finished in %.1f s", core.now() - t0)
+  end)
+  os.remove(path)
+  if not done then
+    error(err, 0)
+  end
+  return { id = id, database = m.database, size = m.size, sha256 = m.sha256, revisions = m.revisions }
+end
+
+-- Commands --------------------------------------------------------------------------------------
+
+local BACKUP_TO = { "backup-to", "URL", "backup destination (else tide.lua backup.to)" }
+
+local function out(fmt, ...)
+  io.stdout:write(select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
+end
+
+--- Flags the migrating commands (upgrade, downgrade) add for the backup.
+M.migrate_flags = {
+  BACKUP_TO,
+  { "no-backup", nil, "skip the configured backup (recorded in the history)" },
+}
+
+M.commands = {
+  {
+    name = "backup",
+    usage = "backup",
+    summary = "take a verified backup now (pg_dump, upload, manifest)",
+    flags = { BACKUP_TO },
+    run = function(ctx, _, flags)
+      local conn <close> = require("tide.runner").connect(ctx.cfg)
+      local protect = latest_run_backup(conn, ctx.cfg)
+      return M.run { cfg = ctx.cfg, flags = flags, conn = conn, protect = protect }
+    end,
+    print = function(r)
+      out("backup %s: %s, sha256 %s", r.id, human(r.size), r.sha256)
+      out("  %s", r.reference)
+      for _, id in ipairs(r.pruned or {}) do
+        out("  pruned %s", id)
+      end
+    end,
+  },
+  {
+    name = "backups",
+    usage = "backups",
+    summary = "list complete backups (those with a manifest), newest last",
+    flags = { BACKUP_TO },
+    run = function(ctx, _, flags)
+      local s = M.settings(ctx.cfg, flags)
+      if not s then
+        errors.raise("usage", "no backup destination: set `backup = { to = ... }` in tide.lua or pass --backup-to URL")
+      end
+      local dest <close> = M.destination(s)
+      local list = step("listing", M.list, dest)
+      local rows = {}
+      for i, b in ipairs(list) do
+        rows[i] = { id = b.id, created_at = b.created_at, database = b.database, size = b.size, sha256 = b.sha256,
+          revisions = b.revisions, archive_present = b.archive_present }
+      end
+      return { destination = dest:display(), backups = rows }
+    end,
+    print = function(r)
+      if #r.backups == 0 then
+        out("no complete backups at %s", r.destination)
+        return
+      end
+      out("%-40s %-20s %10s  %s", "ID", "TIME (UTC)", "SIZE", "REVISIONS")
+      for _, b in ipairs(r.backups) do
+        local revs = type(b.revisions) == "table" and table.concat(b.revisions, ",") or ""
+        out("%-40s %-20s %10s  %s%s", b.id, tostring(b.created_at), human(b.size or 0), revs ~= "" and revs or "(none)",
+          b.archive_present and "" or "  ARCHIVE MISSING")
+      end
+    end,
+  },
+  {
+    name = "restore",
+    usage = "restore ID --to URL",
+    summary = "restore a backup into a database (an empty one unless --clean)",
+    details = "Downloads the archive, checks size and SHA-256 against the manifest, and runs "
+      .. "pg_restore --single-transaction --exit-on-error.",
+    flags = {
+      BACKUP_TO,
+      { "to", "URL", "the database to restore into (required)" },
+      { "clean", nil, "drop the backup's objects in the target before restoring them" },
+      { "yes", nil, "do not ask for confirmation" },
+    },
+    min_args = 1,
+    max_args = 1,
+    run = function(ctx, args, flags)
+      if not flags.to then
+        errors.raise("usage", "usage: tide restore ID --to URL")
+      end
+      return M.restore(ctx, args[1], { to = flags.to, clean = flags.clean, yes = flags.yes })
+    end,
+    print = function(r)
+      out("restored %s (database %s, %s)", r.id, tostring(r.database), human(r.size))
+    end,
+  },
+}
+
+return M
