@@ -31,7 +31,8 @@ function M.describe(h)
     return "a session that has since ended"
   end
   return string.format("pid %d (application_name %q, user %s%s, connected since %s, %ds ago)", h.pid,
-    h.application_name, h.usename, h.client_addr ~= core.null and (", from " .. h.client_addr) or "", h.since, h.seconds)
+    h.application_name, h.usename, h.client_addr ~= core.null and (", from " .. h.client_addr) or "", h.since,
+    h.seconds)
 end
 
 --- Opens the lock connection and takes the lock, waiting at most wait seconds.
@@ -48,7 +49,8 @@ function M.acquire(cfg, conn)
         error({ sqlstate = "55P03" }, 0)
       end
     else
-      lock_conn:query("SELECT pg_catalog.set_config('lock_timeout', $1, false)", string.format("%dms", math.ceil(wait * 1000)))
+      lock_conn:query("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
+        string.format("%dms", math.ceil(wait * 1000)))
       lock_conn:query("SELECT pg_catalog.pg_advisory_lock(" .. KEY .. ")", cfg.schema)
       lock_conn:query("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
     end

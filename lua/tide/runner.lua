@@ -65,13 +65,14 @@ local function refuse_unknown(graph, applied, partial)
   end
 end
 
---- Applied (and partial) revisions whose file changed since: list of {rev, row}, in graph order.
+--- Applied revisions whose file changed since: list of {rev, row}, in graph order. A partial
+--- revision is not drift: fixing its file before resuming it is the normal way forward.
 --- Rows checksummed by another algorithm version than this tide's are compared only when this
 --- tide knows that algorithm (today there is one).
-function M.drifted(graph, applied, partial)
+function M.drifted(graph, applied)
   local out = {}
   for _, rev in ipairs(graph.list) do
-    local row = applied[rev.revision] or (partial and partial[rev.revision])
+    local row = applied[rev.revision]
     if row and row.checksum_algorithm == revisions.checksum_algorithm and row.checksum ~= rev.checksum then
       out[#out + 1] = { rev = rev, row = row }
     end
@@ -355,8 +356,8 @@ local function apply(conn, cfg, run, rev, direction, mode)
 end
 
 -- Refuses to upgrade over drifted revisions unless allowed; on downgrade says which source runs.
-local function drift_gate(ctx, conn, direction, applied, partial, opts, list)
-  local drifted = M.drifted(ctx.graph, applied, partial)
+local function drift_gate(ctx, conn, direction, applied, opts, list)
+  local drifted = M.drifted(ctx.graph, applied)
   if #drifted == 0 then
     return
   end
@@ -396,7 +397,7 @@ function M.migrate(ctx, direction, target, opts)
   local applied, partial = M.state(conn, cfg)
   refuse_unknown(graph, applied, partial)
   local list = plan_for(graph, direction, applied, partial, target)
-  drift_gate(ctx, conn, direction, applied, partial, opts, list)
+  drift_gate(ctx, conn, direction, applied, opts, list)
   if #list == 0 then
     result.nothing_to_do = true
     return result

@@ -295,7 +295,7 @@ M.describe_finding = describe_finding
 
 --- For `tide check`: drift (with diffs), a partial revision, and lint of the pending revisions.
 function M.check(ctx, conn, applied, partial, problems)
-  local drifted = runner.drifted(ctx.graph, applied, partial)
+  local drifted = runner.drifted(ctx.graph, applied)
   if #drifted > 0 then
     problems[#problems + 1] = M.drift_report(conn, ctx.cfg, drifted)
   end

@@ -1,0 +1,133 @@
+-- spec/safety_spec.lua: lock timeouts with retry (tide.runner) and the in-place upgrade of an
+-- older tracking schema (tide.track), against the sandbox server.
+local core = require "tide.core"
+local H = require "spec.support.helpers"
+
+local function revs_with_alter(extra)
+  local revs = H.chain(1)
+  revs["002_alter.lua"] = H.revision {
+    revision = "002",
+    down_revision = "001",
+    up = "ALTER TABLE t1 ADD COLUMN x int",
+    down_sql = "ALTER TABLE t1 DROP COLUMN x",
+    extra = extra,
+  }
+  return revs
+end
+
+-- A session holding ACCESS SHARE on t1 in an open transaction: ALTER TABLE t1 must wait for it.
+local function blocker(db)
+  local conn = core.connect(db.url, "blocker-app")
+  conn:exec("BEGIN; LOCK TABLE t1 IN ACCESS SHARE MODE; SELECT 'blocking' AS what")
+  return conn
+end
+
+describe("tide.runner #db lock timeouts", function()
+  after_each(H.cleanup)
+
+  it("retries a revision that hits lock_timeout and applies it once the blocker ends", function()
+    local db = H.fresh_db()
+    local dir = H.project(revs_with_alter('lock_timeout = "100ms",'))
+    assert.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    local b = blocker(db)
+    local run = H.spawn({ "upgrade", "--url", db.url, "--lock-retries", "6" }, { dir = dir })
+    core.sleep(1.2)
+    b:exec("COMMIT")
+    b:close()
+    local r = run.wait()
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("lock timeout after 100ms %(attempt 1 of 7%), blocked by pid %d+ %(application_name \"blocker%-app\"",
+      r.stderr)
+    assert.matches("holds AccessShareLock on t1", r.stderr)
+    assert.same({ "001", "002" }, H.applied(db))
+    -- every failed attempt is in history
+    local failed = H.sql(db, "SELECT count(*)::int AS n FROM tide.history WHERE outcome = 'failed' AND sqlstate = '55P03'")
+    assert.is_true(failed[1].n >= 1)
+  end)
+
+  it("gives up after --lock-retries and names the blocker (pid, application_name, query)", function()
+    local db = H.fresh_db()
+    local dir = H.project(revs_with_alter())
+    assert.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    local b = blocker(db)
+    local pid = b:info().pid
+    local r = H.tide({ "upgrade", "--url", db.url, "--lock-timeout", "50ms", "--lock-retries", "1" }, { dir = dir })
+    b:exec("ROLLBACK")
+    b:close()
+    assert.equal(6, r.code)
+    assert.matches("ERROR 55P03", r.stderr)
+    assert.matches("gave up after 2 attempts; blocked by pid " .. pid .. " %(application_name \"blocker%-app\"", r.stderr)
+    assert.matches("SELECT 'blocking' AS what", r.stderr, 1, true)
+    assert.same({ "001" }, H.applied(db))
+    assert.same({ "id" }, (function()
+      local cols = {}
+      for _, row in ipairs(H.sql(db, "SELECT attname FROM pg_attribute WHERE attrelid = 't1'::regclass AND attnum > 0")) do
+        cols[#cols + 1] = row.attname
+      end
+      return cols
+    end)())
+  end)
+
+  it("sets lock_timeout only after tide's own lock is held (a per-revision value wins over the default)", function()
+    local db = H.fresh_db()
+    local revs = H.chain(1)
+    revs["002_show.lua"] = [[
+return { revision = "002", down_revision = "001", message = "show", lock_timeout = "1234ms",
+  statement_timeout = "1min",
+  upgrade = function(db)
+    local row = db:one("SELECT current_setting('lock_timeout') AS lt, current_setting('statement_timeout') AS st")
+    db:exec("CREATE TABLE seen (lt text, st text)")
+    db:query("INSERT INTO seen VALUES ($1, $2)", row.lt, row.st)
+  end }
+]]
+    local dir = H.project(revs)
+    local r = H.tide({ "upgrade", "--url", db.url, "--lock-timeout", "3s" }, { dir = dir })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ { lt = "1234ms", st = "1min" } }, H.sql(db, "SELECT lt, st FROM seen"))
+  end)
+
+  it("rejects a --lock-retries that is not a whole number", function()
+    local dir = H.project(H.chain(1))
+    local r = H.tide({ "upgrade", "--url", H.url("postgres"), "--lock-retries", "many" }, { dir = dir })
+    assert.equal(2, r.code)
+    assert.matches("%-%-lock%-retries needs a whole number", r.stderr)
+  end)
+end)
+
+describe("tide.track #db format upgrade", function()
+  after_each(H.cleanup)
+
+  it("upgrades a format 1 tracking schema in place under the lock, keeping its rows", function()
+    local db = H.fresh_db()
+    -- The layout tide wrote before format 2, with one applied revision.
+    H.sql(db, [[
+CREATE SCHEMA tide;
+CREATE TABLE tide.revision (revision text PRIMARY KEY, message text NOT NULL, checksum text NOT NULL,
+  checksum_algorithm integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  applied_by text NOT NULL, duration_ms double precision NOT NULL, source text NOT NULL);
+CREATE TABLE tide.history (id bigserial PRIMARY KEY, run_id text NOT NULL, revision text,
+  direction text NOT NULL CHECK (direction IN ('upgrade', 'downgrade', 'stamp', 'unstamp')),
+  outcome text NOT NULL CHECK (outcome IN ('applied', 'failed')), started_at timestamptz NOT NULL,
+  finished_at timestamptz NOT NULL DEFAULT clock_timestamp(), duration_ms double precision NOT NULL,
+  checksum text, error text, sqlstate text, db_user text NOT NULL DEFAULT CURRENT_USER, os_user text NOT NULL,
+  host text NOT NULL, tide_version text NOT NULL, backup text, note text);
+COMMENT ON SCHEMA tide IS 'tide migration state (format 1)';
+CREATE TABLE t1 (id int PRIMARY KEY);
+]])
+    local dir = H.project(H.chain(2))
+    local source = H.read(dir .. "/versions/001_t1.lua")
+    local revisions = require "tide.revisions"
+    H.sql(db, "INSERT INTO tide.revision VALUES ('001', 'create t1', $1, 1, now(), 'x@y', 1, $2)",
+      revisions.checksum(source), source)
+    -- the lock-free read of a format 1 schema works (status), then upgrade converts it
+    local st = H.tide({ "status", "--url", db.url }, { dir = dir })
+    assert.equal(0, st.code, st.stderr)
+    assert.matches("%[x%] 001", st.stdout)
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "001", "002" }, H.applied(db))
+    assert.equal("tide migration state (format 2)",
+      H.sql(db, "SELECT obj_description('tide'::regnamespace, 'pg_namespace') AS c")[1].c)
+    assert.equal(1, #H.sql(db, "SELECT 1 FROM pg_attribute WHERE attrelid = 'tide.revision'::regclass AND attname = 'state'"))
+  end)
+end)
