@@ -341,13 +341,24 @@ local function apply(conn, cfg, run, rev, direction, mode)
           .. "blocked by %s", n, n == 1 and "" or "s", M.describe_blocker(blocker))
       end
       if not mode.dry then
-        if not rev.transaction then
-          pcall(track.fail_partial, conn, cfg.schema, rev, db.failed_step, tostring(err))
+        -- The revision's connection may be gone (terminated, server restart): record on a new one.
+        local rec_conn, fresh = conn, nil
+        if conn:closed() then
+          local ok_connect, c = pcall(M.connect, cfg)
+          if ok_connect then
+            rec_conn, fresh = c, c
+          end
         end
-        local recorded, why = pcall(track.record_failure, conn, cfg.schema, run, rev, direction, ms,
+        if not rev.transaction then
+          pcall(track.fail_partial, rec_conn, cfg.schema, rev, db.failed_step, tostring(err))
+        end
+        local recorded, why = pcall(track.record_failure, rec_conn, cfg.schema, run, rev, direction, ms,
           { text = tostring(err), sqlstate = err.sqlstate })
         if not recorded then
           log.warn("could not record the failure in %s.history: %s", cfg.schema, tostring(why))
+        end
+        if fresh then
+          fresh:close()
         end
       end
       run_failure(rev, direction, err, rolled_back)

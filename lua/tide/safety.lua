@@ -655,7 +655,13 @@ command {
   summary = "start-up upgrade: when AUTO_IMPROVE_DATABASE is true or 1, upgrade to head (with the backup)",
   details = "Otherwise does nothing and exits 0. Exits 8 when the database has revisions this code does not\n"
     .. "know. Never waits for the lock when nothing is pending. Logs one line per revision.",
-  flags = { { "allow-drift", nil, "upgrade even if an applied revision's file changed since" } },
+  flags = (function()
+    local list = { { "allow-drift", nil, "upgrade even if an applied revision's file changed since" } }
+    for _, f in ipairs(require("tide.backup").migrate_flags) do -- --backup-to URL, --no-backup
+      list[#list + 1] = f
+    end
+    return list
+  end)(),
   run = function(ctx, _, flags)
     local value = os.getenv("AUTO_IMPROVE_DATABASE")
     local v = (value or ""):lower()
@@ -665,12 +671,7 @@ command {
       end
       return { auto = false, reason = "AUTO_IMPROVE_DATABASE is " .. (value and ("'" .. value .. "'") or "not set") }
     end
-    if not ctx.before_migrate then
-      local ok, backup = pcall(require, "tide.backup")
-      if ok and type(backup) == "table" and type(backup.before_migrate) == "function" then
-        ctx.before_migrate = backup.before_migrate
-      end
-    end
+    ctx.before_migrate = require("tide.backup").hook(ctx, flags) -- the configured backup, as upgrade
     local result = runner.migrate(ctx, "upgrade", "head", { progress = true, allow_drift = flags["allow-drift"],
       note = "tide auto" })
     result.auto = true
