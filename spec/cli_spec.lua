@@ -108,7 +108,7 @@ describe("tide command line #db", function()
     end)
 
     it("reverts down to a target, which stays applied", function()
-      local r = tide { "downgrade", "001", "--url", db.url }
+      local r = tide { "downgrade", "--no-backup", "001", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
       assert.matches("reverted 2 revisions", r.stdout)
       assert.are.same({ "001" }, H.applied(db))
@@ -116,15 +116,15 @@ describe("tide command line #db", function()
     end)
 
     it("reverts the last N with -N, and everything with base", function()
-      assert.are.equal(0, tide({ "downgrade", "-1", "--url", db.url }).code)
+      assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
       assert.are.same({ "001", "002" }, H.applied(db))
-      assert.are.equal(0, tide({ "downgrade", "base", "--url", db.url }).code)
+      assert.are.equal(0, tide({ "downgrade", "--no-backup", "base", "--url", db.url }).code)
       assert.are.same({}, H.applied(db))
       assert.are.same({}, H.tables(db))
     end)
 
     it("prints its result as JSON", function()
-      local r = tide { "downgrade", "-2", "--json", "--url", db.url }
+      local r = tide { "downgrade", "--no-backup", "-2", "--json", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
       local out = H.json(r)
       assert.are.equal("downgrade", out.direction)
@@ -133,7 +133,7 @@ describe("tide command line #db", function()
     end)
 
     it("needs a target (exit 2)", function()
-      local r = tide { "downgrade", "--url", db.url }
+      local r = tide { "downgrade", "--no-backup", "--url", db.url }
       assert.are.equal(2, r.code, r.output)
       assert.matches("usage: tide downgrade", r.stderr)
       assert.are.same({ "001", "002", "003" }, H.applied(db))
@@ -217,7 +217,7 @@ describe("tide command line #db", function()
 
     it("shows what ran on the database with --applied, failures included", function()
       assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
-      assert.are.equal(0, tide({ "downgrade", "-1", "--url", db.url }).code)
+      assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
       local r = tide { "history", "--applied", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
       assert.matches("downgrade%s+003%s+applied", r.stdout)
@@ -466,7 +466,7 @@ describe("tide command line #db", function()
       }
       for _, args in ipairs {
         { "--versions", other .. "/migrations", "upgrade", "--url", db.url },
-        { "downgrade", "base", "--url", db.url, "--versions", other .. "/migrations" },
+        { "downgrade", "--no-backup", "base", "--url", db.url, "--versions", other .. "/migrations" },
       } do
         local r = tide(args)
         assert.are.equal(0, r.code, r.output)
@@ -475,6 +475,36 @@ describe("tide command line #db", function()
         .revisions))
       assert.are.same({}, H.applied(db))
       assert.are.equal(2, #H.history(db))
+    end)
+
+    it("reads a relative --versions DIR relative to -C DIR, as git -C does", function()
+      local root = H.tmpdir {
+        ["proj/migrations/001_x.lua"] = H.revision { revision = "rel1" },
+        ["proj/db/002_y.lua"] = H.revision { revision = "rel2" },
+        ["proj/tide.lua"] = 'return { versions = "db" }\n',
+      }
+      local r = H.tide({ "-C", "proj", "--versions", "migrations", "heads", "--json" }, { dir = root })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "rel1" }, ids(H.json(r).heads))
+      r = H.tide({ "heads", "--json", "-C", "proj" }, { dir = root })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "rel2" }, ids(H.json(r).heads))
+      r = H.tide({ "heads", "--json", "--versions", root .. "/proj/migrations", "-C", "proj" }, { dir = root })
+      assert.are.same({ "rel1" }, ids(H.json(r).heads))
+    end)
+
+    it("refuses a tide.lua with a syntax error, naming file and line (exit 2)", function()
+      local d = H.project(H.chain(1), "return {\n  url = 'x'\n  schema = 'y'\n}\n")
+      local r = tide({ "status" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("tide.lua:3:", r.stderr)
+    end)
+
+    it("refuses a tide.lua value of the wrong type (exit 2)", function()
+      local d = H.project(H.chain(1), 'return { lock_wait = "10" }\n')
+      local r = tide({ "status" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("`lock_wait` must be a number", r.stderr)
     end)
 
     it("refuses -C of a folder that does not exist (exit 2)", function()

@@ -163,7 +163,8 @@ function M.load(flags)
   local cfg = load_file(file)
   cfg.dir = dir
   cfg.file = read_file(file) and file or nil
-  cfg.versions_dir = flags.versions or join(dir, cfg.versions)
+  -- As with `git -C`, a relative --versions is relative to DIR, like tide.lua's `versions`.
+  cfg.versions_dir = join(dir, flags.versions or cfg.versions)
   if flags.url then
     cfg.url, cfg.url_source = flags.url, "--url"
   elseif os.getenv("DATABASE_URL") and os.getenv("DATABASE_URL") ~= "" then
