@@ -177,6 +177,9 @@ function M.sql_script(ctx, direction, target)
   push("-- Statements under `" .. BOOK .. "` are tide's own tracking; the others are the revisions'.")
   push("-- Planned from the database's state when the script was made: run it with psql on that database.")
   push("\\set ON_ERROR_STOP on")
+  push(BOOK .. ": revisions create objects where tide's own connection would (search_path)")
+  push(string.format("SELECT pg_catalog.set_config('search_path', %s, false);",
+    require("tide.sql").literal(cfg.search_path)))
   push("")
   if not present or format < track.format then
     push(BOOK .. ": the tracking tables")
@@ -485,7 +488,7 @@ WITH ns AS (
 SELECT line FROM (
   SELECT 'schema ' || pg_catalog.quote_ident(nspname) AS line FROM ns
   UNION ALL
-  SELECT 'relation ' || name || ' kind ' || relkind FROM rel WHERE relkind <> 'i'
+  SELECT 'relation ' || name || ' kind ' || relkind::text FROM rel WHERE relkind <> 'i'
   UNION ALL
   SELECT 'column ' || rel.name || '.' || pg_catalog.quote_ident(a.attname) || ' '
     || pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
@@ -507,7 +510,7 @@ SELECT line FROM (
     || ') ' || pg_catalog.md5(COALESCE(p.prosrc, ''))
   FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
   UNION ALL
-  SELECT 'type ' || ns.nspname || '.' || t.typname || ' ' || t.typtype || COALESCE(' (' || (
+  SELECT 'type ' || ns.nspname || '.' || t.typname || ' ' || t.typtype::text || COALESCE(' (' || (
     SELECT pg_catalog.string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e
     WHERE e.enumtypid = t.oid) || ')', '')
   FROM pg_catalog.pg_type t JOIN ns ON ns.oid = t.typnamespace
@@ -517,7 +520,7 @@ SELECT line FROM (
   SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(tg.oid) FROM pg_catalog.pg_trigger tg
   JOIN rel ON rel.oid = tg.tgrelid WHERE NOT tg.tgisinternal
   UNION ALL
-  SELECT 'policy ' || rel.name || ' ' || pg_catalog.quote_ident(po.polname) || ' ' || po.polcmd || ' '
+  SELECT 'policy ' || rel.name || ' ' || pg_catalog.quote_ident(po.polname) || ' ' || po.polcmd::text || ' '
     || COALESCE(pg_catalog.pg_get_expr(po.polqual, po.polrelid), '') || ' '
     || COALESCE(pg_catalog.pg_get_expr(po.polwithcheck, po.polrelid), '')
   FROM pg_catalog.pg_policy po JOIN rel ON rel.oid = po.polrelid
