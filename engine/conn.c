@@ -203,13 +203,17 @@ static conn *check_conn(lua_State *L) {
 
 /* Hands recorded notices to the handler set by conn:on_notice (default: stderr). Runs after
  * libpq returned, so a handler that raises leaks nothing. */
-static void deliver_notices(lua_State *L, conn *c) {
+static void deliver_notices(lua_State *L, conn *c, int failing) {
   if (!c->pending.len)
     return;
   if (lua_getiuservalue(L, 1, 1) == LUA_TFUNCTION) { /* [.., handler] */
     lua_pushlstring(L, c->pending.text, c->pending.len - 1);
     c->pending.len = 0;
-    lua_call(L, 1, 0);
+    /* With a tide.Error about to be raised, a handler that fails must not replace it. */
+    if (!failing)
+      lua_call(L, 1, 0);
+    else if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+      lua_pop(L, 1);
   } else {
     lua_pop(L, 1);
     fwrite(c->pending.text, 1, c->pending.len, stderr);
@@ -256,10 +260,10 @@ static int l_conn_exec(lua_State *L) {
   if (!ok || failed) {
     push_sql_error(L, c->pg, failed, sql);
     PQclear(failed);
-    deliver_notices(L, c);
+    deliver_notices(L, c, 1);
     return lua_error(L);
   }
-  deliver_notices(L, c);
+  deliver_notices(L, c, 0);
   return 0;
 }
 
@@ -337,7 +341,7 @@ static int l_conn_query(lua_State *L) {
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
     push_sql_error(L, c->pg, res, sql);
     PQclear(res);
-    deliver_notices(L, c);
+    deliver_notices(L, c, 1);
     return lua_error(L);
   }
   nrows = PQntuples(res);
@@ -356,7 +360,7 @@ static int l_conn_query(lua_State *L) {
   else
     lua_pushinteger(L, atoll(PQcmdTuples(res)));
   PQclear(res);
-  deliver_notices(L, c);
+  deliver_notices(L, c, 0);
   return 2;
 }
 
