@@ -1,0 +1,167 @@
+-- spec/lint_spec.lua: tide.lint's rules, each positive and negative, on recorded SQL (no
+-- database), then `tide lint` and `tide check` against the sandbox server.
+local H = require "spec.support.helpers"
+local lint = require "tide.lint"
+
+local function rev(id, extra)
+  local r = { revision = id, file = "versions/" .. id .. ".lua", transaction = true, allow = {} }
+  for k, v in pairs(extra or {}) do
+    r[k] = v
+  end
+  return r
+end
+
+-- The rules found for statements run by one revision (after `setup` statements of an earlier one).
+local function rules(statements, opts)
+  opts = opts or {}
+  local items = {}
+  if opts.setup then
+    items[1] = { rev = rev("000"), statements = { opts.setup }, direction = "upgrade" }
+  end
+  items[#items + 1] = { rev = rev("001", opts.rev), statements = { statements }, direction = opts.direction or "upgrade" }
+  local found = {}
+  for _, f in ipairs(lint.check(items)) do
+    if f.revision == "001" then
+      found[#found + 1] = f.allowed and (f.rule .. " (allowed)") or f.rule
+    end
+  end
+  return found
+end
+
+describe("tide.lint", function()
+  describe("split()", function()
+    it("splits on semicolons outside quotes, dollar quotes and comments", function()
+      local parts = lint.split("SELECT ';'; -- a; b\nCREATE FUNCTION f() RETURNS int AS $x$ SELECT 1; $x$ LANGUAGE sql;"
+        .. " /* ; */ SELECT \"a;b\"")
+      assert.equal(3, #parts)
+      assert.equal("SELECT ''", parts[1].bare)
+      assert.matches("^CREATE FUNCTION F%(%) RETURNS INT AS %$%$", parts[2].bare)
+      assert.equal("SELECT A;B", parts[3].bare)
+    end)
+  end)
+
+  describe("index", function()
+    it("flags CREATE INDEX without CONCURRENTLY on an existing table", function()
+      assert.same({ "index" }, rules('CREATE INDEX i ON "public"."users" (email)'))
+      assert.same({ "index" }, rules("create unique index i on users (email)"))
+    end)
+    it("accepts CONCURRENTLY, and any index on a table created earlier in the run", function()
+      assert.same({}, rules("CREATE INDEX CONCURRENTLY i ON users (email)", { rev = { transaction = false } }))
+      assert.same({}, rules("CREATE INDEX i ON users (email)", { setup = 'CREATE TABLE "users" (email text)' }))
+    end)
+  end)
+
+  describe("not_null", function()
+    it("flags ADD COLUMN ... NOT NULL without a default", function()
+      assert.same({ "not_null" }, rules("ALTER TABLE users ADD COLUMN age int NOT NULL"))
+    end)
+    it("accepts a default, a nullable column, or a new table", function()
+      assert.same({}, rules("ALTER TABLE users ADD COLUMN age int NOT NULL DEFAULT 0"))
+      assert.same({}, rules("ALTER TABLE users ADD COLUMN age int"))
+      assert.same({}, rules("ALTER TABLE users ADD COLUMN age int NOT NULL", { setup = "CREATE TABLE users ()" }))
+    end)
+  end)
+
+  describe("rewrite", function()
+    it("flags a column type change", function()
+      assert.same({ "rewrite" }, rules("ALTER TABLE users ALTER COLUMN id TYPE bigint"))
+      assert.same({ "rewrite" }, rules("ALTER TABLE users ALTER id SET DATA TYPE bigint"))
+    end)
+    it("accepts other column changes", function()
+      assert.same({}, rules("ALTER TABLE users ALTER COLUMN id SET DEFAULT 0"))
+    end)
+  end)
+
+  describe("not_valid", function()
+    it("flags a foreign key or check constraint without NOT VALID", function()
+      assert.same({ "not_valid" }, rules("ALTER TABLE a ADD CONSTRAINT a_b FOREIGN KEY (b) REFERENCES b (id)"))
+      assert.same({ "not_valid" }, rules("ALTER TABLE a ADD CHECK (n > 0)"))
+    end)
+    it("accepts NOT VALID, VALIDATE CONSTRAINT and other constraints", function()
+      assert.same({}, rules("ALTER TABLE a ADD CONSTRAINT a_b FOREIGN KEY (b) REFERENCES b (id) NOT VALID"))
+      assert.same({}, rules("ALTER TABLE a VALIDATE CONSTRAINT a_b"))
+      assert.same({}, rules("ALTER TABLE a ADD CONSTRAINT a_u UNIQUE (n)"))
+    end)
+  end)
+
+  describe("destructive", function()
+    it("flags DROP TABLE, DROP COLUMN and TRUNCATE in an upgrade", function()
+      assert.same({ "destructive" }, rules("DROP TABLE users"))
+      assert.same({ "destructive" }, rules("ALTER TABLE users DROP COLUMN email"))
+      assert.same({ "destructive" }, rules("TRUNCATE users"))
+    end)
+    it("accepts DROP CONSTRAINT, and drops in a downgrade", function()
+      assert.same({}, rules("ALTER TABLE users DROP CONSTRAINT users_email_key"))
+      assert.same({ "destructive (allowed)" }, rules("DROP TABLE users", { direction = "downgrade" }))
+    end)
+    it("is allowed per revision with a reason", function()
+      assert.same({ "destructive (allowed)" }, rules("DROP TABLE users", { rev = { allow = { destructive = "unused" } } }))
+    end)
+  end)
+
+  describe("concurrently", function()
+    it("flags CONCURRENTLY inside a transactional revision", function()
+      assert.same({ "concurrently" }, rules("CREATE INDEX CONCURRENTLY i ON users (email)"))
+      assert.same({ "concurrently" }, rules("DROP INDEX CONCURRENTLY i"))
+    end)
+    it("accepts it with transaction = false, and the word inside a string", function()
+      assert.same({}, rules("DROP INDEX CONCURRENTLY i", { rev = { transaction = false } }))
+      assert.same({}, rules("COMMENT ON TABLE users IS 'built concurrently'"))
+    end)
+  end)
+
+  describe("allow", function()
+    it("refuses an unknown rule with a suggestion, and an empty reason", function()
+      local f = lint.check { { rev = rev("001", { allow = { destructiv = "x", index = "" } }), statements = {},
+        direction = "upgrade" } }
+      table.sort(f, function(a, b)
+        return a.message < b.message
+      end)
+      assert.equal(2, #f)
+      assert.matches("allow.index needs a reason", f[1].message)
+      assert.matches("unknown lint rule `destructiv` %(did you mean `destructive`%?%)", f[2].message)
+    end)
+  end)
+end)
+
+describe("tide lint #db", function()
+  after_each(H.cleanup)
+
+  local function project()
+    local revs = H.chain(1)
+    revs["002_idx.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE INDEX t1_id ON t1 (id)" }
+    revs["003_drop.lua"] = H.revision { revision = "003", down_revision = "002", up = "DROP TABLE t1",
+      extra = 'allow = { destructive = "t1 is unused since v2" },' }
+    return H.project(revs)
+  end
+
+  it("lints only pending revisions, naming revision, file and statement; exit 1", function()
+    local db = H.fresh_db()
+    local dir = project()
+    local r = H.tide({ "lint", "--url", db.url }, { dir = dir })
+    -- nothing applied: 001 creates t1, so the index on it is fine; the drop is allowed
+    assert.equal(0, r.code, r.stdout)
+    assert.matches("allowed destructive: revision 003 %(.-003_drop.lua%): t1 is unused since v2", r.stdout)
+    assert.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    r = H.tide({ "lint", "--url", db.url }, { dir = dir })
+    assert.equal(1, r.code)
+    assert.matches("lint index: revision 002 %(.-002_idx.lua%): CREATE INDEX without CONCURRENTLY", r.stdout)
+    assert.matches("CREATE INDEX t1_id ON t1 %(id%)", r.stdout)
+    local j = H.tide({ "lint", "--json", "--url", db.url }, { dir = dir })
+    local result = require("tide.json").decode(j.stdout)
+    assert.equal(1, #result.problems)
+    assert.equal("index", result.problems[1].rule)
+    assert.equal("002", result.problems[1].revision)
+    -- `tide check` includes it
+    local c = H.tide({ "check", "--url", db.url }, { dir = dir })
+    assert.equal(1, c.code)
+    assert.matches("problem: lint index: revision 002", c.stdout)
+  end)
+
+  it("--all lints every revision without a database", function()
+    local dir = project()
+    local r = H.tide({ "lint", "--all", "--url", "postgresql://nobody@127.0.0.1:1/none" }, { dir = dir })
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+    assert.matches("3 revisions linted, 0 problems", r.stdout)
+  end)
+end)
