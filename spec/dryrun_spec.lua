@@ -58,7 +58,8 @@ local function snapshot(db)
 end
 
 local function psql(db, file)
-  local cmd = string.format("psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s 2>&1", H.shell_quote(db.url), H.shell_quote(file))
+  local cmd = string.format("psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s 2>&1", H.shell_quote(db.url),
+    H.shell_quote(file))
   local p = assert(io.popen(cmd))
   local output = p:read("a")
   local ok = p:close()
@@ -116,7 +117,7 @@ end }
     assert.same({}, H.tables(db))
   end)
 
-  it("--dry-run runs the revisions, reports their time, lists non-transactional ones as skipped, leaves nothing", function()
+  it("--dry-run runs the revisions, reports their time, lists transaction = false as skipped", function()
     local dir = H.project(REVS)
     local db = H.fresh_db()
     local before = snapshot(db)

@@ -18,7 +18,8 @@ local function rules(statements, opts)
   if opts.setup then
     items[1] = { rev = rev("000"), statements = { opts.setup }, direction = "upgrade" }
   end
-  items[#items + 1] = { rev = rev("001", opts.rev), statements = { statements }, direction = opts.direction or "upgrade" }
+  items[#items + 1] = { rev = rev("001", opts.rev), statements = { statements },
+    direction = opts.direction or "upgrade" }
   local found = {}
   for _, f in ipairs(lint.check(items)) do
     if f.revision == "001" then
@@ -95,7 +96,8 @@ describe("tide.lint", function()
       assert.same({ "destructive (allowed)" }, rules("DROP TABLE users", { direction = "downgrade" }))
     end)
     it("is allowed per revision with a reason", function()
-      assert.same({ "destructive (allowed)" }, rules("DROP TABLE users", { rev = { allow = { destructive = "unused" } } }))
+      assert.same({ "destructive (allowed)" },
+        rules("DROP TABLE users", { rev = { allow = { destructive = "unused" } } }))
     end)
   end)
 

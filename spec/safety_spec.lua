@@ -36,12 +36,14 @@ describe("tide.runner #db lock timeouts", function()
     b:close()
     local r = run.wait()
     assert.equal(0, r.code, r.stderr)
-    assert.matches("lock timeout after 100ms %(attempt 1 of 7%), blocked by pid %d+ %(application_name \"blocker%-app\"",
+    assert.matches("lock timeout after 100ms %(attempt 1 of 7%), blocked by pid %d+ "
+      .. "%(application_name \"blocker%-app\"",
       r.stderr)
     assert.matches("holds AccessShareLock on t1", r.stderr)
     assert.same({ "001", "002" }, H.applied(db))
     -- every failed attempt is in history
-    local failed = H.sql(db, "SELECT count(*)::int AS n FROM tide.history WHERE outcome = 'failed' AND sqlstate = '55P03'")
+    local failed = H.sql(db, "SELECT count(*)::int AS n FROM tide.history "
+      .. "WHERE outcome = 'failed' AND sqlstate = '55P03'")
     assert.is_true(failed[1].n >= 1)
   end)
 
@@ -56,12 +58,14 @@ describe("tide.runner #db lock timeouts", function()
     b:close()
     assert.equal(6, r.code)
     assert.matches("ERROR 55P03", r.stderr)
-    assert.matches("gave up after 2 attempts; blocked by pid " .. pid .. " %(application_name \"blocker%-app\"", r.stderr)
+    assert.matches("gave up after 2 attempts; blocked by pid " .. pid .. " %(application_name \"blocker%-app\"",
+      r.stderr)
     assert.matches("SELECT 'blocking' AS what", r.stderr, 1, true)
     assert.same({ "001" }, H.applied(db))
     assert.same({ "id" }, (function()
       local cols = {}
-      for _, row in ipairs(H.sql(db, "SELECT attname FROM pg_attribute WHERE attrelid = 't1'::regclass AND attnum > 0")) do
+      local sql = "SELECT attname FROM pg_attribute WHERE attrelid = 't1'::regclass AND attnum > 0"
+      for _, row in ipairs(H.sql(db, sql)) do
         cols[#cols + 1] = row.attname
       end
       return cols
@@ -128,6 +132,7 @@ CREATE TABLE t1 (id int PRIMARY KEY);
     assert.same({ "001", "002" }, H.applied(db))
     assert.equal("tide migration state (format 2)",
       H.sql(db, "SELECT obj_description('tide'::regnamespace, 'pg_namespace') AS c")[1].c)
-    assert.equal(1, #H.sql(db, "SELECT 1 FROM pg_attribute WHERE attrelid = 'tide.revision'::regclass AND attname = 'state'"))
+    assert.equal(1, #H.sql(db, "SELECT 1 FROM pg_attribute WHERE attrelid = 'tide.revision'::regclass "
+      .. "AND attname = 'state'"))
   end)
 end)

@@ -127,14 +127,15 @@ describe("tide.runner #db transaction = false", function()
     -- leave an INVALID index of the same name, as a killed CREATE INDEX CONCURRENTLY does
     H.sql(db, "INSERT INTO s VALUES (1, 1)")
     pcall(H.sql, db, "CREATE UNIQUE INDEX CONCURRENTLY s_v ON s (v)")
-    assert.same({ { valid = false } }, H.sql(db, "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 's_v'::regclass"))
+    local valid = "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 's_v'::regclass"
+    assert.same({ { valid = false } }, H.sql(db, valid))
     H.sql(db, "CREATE TABLE public.go ()") -- ($user is the schema tide here)
     local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
     assert.equal(0, r.code, r.stderr)
     assert.matches('step "create" finished in an earlier run: skipped', r.stderr)
     assert.matches("dropping the INVALID index", r.stderr)
     assert.same({ { n = 101 } }, H.sql(db, "SELECT count(*)::int AS n FROM s"))
-    assert.same({ { valid = true } }, H.sql(db, "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 's_v'::regclass"))
+    assert.same({ { valid = true } }, H.sql(db, valid))
     assert.same({ "001", "002" }, H.applied(db))
   end)
 
