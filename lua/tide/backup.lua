@@ -264,7 +264,8 @@ function M.run(ctx)
     .. "pg_catalog.current_setting('server_version_num')::int AS num, "
     .. "pg_catalog.current_setting('server_version') AS version, "
     .. "pg_catalog.pg_database_size(pg_catalog.current_database()) AS size, "
-    .. "pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', 'YYYYMMDD\"T\"HH24MISSMS\"Z\"') AS stamp")[1]
+    .. "pg_catalog.to_char(pg_catalog.clock_timestamp() AT TIME ZONE 'UTC', "
+    .. "'YYYYMMDD\"T\"HH24MISSMS\"Z\"') AS stamp")[1]
   -- milliseconds in the id, so that backups taken within one second still sort by time
   local id = db.stamp .. "-" .. db.name:gsub("[^%w_.-]", "_") .. "-" .. random_hex(3)
   local archive, manifest_name = id .. "/archive.dump", id .. "/manifest.json"
