@@ -141,10 +141,8 @@ describe("tide.runner #db", function()
     assert.truthy(r.stderr:find("42703", 1, true), r.stderr)
   end)
 
-  -- BUG (lua/tide/runner.lua apply(), failure path): when the revision's own connection is lost
-  -- (terminated by an administrator, idle_session_timeout, a server restart), record_failure runs on
-  -- the dead connection, fails with 08006 and only a warning is printed: history has no row for
-  -- the failure, although the README promises one. Recording on a fresh connection would fix it.
+  -- The revision's own connection is dead here (terminated by an administrator, a timeout, a
+  -- restart): the failure must still reach history, on a fresh connection (fixed in dca6b62).
   it("records the failure even when the revision's connection was terminated", function()
     local dir = H.project {
       ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int)" },
