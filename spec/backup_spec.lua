@@ -8,6 +8,7 @@ local core = require "tide.core"
 local json = require "tide.json"
 
 local AK, SK = "AKIDTEST", "sk-Zq8vV3cret-do-not-print"
+local BEARER = "bearer-Tk9-do-not-print"
 local BIN = os.getenv("PG_BINDIR") or "/usr/lib/postgresql/15/bin"
 
 -- fake S3 ---------------------------------------------------------------------------------------
@@ -17,8 +18,9 @@ local s3 = {}
 local function start_s3()
   local dir = H.tmpdir()
   local cmd = string.format("python3 %s/spec/support/fake_s3.py --port 0 --bucket backups --access-key %s "
-    .. "--secret-key %s --region us-east-1 --dir %s --max-seconds 1200 >%s/port 2>%s/log & echo $!",
-    H.shell_quote(H.source_dir), AK, H.shell_quote(SK), H.shell_quote(dir .. "/data"), H.shell_quote(dir),
+    .. "--secret-key %s --bearer %s --region us-east-1 --dir %s --max-seconds 1200 >%s/port 2>%s/log & "
+    .. "echo $!",
+    H.shell_quote(H.source_dir), AK, H.shell_quote(SK), H.shell_quote(BEARER), H.shell_quote(dir .. "/data"), H.shell_quote(dir),
     H.shell_quote(dir))
   local p = assert(io.popen(cmd, "r"))
   s3.pid = tonumber(p:read("l"))
@@ -358,6 +360,46 @@ describe("tide.backup #db", function()
         assert_failed_closed(r, db, before, "upload: .*No space left on device")
         assert.are.same({}, core.listdir(mnt .. "/dest"))
       end)
+    end)
+  end)
+
+  describe("to http(s)", function()
+    local function http_project(prefix)
+      return project(string.format("{ to = %q, bearer_token_env = 'BACKUP_TOKEN', pg_bindir = %q, deadline = 10, "
+        .. "backoff_base = 0.05, backoff_cap = 0.2, max_attempts = 3 }", s3.endpoint .. "/backups/" .. prefix .. "/",
+        BIN))
+    end
+
+    it("round trip: PUT with a bearer token from the environment, then restore", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      local proj = http_project("web")
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj, env = { BACKUP_TOKEN = BEARER } })
+      assert.are.equal(0, r.code, r.output)
+      assert.is_nil(r.output:find(BEARER, 1, true))
+      local ref = H.sql(db, "SELECT DISTINCT backup FROM tide.history")[1].backup
+      assert.matches("^http://127%.0%.0%.1:%d+/backups/web/", ref)
+      local id = ref:match("([^/]+)/$")
+      -- an http destination cannot be listed: `tide backups` says so instead of printing nothing
+      r = H.tide({ "backups" }, { dir = proj, env = { BACKUP_TOKEN = BEARER } })
+      assert.are.equal(7, r.code, r.output)
+      assert.matches("cannot be listed", r.stderr)
+      local target = H.fresh_db()
+      r = H.tide({ "restore", id, "--to", target.url, "--yes" }, { dir = proj, env = { BACKUP_TOKEN = BEARER } })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same(before.rows, state(target).rows)
+    end)
+
+    it("fails closed on a wrong token, and on a missing token variable", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      local proj = http_project("web2")
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj, env = { BACKUP_TOKEN = "nope" } })
+      assert_failed_closed(r, db, before, "checking the destination: .*403")
+      r = H.tide({ "upgrade", "--url", db.url }, { dir = proj })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("BACKUP_TOKEN is not set", r.stderr)
+      assert.are.equal(0, state(db).applied)
     end)
   end)
 

@@ -32,7 +32,8 @@ Fault JSON (all keys optional; counters decrement per matching request):
                                                                    # then drop (tide's copy: stall detection)
    "complete_200_error": 1}                                        # CompleteMultipartUpload -> 200 + <Error>
 
-tide's copy (spec/support/fake_s3.py) of ../shared/tools/fake-s3.py adds the "stall" fault.
+tide's copy (spec/support/fake_s3.py) of ../shared/tools/fake-s3.py adds the "stall" fault and
+--bearer TOKEN (plain HTTP PUT/GET/HEAD/DELETE with a bearer token, for http(s):// destinations).
 """
 import argparse, base64, datetime, hashlib, hmac, json, os, re, sys, tempfile, threading, time, uuid
 import urllib.parse
@@ -179,6 +180,11 @@ class Handler(BaseHTTPRequestHandler):
     def authenticate(self, raw_path, raw_query):
         args = self.server.state.args
         auth = self.headers.get("Authorization")
+        if args.bearer and auth and auth.startswith("Bearer "):
+            # a plain HTTP PUT destination with a bearer token (tide's http(s):// backups)
+            if hmac.compare_digest(auth, "Bearer " + args.bearer):
+                return
+            raise S3Error(403, "AccessDenied", "Access Denied")
         if not auth:
             if args.allow_anonymous:
                 return
@@ -559,6 +565,7 @@ def main():
     ap.add_argument("--max-skew", type=int, default=900)
     ap.add_argument("--max-seconds", type=float, default=600)
     ap.add_argument("--allow-anonymous", action="store_true")
+    ap.add_argument("--bearer", default=None, help="also accept 'Authorization: Bearer TOKEN' (tide's copy)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
