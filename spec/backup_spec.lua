@@ -20,8 +20,8 @@ local function start_s3()
   local cmd = string.format("python3 %s/spec/support/fake_s3.py --port 0 --bucket backups --access-key %s "
     .. "--secret-key %s --bearer %s --region us-east-1 --dir %s --max-seconds 1200 >%s/port 2>%s/log & "
     .. "echo $!",
-    H.shell_quote(H.source_dir), AK, H.shell_quote(SK), H.shell_quote(BEARER), H.shell_quote(dir .. "/data"), H.shell_quote(dir),
-    H.shell_quote(dir))
+    H.shell_quote(H.source_dir), AK, H.shell_quote(SK), H.shell_quote(BEARER), H.shell_quote(dir .. "/data"),
+    H.shell_quote(dir), H.shell_quote(dir))
   local p = assert(io.popen(cmd, "r"))
   s3.pid = tonumber(p:read("l"))
   p:close()
