@@ -1,6 +1,7 @@
 -- tide.db: the `db` object a revision's upgrade(db) and downgrade(db) receive.
 --
---   db:exec(sql)          one or more statements, no parameters
+--   db:exec(sql)          one or more statements, no parameters (in a transaction = false
+--                         revision they are sent one at a time, each in its own implicit transaction)
 --   db:query(sql, ...)    one statement with $1..$n parameters -> rows (tables keyed by column)
 --   db:one(sql, ...)      the first row or nil
 --   db:savepoint(fn)      runs fn(db) inside a savepoint: an error rolls back to it and re-raises
@@ -53,6 +54,17 @@ function DB:exec(sql)
     self.record[#self.record + 1] = sql
     return
   end
+  if self.one_at_a_time then
+    -- Outside a transaction, several statements in one exec would still share an implicit
+    -- transaction block (and CREATE INDEX CONCURRENTLY refuses to run in one): send each alone.
+    local statements = require("tide.lint").split(sql)
+    if #statements > 1 then
+      for _, st in ipairs(statements) do
+        self:exec(st.text)
+      end
+      return
+    end
+  end
   self:drop_invalid_leftover(sql)
   self.conn:exec(sql)
   if not self.current_step then
@@ -75,7 +87,7 @@ local function concurrent_index(statement)
   end
   rest = rest:gsub("^[Ii][Ff]%s+[Nn][Oo][Tt]%s+[Ee][Xx][Ii][Ss][Tt][Ss]%s+", "")
   local name = rest:match('^("[^"]+")%s') or rest:match("^([%w_]+)%s")
-  if not name then
+  if not name or name:upper() == "ON" then -- an unnamed index cannot be a leftover of the same name
     return nil
   end
   local after = rest:sub(#name + 1):gsub("^%s+[Oo][Nn]%s+", ""):gsub("^[Oo][Nn][Ll][Yy]%s+", "")

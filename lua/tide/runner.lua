@@ -99,9 +99,9 @@ local function plan_for(graph, direction, applied, partial, target)
     set[pid] = prow
   end
   local list = (direction == "upgrade" and revisions.plan_upgrade or revisions.plan_downgrade)(graph, set, target)
-  if pid and #list > 0 then
+  if pid then
     local first = list[1]
-    if first.revision ~= pid or prow.partial_direction ~= direction then
+    if not first or first.revision ~= pid or prow.partial_direction ~= direction then
       local rev = graph.by_id[pid]
       errors.raise("run", string.format("revision %s (%s) is %s; other revisions wait until it is settled: "
         .. "rerun `tide %s` to resume it after fixing the cause, or inspect the database and record the "
@@ -263,6 +263,7 @@ local function attempt(conn, cfg, run, rev, direction, mode)
       conn:query("SELECT pg_catalog.set_config('lock_timeout', $1, false), "
         .. "pg_catalog.set_config('statement_timeout', $2, false)", lt, st)
       track.begin_partial(conn, cfg.schema, rev, direction, count_steps(rev, fn))
+      db.one_at_a_time = true
       db.stepper = {
         done = track.steps(conn, cfg.schema, rev.revision, direction),
         finish = function(name, ordinal)
