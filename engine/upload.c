@@ -833,7 +833,8 @@ static outcome classify(const tide_upload *u, const request *rq, const response 
   char code[128] = "";
   if (rs->cc != CURLE_OK)
     return retryable_curl(rs->cc) ? OUT_RETRY : OUT_FAIL;
-  if (u->kind == DEST_S3 && rs->body.p && strcmp(rq->method, "GET") != 0)
+  /* an S3 error document's Code; a successful GET's body is the object, not XML */
+  if (u->kind == DEST_S3 && rs->body.p && (rs->status / 100 != 2 || strcmp(rq->method, "GET") != 0))
     xml_value(rs->body.p, "Code", code, sizeof code, NULL);
   if (rs->status / 100 == 2) {
     if (rs->body.p && strstr(rs->body.p, "<Error>") && rq->sink_fd < 0 && u->kind == DEST_S3)

@@ -225,6 +225,39 @@ describe("tide.backup #db", function()
       assert.matches("%-%-no%-backup", notes[1].note)
     end)
 
+    it("lets a hooks.before_migrate in tide.lua run the built-in backup as one of its steps", function()
+      local db = db_from(template.name)
+      local dir = H.tmpdir()
+      local proj = H.project(H.chain(1, "hooked"), string.format([[
+return {
+  backup = { to = %q, pg_bindir = %q },
+  hooks = {
+    before_migrate = function(ctx)
+      assert(ctx.direction == "upgrade" and #ctx.plan == 1)
+      return ctx.backup() .. "#hooked"
+    end,
+  },
+}
+]], "file://" .. dir .. "/", BIN))
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("#hooked$", H.sql(db, "SELECT backup FROM tide.history")[1].backup)
+      assert.are.equal(1, #core.listdir(dir))
+    end)
+
+    it("refuses a downgrade that drops tables without a backup or --no-backup", function()
+      local db = db_from(template.name)
+      local proj = H.project(H.chain(1, "dropped"))
+      assert.are.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = proj }).code)
+      local r = H.tide({ "downgrade", "base", "--url", db.url }, { dir = proj })
+      assert.are.equal(7, r.code, r.output)
+      assert.matches("drops tables or columns", r.stderr)
+      assert.are.equal(1, #H.applied(db))
+      r = H.tide({ "downgrade", "base", "--url", db.url, "--no-backup" }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(0, #H.applied(db))
+    end)
+
     it("restore refuses a non-empty target without --clean, and a corrupted archive", function()
       local db = db_from(template.name)
       local dir = H.tmpdir()
