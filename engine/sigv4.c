@@ -220,7 +220,8 @@ static int canonical_query(const char *query, sbuf *out) {
     if (*p == '&')
       p++;
   }
-  qsort(params, n, sizeof *params, cmp_qparam);
+  if (n) /* qsort(NULL, 0, ...) is undefined */
+    qsort(params, n, sizeof *params, cmp_qparam);
   for (size_t i = 0; i < n; i++) {
     if (i)
       sb_addc(out, '&');
@@ -351,7 +352,8 @@ int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials 
     if (!lines[i].name || !lines[i].value)
       goto oom;
   }
-  qsort(lines, nlines, sizeof *lines, cmp_hline);
+  if (nlines)
+    qsort(lines, nlines, sizeof *lines, cmp_hline);
   for (size_t i = 0; i < nlines; i++) {
     if (i == 0 || strcmp(lines[i].name, lines[i - 1].name) != 0) {
       if (i) {
