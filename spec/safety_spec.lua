@@ -72,6 +72,31 @@ describe("tide.runner #db lock timeouts", function()
     end)())
   end)
 
+  it("retries a stepped CREATE INDEX CONCURRENTLY that waited too long for an older transaction", function()
+    local db = H.fresh_db()
+    local revs = H.chain(1)
+    revs["002_cic.lua"] = [[
+return { revision = "002", down_revision = "001", message = "cic", transaction = false, lock_timeout = "100ms",
+  upgrade = function(db)
+    db:step("index", function(db) db:exec("CREATE INDEX CONCURRENTLY t1_id ON t1 (id)") end)
+  end }
+]]
+    local dir = H.project(revs)
+    assert.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    local b = core.connect(db.url, "old-transaction")
+    b:exec("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class") -- holds a snapshot
+    local run = H.spawn({ "upgrade", "--url", db.url, "--lock-retries", "8" }, { dir = dir })
+    core.sleep(1.2)
+    b:exec("COMMIT")
+    b:close()
+    local r = run.wait()
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("blocked by pid %d+ %(application_name \"old%-transaction\", .-in a transaction open since", r.stderr)
+    assert.same({ { valid = true } }, H.sql(db, "SELECT indisvalid AS valid FROM pg_index "
+      .. "WHERE indexrelid = 't1_id'::regclass"))
+    assert.same({ "001", "002" }, H.applied(db))
+  end)
+
   it("sets lock_timeout only after tide's own lock is held (a per-revision value wins over the default)", function()
     local db = H.fresh_db()
     local revs = H.chain(1)

@@ -201,12 +201,24 @@ function M.blocker(conn, pids, statement)
     .. "WHERE l.granted AND l.locktype = 'relation' AND l.relation >= 16384 "
     .. "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
     .. "AND l.pid <> ALL($1::int[]) ORDER BY a.xact_start NULLS LAST, a.pid", "{" .. table.concat(pids, ",") .. "}")
+  if ok and #rows == 0 then
+    -- CREATE INDEX CONCURRENTLY and friends wait for older transactions, not table locks
+    ok, rows = pcall(conn.query, conn, "SELECT a.pid, a.application_name, a.state, "
+      .. "pg_catalog.to_char(a.query_start, 'YYYY-MM-DD HH24:MI:SSOF') AS query_start, "
+      .. "pg_catalog.round(extract(epoch FROM pg_catalog.now() - a.query_start))::bigint AS seconds, "
+      .. "pg_catalog.left(pg_catalog.regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query, "
+      .. "pg_catalog.to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SSOF') AS xact_start "
+      .. "FROM pg_catalog.pg_stat_activity a "
+      .. "WHERE a.datname = pg_catalog.current_database() AND a.xact_start IS NOT NULL "
+      .. "AND a.pid <> ALL($1::int[]) AND a.pid <> pg_catalog.pg_backend_pid() ORDER BY a.xact_start LIMIT 1",
+      "{" .. table.concat(pids, ",") .. "}")
+  end
   if not ok or #rows == 0 then
     return nil
   end
   local text = (statement or ""):lower()
   for _, r in ipairs(rows) do
-    if text:find(r.relname:lower(), 1, true) then
+    if r.relname and text:find(r.relname:lower(), 1, true) then
       return r
     end
   end
@@ -217,9 +229,13 @@ function M.describe_blocker(b)
   if not b then
     return "no blocking session found any more (it ended meanwhile)"
   end
-  return string.format("pid %d (application_name %q, %s, query started %s, %ss ago, holds %s on %s: %s)", b.pid,
-    b.application_name, b.state ~= core.null and b.state or "?", b.query_start ~= core.null and b.query_start or "?",
-    b.seconds ~= core.null and tostring(b.seconds) or "?", b.mode, b.relname, b.query ~= core.null and b.query or "")
+  local function v(x)
+    return (x == nil or x == core.null) and "?" or tostring(x)
+  end
+  local what = b.relname and string.format("holds %s on %s", b.mode, b.relname)
+    or ("in a transaction open since " .. v(b.xact_start))
+  return string.format("pid %d (application_name %q, %s, query started %s, %ss ago, %s: %s)", b.pid,
+    v(b.application_name), v(b.state), v(b.query_start), v(b.seconds), what, b.query ~= core.null and b.query or "")
 end
 
 -- How many db:step calls the revision's function makes, from a recording run (a function that
