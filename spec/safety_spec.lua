@@ -91,7 +91,8 @@ return { revision = "002", down_revision = "001", message = "cic", transaction =
     b:close()
     local r = run.wait()
     assert.equal(0, r.code, r.stderr)
-    assert.matches("blocked by pid %d+ %(application_name \"old%-transaction\", .-in a transaction open since", r.stderr)
+    assert.matches("blocked by pid %d+ %(application_name \"old%-transaction\", .-in a transaction open since",
+      r.stderr)
     assert.same({ { valid = true } }, H.sql(db, "SELECT indisvalid AS valid FROM pg_index "
       .. "WHERE indexrelid = 't1_id'::regclass"))
     assert.same({ "001", "002" }, H.applied(db))
