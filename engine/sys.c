@@ -105,6 +105,18 @@ static int l_isdir(lua_State *L) {
   return 1;
 }
 
+/* core.mkdir(path) -> true | nil, message (an existing folder is fine) */
+static int l_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core.now() -> seconds on a monotonic clock (float) */
 static int l_now(lua_State *L) {
   struct timespec ts;
@@ -178,6 +190,7 @@ static int l_random_bytes(lua_State *L) {
 
 static const luaL_Reg sys_functions[] = {
     {"listdir", l_listdir},
+    {"mkdir", l_mkdir},
     {"isdir", l_isdir},
     {"now", l_now},
     {"sleep", l_sleep},

@@ -289,6 +289,13 @@ describe("tide command line #db", function()
       assert.are.equal(2, tide({ "new" }).code)
     end)
 
+    it("creates the versions folder in a new project", function()
+      local d = H.tmpdir {}
+      local r = tide({ "new", "first" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.truthy(H.read(d .. "/versions/001_first.lua"))
+    end)
+
     it("writes a file that loads even when the message has several lines", function()
       local d = H.project {}
       local r = tide({ "new", "first line\nsecond line" }, { dir = d })

@@ -47,6 +47,17 @@ describe("tide.revisions", function()
   end)
 
   describe("load()", function()
+    it("gives each file its own copy of the string, table and math libraries", function()
+      local dir = H.project {
+        ["001_a.lua"] = "string.format = nil\ntable.concat = nil\n"
+          .. "return { revision = '001', message = 'm', upgrade = function() end }\n",
+      }
+      local graph = revisions.load(dir .. "/versions")
+      assert.are.equal("001", graph.list[1].revision)
+      assert.are.equal("function", type(string.format))
+      assert.are.equal("function", type(table.concat))
+    end)
+
     it("reports a Lua syntax error with the file and line", function()
       local err, dir = load_error {
         ["001_a.lua"] = "return {\n  revision = \"001\",\n  message = 'x' 'y' +\n}\n",

@@ -340,6 +340,7 @@ command("heads", {
 command("new", {
   usage = 'new "MESSAGE"',
   summary = "write the next versions/NNN_slug.lua, its parent the single head",
+  creates_versions = true,
   min_args = 1,
   max_args = 1,
   run = function(ctx, args)
@@ -599,6 +600,15 @@ local function traceback(err)
   return debug.traceback(tostring(err), 2)
 end
 
+-- The server's lock_timeout holds at most 2^31-1 ms (about 24 days).
+local function lock_wait_seconds(text)
+  local n = tonumber(text)
+  if not n or n < 0 or n > 2147483 then
+    errors.raise("usage", string.format("--lock-wait %s: give seconds between 0 and 2147483", text))
+  end
+  return n
+end
+
 ---@param args string[]
 ---@return integer exit code
 function M.main(args)
@@ -625,12 +635,17 @@ function M.main(args)
         versions = flags.versions,
         url = flags.url,
         schema = flags.schema,
-        lock_wait = flags["lock-wait"] and (tonumber(flags["lock-wait"])
-          or errors.raise("usage", "--lock-wait needs a number of seconds")),
+        lock_wait = flags["lock-wait"] and lock_wait_seconds(flags["lock-wait"]),
         lock_timeout = flags["lock-timeout"],
         lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))
           or errors.raise("usage", "--lock-retries needs a whole number")),
       }
+      if cmd.creates_versions and not core.isdir(ctx.cfg.versions_dir) then
+        local made, why = core.mkdir(ctx.cfg.versions_dir)
+        if not made then
+          errors.raise("usage", "cannot create the versions folder " .. why)
+        end
+      end
       ctx.graph = revisions.load(ctx.cfg.versions_dir)
       ctx.flags = flags
     end

@@ -55,6 +55,14 @@ end
 --- A restricted environment for tide.lua and revision files: the pure standard library plus
 --- require for tide.* modules and os.getenv/os.time/os.date. No io, no os.execute, no load of
 --- binary chunks.
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do
+    c[k] = v
+  end
+  return c
+end
+
 function M.sandbox()
   local env = {
     assert = assert,
@@ -75,10 +83,11 @@ function M.sandbox()
     tostring = tostring,
     type = type,
     xpcall = xpcall,
-    string = string,
-    table = table,
-    math = math,
-    utf8 = utf8,
+    -- copies, so a revision that assigns string.x cannot change the library tide itself uses
+    string = copy(string),
+    table = copy(table),
+    math = copy(math),
+    utf8 = copy(utf8),
     os = { getenv = os.getenv, time = os.time, date = os.date, clock = os.clock },
   }
   env.require = function(name)
@@ -178,6 +187,9 @@ function M.load(flags)
     if flags[k] ~= nil then
       cfg[k] = flags[k]
     end
+  end
+  if cfg.lock_wait < 0 or cfg.lock_wait > 2147483 then
+    errors.raise("config", string.format("lock_wait %s: give seconds between 0 and 2147483", cfg.lock_wait))
   end
   if not cfg.schema:match("^[%a_][%w_]*$") then
     errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _)", cfg.schema))
