@@ -16,6 +16,9 @@
 #include "tide.h"
 
 #define TIDE_CONN "tide.Conn"
+/* A PGresult held while Lua allocates (rows, error fields): a memory error raised there skips
+ * the PQclear after it, so the result sits in a userdata whose __gc clears it. */
+#define TIDE_RESULT "tide.PGresult"
 
 /* Type OIDs from pg_type.h, which client code should not include. */
 #define BOOLOID 16
@@ -60,6 +63,38 @@ static void notice_receiver(void *arg, const PGresult *res) {
   n->len += (size_t)snprintf(n->text + n->len, n->cap - n->len, "%s: %s\n", severity, message);
 }
 
+/* libpq quotes a value it cannot percent-decode in its parse error ("invalid percent-encoded
+ * token: "hunter2%zz""), the password included: blanks in message every stretch of conninfo
+ * that tide_mask_password hides. Only parse errors quote the conninfo, and blanking a short
+ * password everywhere would garble the others, so a conninfo that parses is left alone. */
+static void hide_password(const char *conninfo, char *message, size_t size) {
+  char *parse_error = NULL, *masked;
+  PQconninfoOption *options;
+  size_t n;
+  if (!conninfo || !conninfo[0])
+    return;
+  options = PQconninfoParse(conninfo, &parse_error);
+  PQconninfoFree(options);
+  PQfreemem(parse_error);
+  if (options)
+    return;
+  n = strlen(conninfo);
+  if (!(masked = strdup(conninfo))) {
+    snprintf(message, size, "invalid connection string");
+    return;
+  }
+  tide_mask_password(masked);
+  for (size_t i = 0, j; i < n; i = j + 1) {
+    for (j = i; j < n && masked[j] != conninfo[j]; j++)
+      ; /* [i, j) is a stretch the mask changed */
+    if (j > i)
+      for (char *p = message; *p; p++)
+        if (strncmp(p, conninfo + i, j - i) == 0)
+          memset(p, 'x', j - i);
+  }
+  free(masked);
+}
+
 /* Connects with libpq's defaults (PG* variables, passfile) under conninfo, which may be a URL,
  * a keyword string or empty. Returns NULL and fills err on failure; libpq's messages never
  * contain the password. */
@@ -91,6 +126,7 @@ PGconn *tide_pg_connect(const char *conninfo, const char *application_name, tide
     /* libpq 15 can report several attempts; the first line names host and cause. */
     tide_error_set(err, "08006", "%.*s", (int)len, msg);
     PQfinish(pg);
+    hide_password(conninfo, err->message, sizeof err->message);
     return NULL;
   }
   return pg;
@@ -133,6 +169,8 @@ static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, const 
     char buf[1024];
     const char *msg = res ? PQresultErrorMessage(res) : "";
     size_t len;
+    if (res && PQresultStatus(res) == PGRES_EMPTY_QUERY)
+      msg = "the query is empty"; /* not an error to libpq, so it has no message */
     if (!msg[0])
       msg = PQerrorMessage(pg);
     snprintf(buf, sizeof buf, "%s", msg[0] ? msg : "unknown libpq failure");
@@ -172,7 +210,40 @@ static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, const 
   lua_setfield(L, -2, "query");
 }
 
+/* libpq stops in the COPY state: COPY FROM STDIN would wait for data forever and COPY TO STDOUT
+ * hands out the same COPY result to every PQgetResult, an endless loop. exec and query do not
+ * speak COPY: refuse the data in (the server then fails the statement), drop the data out (as
+ * exec drops rows), and let the next PQgetResult carry the statement's outcome. */
+static void leave_copy(PGconn *pg, ExecStatusType st) {
+  char *data;
+  if (st == PGRES_COPY_IN || st == PGRES_COPY_BOTH)
+    PQputCopyEnd(pg, "COPY FROM STDIN is not supported by exec and query");
+  if (st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH)
+    while (PQgetCopyData(pg, &data, 0) > 0)
+      PQfreemem(data);
+}
+
+static int is_copy(ExecStatusType st) {
+  return st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
+}
+
 /* ---- bindings -------------------------------------------------------------------------- */
+
+/* __gc of a TIDE_RESULT box: clears a result that a Lua error left behind */
+static int l_result_clear(lua_State *L) {
+  PGresult **box = luaL_checkudata(L, 1, TIDE_RESULT);
+  PQclear(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* Pushes an empty TIDE_RESULT box, filled by the caller right after libpq returns a result. */
+static PGresult **push_result_box(lua_State *L) {
+  PGresult **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, TIDE_RESULT);
+  return box;
+}
 
 /* The string at idx (the SQL when param is 0, else parameter $param), refused when it holds a
  * NUL byte: libpq sends C strings, so everything after the NUL would be dropped without a word
@@ -241,25 +312,22 @@ static int l_connect(lua_State *L) {
 static int l_conn_exec(lua_State *L) {
   conn *c = check_conn(L);
   const char *sql = check_text(L, 2, 0);
-  PGresult *res, *failed = NULL;
+  PGresult **failed = push_result_box(L), *res;
   int ok = PQsendQuery(c->pg, sql);
   /* Drain every result so the connection is ready for the next call, keep the first error. */
   while (ok && (res = PQgetResult(c->pg))) {
     ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-      PQclear(res);
-      if (st == PGRES_COPY_IN)
-        PQputCopyEnd(c->pg, "COPY is not supported by exec");
-      continue;
-    }
-    if (st == PGRES_FATAL_ERROR && !failed)
-      failed = res;
+    if (is_copy(st))
+      leave_copy(c->pg, st);
+    if ((st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE) && !*failed)
+      *failed = res;
     else
       PQclear(res);
   }
-  if (!ok || failed) {
-    push_sql_error(L, c->pg, failed, sql);
-    PQclear(failed);
+  if (!ok || *failed) {
+    push_sql_error(L, c->pg, *failed, sql);
+    PQclear(*failed);
+    *failed = NULL;
     deliver_notices(L, c, 1);
     return lua_error(L);
   }
@@ -295,8 +363,12 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col) {
       lua_pushnumber(L, -(lua_Number)HUGE_VAL);
     else if (!lua_stringtonumber(L, v))
       break;
-    else if (lua_isinteger(L, -1))
-      lua_pushnumber(L, (lua_Number)lua_tointeger(L, -1)), lua_remove(L, -2);
+    else if (lua_isinteger(L, -1)) {
+      /* "3" reads as an integer and "-0" as the integer 0: make a float, with the sign */
+      lua_Number d = (lua_Number)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      lua_pushnumber(L, copysign(d, v[0] == '-' ? -1.0 : 1.0));
+    }
     return;
   default:
     break;
@@ -311,7 +383,7 @@ static int l_conn_query(lua_State *L) {
   const char *sql = check_text(L, 2, 0);
   int nparams = lua_gettop(L) - 2;
   const char **values;
-  PGresult *res;
+  PGresult **box, *res;
   ExecStatusType st;
   int nrows, ncols;
   if (nparams > 65535)
@@ -336,11 +408,22 @@ static int l_conn_query(lua_State *L) {
                         luaL_typename(L, idx));
     }
   }
-  res = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+  box = push_result_box(L);
+  res = *box = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
   st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (is_copy(st)) { /* the statement's own result follows the COPY data */
+    PGresult *extra;
+    leave_copy(c->pg, st);
+    PQclear(res);
+    res = *box = PQgetResult(c->pg);
+    while ((extra = PQgetResult(c->pg)))
+      PQclear(extra);
+    st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  }
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
     push_sql_error(L, c->pg, res, sql);
     PQclear(res);
+    *box = NULL;
     deliver_notices(L, c, 1);
     return lua_error(L);
   }
@@ -360,6 +443,7 @@ static int l_conn_query(lua_State *L) {
   else
     lua_pushinteger(L, atoll(PQcmdTuples(res)));
   PQclear(res);
+  *box = NULL;
   deliver_notices(L, c, 0);
   return 2;
 }
@@ -449,6 +533,11 @@ static const luaL_Reg conn_metamethods[] = {
 };
 
 void tide_conn_register(lua_State *L) {
+  if (luaL_newmetatable(L, TIDE_RESULT)) {
+    lua_pushcfunction(L, l_result_clear);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, TIDE_CONN)) { /* [core, mt] */
     luaL_setfuncs(L, conn_metamethods, 0);
     luaL_newlib(L, conn_methods);
