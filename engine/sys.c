@@ -1,5 +1,6 @@
 /* sys.c: the operating-system facts and waits Lua cannot reach on its own: directory listing,
  * monotonic time, sleeping, process and user identity, terminals. Part of tide.core. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
@@ -14,6 +15,8 @@
 
 #include "tide.h"
 
+#define TIDE_DIR "tide.Dir"
+
 /* Overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
  * (password=PASSWORD) in place, so `ps` and /proc/PID/cmdline stop showing it once tide runs.
  * The caller has already copied the argument into Lua. */
@@ -26,6 +29,7 @@ void tide_mask_password(char *arg) {
       memset(colon + 1, 'x', (size_t)(end - colon - 1));
   }
   /* keyword strings and URL query parameters: password=VALUE, password = VALUE, password='a b' */
+  char *query = scheme ? strchr(scheme + 3, '?') : NULL;
   for (char *kw = strstr(arg, "password"); kw; kw = strstr(kw + 1, "password")) {
     char *v = kw + strlen("password"), *end;
     v += strspn(v, " \t");
@@ -33,14 +37,18 @@ void tide_mask_password(char *arg) {
       continue;
     v++;
     v += strspn(v, " \t");
-    if (*v == '\'') { /* quoted values may hold spaces and \' */
+    if (query && kw > query) { /* a URL's query value runs to '&', spaces and '#' included */
+      end = v + strcspn(v, "&");
+    } else if (*v == '\'') { /* quoted values may hold spaces and \' */
       for (end = v + 1; *end && *end != '\''; end++)
         if (*end == '\\' && end[1])
           end++;
       if (*end)
         end++;
-    } else {
-      end = v + strcspn(v, " \t&#");
+    } else { /* as libpq: to whitespace, '\' escaping the next character ('&' is plain) */
+      for (end = v; *end && !isspace((unsigned char)*end); end++)
+        if (*end == '\\' && end[1])
+          end++;
     }
     memset(v, 'x', (size_t)(end - v));
   }
@@ -50,51 +58,59 @@ static int cmp_strings(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* core.listdir(path) -> sorted array of names (no "." or "..") | nil, message */
+/* __gc of the box holding listdir's DIR: closes it when a Lua error cut the listing short */
+static int l_dir_close(lua_State *L) {
+  DIR **box = luaL_checkudata(L, 1, TIDE_DIR);
+  if (*box)
+    closedir(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* core.listdir(path) -> sorted array of names (no "." or "..") | nil, message
+ * Names go straight into Lua (no C heap), the DIR sits in a box: a memory error leaks nothing. */
 static int l_listdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  DIR *d = opendir(path);
+  DIR **box = lua_newuserdatauv(L, sizeof *box, 0);
+  const char **names;
   struct dirent *e;
-  char **names = NULL;
-  size_t n = 0, cap = 0;
-  int failed = 0;
-  if (!d) {
+  lua_Integer n = 0;
+  int failed;
+  *box = NULL;
+  luaL_setmetatable(L, TIDE_DIR);
+  lua_newtable(L); /* [path, box, unsorted] */
+  if (!(*box = opendir(path))) {
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s", path, strerror(errno));
     return 2;
   }
-  while ((e = readdir(d))) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-      continue;
-    if (n == cap) {
-      char **grown = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names);
-      if (!grown) {
-        failed = 1;
-        break;
-      }
-      names = grown;
-    }
-    if (!(names[n] = strdup(e->d_name))) {
-      failed = 1;
+  for (;;) {
+    errno = 0; /* readdir returns NULL at the end and on failure: only errno tells */
+    if (!(e = readdir(*box)))
       break;
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+      lua_pushstring(L, e->d_name);
+      lua_rawseti(L, -2, ++n);
     }
-    n++;
   }
-  closedir(d);
-  if (!failed) {
-    qsort(names, n, sizeof *names, cmp_strings);
-    lua_createtable(L, (int)n, 0);
+  failed = errno;
+  closedir(*box);
+  *box = NULL;
+  if (failed) /* a partial listing could hide a revision file */
+    return luaL_error(L, "%s: %s", path, strerror(failed));
+  /* the strings stay alive in the unsorted table while their pointers are sorted */
+  names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0); /* [.., unsorted, names] */
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_rawgeti(L, -2, i + 1);
+    names[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
   }
-  for (size_t i = 0; i < n; i++) {
-    if (!failed) {
-      lua_pushstring(L, names[i]);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    free(names[i]);
+  qsort(names, (size_t)n, sizeof *names, cmp_strings);
+  lua_createtable(L, (int)n, 0); /* [.., unsorted, names, sorted] */
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, i + 1);
   }
-  free(names);
-  if (failed)
-    return luaL_error(L, "out of memory listing %s", path);
   return 1;
 }
 
@@ -129,8 +145,11 @@ static int l_now(lua_State *L) {
 static int l_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
   struct timespec ts;
+  luaL_argcheck(L, s == s, 1, "not a number"); /* NaN would reach the time_t conversion */
   if (s <= 0)
     return 0;
+  if (s > 1e9) /* about 31 years: converting a larger double to time_t may overflow */
+    s = 1e9;
   ts.tv_sec = (time_t)s;
   ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -175,11 +194,13 @@ static int l_random_bytes(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   luaL_Buffer b;
   FILE *f;
+  char *buf;
   luaL_argcheck(L, n >= 0 && n <= 4096, 1, "between 0 and 4096");
+  buf = luaL_buffinitsize(L, &b, (size_t)n); /* may raise: before the FILE exists */
   f = fopen("/dev/urandom", "rb");
   if (!f)
     return luaL_error(L, "/dev/urandom: %s", strerror(errno));
-  if (fread(luaL_buffinitsize(L, &b, (size_t)n), 1, (size_t)n, f) != (size_t)n) {
+  if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
     fclose(f);
     return luaL_error(L, "/dev/urandom: short read");
   }
@@ -203,5 +224,10 @@ static const luaL_Reg sys_functions[] = {
 };
 
 void tide_sys_register(lua_State *L) {
+  if (luaL_newmetatable(L, TIDE_DIR)) {
+    lua_pushcfunction(L, l_dir_close);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   luaL_setfuncs(L, sys_functions, 0);
 }
