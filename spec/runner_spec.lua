@@ -130,6 +130,19 @@ describe("tide.runner #db", function()
     assert.matches("x", f[1].error)
   end)
 
+  it("describes an error object that is a plain table instead of printing its address", function()
+    local dir = H.project {
+      ["001_a.lua"] = 'return {\n  revision = "001",\n  message = "m",\n  upgrade = function(db)\n'
+        .. '    error({ code = 17 })\n  end,\n}\n',
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.truthy(r.stderr:find('error object {"code":17}', 1, true), r.stderr)
+    assert.is_nil(r.stderr:find("table: 0x", 1, true), r.stderr)
+    local f = failures(db)
+    assert.matches('"code":17', f[1].error)
+  end)
+
   it("names the line of the revision's db call that failed", function()
     local dir = H.project {
       ["001_a.lua"] = 'return {\n  revision = "001",\n  message = "m",\n  upgrade = function(db)\n'

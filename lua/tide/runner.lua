@@ -137,8 +137,15 @@ end
 -- file the failing call was made.
 local function on_error(err)
   local trace = debug.traceback("", 2)
-  if type(err) ~= "table" then
-    err = core.error("run", tostring(err))
+  if not errors.is_error(err) then
+    -- error("text") or error({any table}) from revision code: describe it, keep it readable
+    local message = tostring(err)
+    if type(err) == "table" then
+      local ok, encoded = pcall(require("tide.json").encode, err)
+      message = type(err.message) == "string" and err.message
+        or ("error object " .. (ok and encoded or message))
+    end
+    err = core.error("run", message)
   end
   err.traceback = err.traceback or trace
   return err
