@@ -51,18 +51,20 @@ static int on_error(lua_State *L) {
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
-  luaL_openlibs(L);
-  preload(L);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "tide.cli");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "main"); /* [cli, main] */
-  lua_createtable(L, argc, 0);
+  /* Copy and mask argv first: loading the libraries takes a while, and `ps` shows it all along. */
+  lua_createtable(L, argc, 0); /* [argc, argv, args] */
   for (int i = 1; i < argc; i++) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
     tide_mask_password(argv[i]);
   }
+  luaL_openlibs(L);
+  preload(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "tide.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main"); /* [argc, argv, args, cli, main] */
+  lua_pushvalue(L, 3);
   lua_call(L, 1, 1);
   return 1;
 }
