@@ -88,7 +88,8 @@ typedef struct child {
   int done;
 } child;
 
-static int child_start(child *c, char *const argv[], char **env, const char *stdout_path, tide_error *err) {
+static int child_start(child *c, char *const argv[], char **env, const char *stdout_path,
+                       tide_error *err) {
   posix_spawn_file_actions_t fa;
   int pipefd[2], rc;
   memset(c, 0, sizeof *c);
@@ -189,10 +190,11 @@ static const char *last_line(child *c) {
 static void child_failure(child *c, const char *what, tide_error *err) {
   const char *line = last_line(c);
   if (WIFSIGNALED(c->status))
-    tide_error_set(err, NULL, "%s was killed by signal %d%s%s", what, WTERMSIG(c->status), *line ? ": " : "", line);
+    tide_error_set(err, NULL, "%s was killed by signal %d%s%s", what, WTERMSIG(c->status),
+                   *line ? ": " : "", line);
   else
-    tide_error_set(err, NULL, "%s exited with status %d%s%s", what, WEXITSTATUS(c->status), *line ? ": " : "",
-                   line);
+    tide_error_set(err, NULL, "%s exited with status %d%s%s", what, WEXITSTATUS(c->status),
+                   *line ? ": " : "", line);
 }
 
 static int child_ok(const child *c) {
@@ -253,7 +255,8 @@ static int split_conninfo(const char *conninfo, char **safe, char **password, ti
 
 /* ---- versions and space ---------------------------------------------------------------- */
 
-int tide_dump_tool_version(const char *tool, char *out, size_t outsz, int *version_num, tide_error *err) {
+int tide_dump_tool_version(const char *tool, char *out, size_t outsz, int *version_num,
+                           tide_error *err) {
   char *argv[] = {(char *)tool, "--version", NULL};
   char tmpl[] = "/tmp/tide-version-XXXXXX";
   int fd = mkstemp(tmpl), rc = -1, major = 0, minor = 0;
@@ -307,8 +310,8 @@ int tide_dump_disk_free(const char *dir, unsigned long long *bytes, tide_error *
 
 /* Reads path to its end (following a growing file while `c` still runs), computing SHA-256,
  * MD5 and size. */
-static int digest_file(const char *path, child *c, tide_dump_result *res, tide_progress_fn progress, void *ud,
-                       tide_error *err) {
+static int digest_file(const char *path, child *c, tide_dump_result *res, tide_progress_fn progress,
+                       void *ud, tide_error *err) {
   EVP_MD_CTX *sha = EVP_MD_CTX_new(), *md5 = EVP_MD_CTX_new();
   unsigned char *buf = malloc(1 << 20), md[EVP_MAX_MD_SIZE];
   unsigned int mdlen;
@@ -316,7 +319,8 @@ static int digest_file(const char *path, child *c, tide_dump_result *res, tide_p
   int fd = -1, rc = -1;
   struct stat st;
   double last = 0;
-  if (!sha || !md5 || !buf || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) || !EVP_DigestInit_ex(md5, EVP_md5(), NULL)) {
+  if (!sha || !md5 || !buf || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) ||
+      !EVP_DigestInit_ex(md5, EVP_md5(), NULL)) {
     tide_error_set(err, NULL, "out of memory or no digest");
     goto cleanup;
   }
@@ -369,8 +373,8 @@ int tide_dump_digest(const char *path, tide_dump_result *res, tide_error *err) {
 
 /* ---- verify, dump, restore ------------------------------------------------------------- */
 
-int tide_dump_verify(const char *pg_restore, const char *path, tide_dump_result *res, tide_progress_fn progress,
-                     void *ud, tide_error *err) {
+int tide_dump_verify(const char *pg_restore, const char *path, tide_dump_result *res,
+                     tide_progress_fn progress, void *ud, tide_error *err) {
   char *argv[] = {(char *)pg_restore, "--file=/dev/null", (char *)path, NULL};
   child c;
   int rc = -1;
@@ -410,25 +414,32 @@ int tide_dump_run(const tide_dump_opts *o, tide_dump_result *res, tide_error *er
   if (tide_dump_tool_version(o->pg_dump, res->pg_dump_version, sizeof res->pg_dump_version,
                              &res->pg_dump_version_num, err) != 0)
     return -1;
-  if (o->server_version_num > 0 && res->pg_dump_version_num / 10000 < o->server_version_num / 10000) {
-    tide_error_set(err, NULL, "%s is older than the server (%s; server_version_num %d): use a pg_dump of at least "
-                   "the server's major version (backup.pg_bindir)",
-                   o->pg_dump, res->pg_dump_version, o->server_version_num);
+  if (o->server_version_num > 0 &&
+      res->pg_dump_version_num / 10000 < o->server_version_num / 10000) {
+    tide_error_set(
+        err, NULL,
+        "%s is older than the server (%s; server_version_num %d): use a pg_dump of at least "
+        "the server's major version (backup.pg_bindir)",
+        o->pg_dump, res->pg_dump_version, o->server_version_num);
     return -1;
   }
   if (tide_dump_disk_free(o->tmp_dir, &free_bytes, err) != 0)
     return -1;
   if (free_bytes < o->min_free) {
-    tide_error_set(err, NULL, "not enough free space in %s: %llu MiB free, %llu MiB needed (the database's size)",
-                   o->tmp_dir, free_bytes >> 20, o->min_free >> 20);
+    tide_error_set(
+        err, NULL,
+        "not enough free space in %s: %llu MiB free, %llu MiB needed (the database's size)",
+        o->tmp_dir, free_bytes >> 20, o->min_free >> 20);
     return -1;
   }
-  if (snprintf(res->path, sizeof res->path, "%s/tide-backup-XXXXXX", o->tmp_dir) >= (int)sizeof res->path) {
+  if (snprintf(res->path, sizeof res->path, "%s/tide-backup-XXXXXX", o->tmp_dir) >=
+      (int)sizeof res->path) {
     tide_error_set(err, NULL, "temporary directory path too long");
     return -1;
   }
   if ((fd = mkstemp(res->path)) < 0) {
-    tide_error_set(err, NULL, "cannot create a temporary file in %s: %s", o->tmp_dir, strerror(errno));
+    tide_error_set(err, NULL, "cannot create a temporary file in %s: %s", o->tmp_dir,
+                   strerror(errno));
     res->path[0] = '\0';
     return -1;
   }
@@ -438,7 +449,8 @@ int tide_dump_run(const tide_dump_opts *o, tide_dump_result *res, tide_error *er
       tide_error_set(err, NULL, "out of memory");
     goto cleanup;
   }
-  snprintf(lock_arg, sizeof lock_arg, "--lock-wait-timeout=%s", o->lock_wait_timeout ? o->lock_wait_timeout : "30s");
+  snprintf(lock_arg, sizeof lock_arg, "--lock-wait-timeout=%s",
+           o->lock_wait_timeout ? o->lock_wait_timeout : "30s");
   snprintf(file_arg, sizeof file_arg, "--file=%s", res->path);
   argv[argc++] = (char *)o->pg_dump;
   argv[argc++] = "--format=custom";
@@ -489,7 +501,8 @@ cleanup:
   return rc;
 }
 
-int tide_dump_restore(const char *pg_restore, const char *conninfo, const char *path, int clean, tide_error *err) {
+int tide_dump_restore(const char *pg_restore, const char *conninfo, const char *path, int clean,
+                      tide_error *err) {
   char *safe = NULL, *password = NULL, **env = NULL;
   char *argv[12];
   int argc = 0, rc = -1;
@@ -542,7 +555,8 @@ typedef struct lua_progress {
 
 /* Calls the Lua progress function in protected mode: an error in it stops the work, and is
  * re-raised by the binding after the children are gone. */
-static int progress_to_lua(void *ud, const char *stage, unsigned long long done, unsigned long long total) {
+static int progress_to_lua(void *ud, const char *stage, unsigned long long done,
+                           unsigned long long total) {
   lua_progress *p = ud;
   if (!p->fn)
     return 0;
@@ -631,8 +645,9 @@ static int l_pg_tool_version(lua_State *L) {
  *           min_free=, estimate=, progress=fn(stage, done, total)}
  *   -> {path, size, sha256, md5, pg_dump_version} | raises tide.Error (kind "backup") */
 static int l_dump(lua_State *L) {
-  static const char *const keys[] = {"pg_dump",  "pg_restore", "url",      "tmp_dir", "lock_wait_timeout",
-                                     "server_version_num", "min_free", "estimate", "progress", NULL};
+  static const char *const keys[] = {
+      "pg_dump",  "pg_restore", "url",      "tmp_dir", "lock_wait_timeout", "server_version_num",
+      "min_free", "estimate",   "progress", NULL};
   tide_dump_opts o;
   tide_dump_result res;
   tide_error err = {0};
@@ -695,8 +710,8 @@ static int l_restore_archive(lua_State *L) {
   lua_pop(L, 1);
   path = opt_string(L, 1, "path", NULL);
   luaL_argcheck(L, path != NULL, 1, "path is required");
-  if (tide_dump_restore(opt_string(L, 1, "pg_restore", "pg_restore"), opt_string(L, 1, "url", ""), path, clean,
-                        &err) != 0)
+  if (tide_dump_restore(opt_string(L, 1, "pg_restore", "pg_restore"), opt_string(L, 1, "url", ""),
+                        path, clean, &err) != 0)
     return tide_error_raise(L, "backup", &err);
   return 0;
 }

@@ -285,7 +285,8 @@ static char *trim_dup(const char *s) {
 
 static int hmac_sha256(const void *key, size_t keylen, const char *msg, unsigned char out[32]) {
   unsigned int len = 0;
-  if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, strlen(msg), out, &len) || len != 32)
+  if (!HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)msg, strlen(msg), out, &len) ||
+      len != 32)
     return -1;
   return 0;
 }
@@ -298,8 +299,8 @@ void tide_sigv4_result_free(tide_sigv4_result *res) {
   res->canonical_request = res->string_to_sign = res->authorization = res->signed_headers = NULL;
 }
 
-int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials *cred, tide_sigv4_result *res,
-                    tide_error *err) {
+int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials *cred,
+                    tide_sigv4_result *res, tide_error *err) {
   sbuf creq = {0}, sts = {0}, auth = {0}, signed_names = {0};
   hline *lines = NULL;
   size_t nlines = 0;
@@ -309,15 +310,17 @@ int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials 
   int rc = -1;
 
   memset(res, 0, sizeof *res);
-  if (!req->method || !req->path || !req->amz_date || strlen(req->amz_date) != 16 || !cred->access_key ||
-      !cred->secret_key || !cred->region || !cred->service) {
-    tide_error_set(err, NULL, "sigv4: method, path, amz_date, access key, secret, region and service are required");
+  if (!req->method || !req->path || !req->amz_date || strlen(req->amz_date) != 16 ||
+      !cred->access_key || !cred->secret_key || !cred->region || !cred->service) {
+    tide_error_set(
+        err, NULL,
+        "sigv4: method, path, amz_date, access key, secret, region and service are required");
     return -1;
   }
   memcpy(date, req->amz_date, 8);
   date[8] = '\0';
-  if ((size_t)snprintf(scope, sizeof scope, "%s/%s/%s/aws4_request", date, cred->region, cred->service) >=
-      sizeof scope) {
+  if ((size_t)snprintf(scope, sizeof scope, "%s/%s/%s/aws4_request", date, cred->region,
+                       cred->service) >= sizeof scope) {
     tide_error_set(err, NULL, "sigv4: region or service name too long");
     return -1;
   }
@@ -395,8 +398,8 @@ int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials 
     if (secret.p)
       OPENSSL_cleanse(secret.p, secret.len);
     free(secret.p);
-    if (bad || hmac_sha256(k, 32, cred->region, k) != 0 || hmac_sha256(k, 32, cred->service, k) != 0 ||
-        hmac_sha256(k, 32, "aws4_request", k) != 0)
+    if (bad || hmac_sha256(k, 32, cred->region, k) != 0 ||
+        hmac_sha256(k, 32, cred->service, k) != 0 || hmac_sha256(k, 32, "aws4_request", k) != 0)
       goto crypto;
   }
   if (sts.oom)

@@ -123,11 +123,11 @@ typedef struct tide_upload_opts {
   const char *const *headers; /* http(s): extra "Name: value" lines */
   size_t nheaders;
   const char *ca_file;
-  double deadline;                            /* seconds for one operation, retries included */
-  int max_attempts;                           /* per request */
-  double backoff_base, backoff_cap;           /* seconds */
-  long low_speed_limit, low_speed_time;       /* stall: below limit B/s for time s */
-  long connect_timeout;                       /* seconds */
+  double deadline;                      /* seconds for one operation, retries included */
+  int max_attempts;                     /* per request */
+  double backoff_base, backoff_cap;     /* seconds */
+  long low_speed_limit, low_speed_time; /* stall: below limit B/s for time s */
+  long connect_timeout;                 /* seconds */
   unsigned long long multipart_threshold, part_size;
   int debug; /* request/response headers on stderr, Authorization redacted */
   tide_progress_fn progress;
@@ -143,14 +143,16 @@ int tide_upload_open(tide_upload **out, const tide_upload_opts *o, tide_error *e
 void tide_upload_close(tide_upload *u);
 const char *tide_upload_display(const tide_upload *u);
 int tide_upload_put_file(tide_upload *u, const char *name, const char *file, const char *sha256_hex,
-                         const char *md5_hex, unsigned long long size, char *etag_out, size_t etag_sz,
+                         const char *md5_hex, unsigned long long size, char *etag_out,
+                         size_t etag_sz, tide_error *err);
+int tide_upload_put_data(tide_upload *u, const char *name, const char *data, size_t len,
                          tide_error *err);
-int tide_upload_put_data(tide_upload *u, const char *name, const char *data, size_t len, tide_error *err);
-int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned long long *size, char *etag,
-                     size_t etag_sz, tide_error *err);
-int tide_upload_get_file(tide_upload *u, const char *name, const char *file, unsigned long long *size,
-                         char sha256_hex[65], tide_error *err);
-int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *len, tide_error *err);
+int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned long long *size,
+                     char *etag, size_t etag_sz, tide_error *err);
+int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
+                         unsigned long long *size, char sha256_hex[65], tide_error *err);
+int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *len,
+                         tide_error *err);
 int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_error *err);
 void tide_upload_entries_free(tide_upload_entry *e, size_t n);
 int tide_upload_delete(tide_upload *u, const char *name, tide_error *err);

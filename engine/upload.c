@@ -126,8 +126,8 @@ static int hex_to_bin(const char *hex, unsigned char *out, size_t n) {
 }
 
 /* SHA-256 (hex) and MD5 (raw) of len bytes of fd at off, or of data. */
-static int digest_range(int fd, const char *data, off_t off, unsigned long long len, char sha_hex[65],
-                        unsigned char md5[16], tide_error *err) {
+static int digest_range(int fd, const char *data, off_t off, unsigned long long len,
+                        char sha_hex[65], unsigned char md5[16], tide_error *err) {
   EVP_MD_CTX *sha = EVP_MD_CTX_new(), *m = EVP_MD_CTX_new();
   unsigned char *buf = data ? NULL : malloc(1 << 20), md[EVP_MAX_MD_SIZE];
   unsigned int mdlen;
@@ -262,7 +262,8 @@ static int parse_destination(tide_upload *u, const char *url, tide_error *err) {
         free(tmp);
         return -1;
       }
-      sprintf(tmp, "%s%s/%s%s", u->base_path, u->bucket, prefix, plen && prefix[plen - 1] != '/' ? "/" : "");
+      sprintf(tmp, "%s%s/%s%s", u->base_path, u->bucket, prefix,
+              plen && prefix[plen - 1] != '/' ? "/" : "");
       sprintf(u->list_path, "%s%s", u->base_path, u->bucket);
     } else {
       size_t n = strlen(u->bucket) + strlen(u->region) + 40;
@@ -287,10 +288,13 @@ static int parse_destination(tide_upload *u, const char *url, tide_error *err) {
     sprintf(u->key_prefix, "%s%s", prefix, plen && prefix[plen - 1] != '/' ? "/" : "");
     u->display = malloc(strlen(u->bucket) + plen + 8);
     if (u->display)
-      sprintf(u->display, "s3://%s/%s%s", u->bucket, prefix, plen && prefix[plen - 1] != '/' ? "/" : "");
+      sprintf(u->display, "s3://%s/%s%s", u->bucket, prefix,
+              plen && prefix[plen - 1] != '/' ? "/" : "");
     return 0;
   }
-  tide_error_set(err, NULL, "unsupported destination (use file:///dir/, https://host/path/ or s3://bucket/prefix/)");
+  tide_error_set(
+      err, NULL,
+      "unsupported destination (use file:///dir/, https://host/path/ or s3://bucket/prefix/)");
   return -1;
 }
 
@@ -372,9 +376,12 @@ int tide_upload_open(tide_upload **out, const tide_upload_opts *o, tide_error *e
     tide_upload_close(u);
     return -1;
   }
-  if (u->kind == DEST_S3 && (!u->access_key || !*u->access_key || !u->secret_key || !*u->secret_key)) {
-    tide_error_set(err, NULL, "%s: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-                   "backup.access_key_id / backup.secret_access_key)", u->display);
+  if (u->kind == DEST_S3 &&
+      (!u->access_key || !*u->access_key || !u->secret_key || !*u->secret_key)) {
+    tide_error_set(err, NULL,
+                   "%s: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                   "backup.access_key_id / backup.secret_access_key)",
+                   u->display);
     tide_upload_close(u);
     return -1;
   }
@@ -405,9 +412,9 @@ const char *tide_upload_display(const tide_upload *u) {
 /* ---- one HTTP exchange ----------------------------------------------------------------- */
 
 typedef struct source {
-  int fd;               /* body from this file ... */
-  const char *data;     /* ... or from memory */
-  off_t offset;         /* where the body starts in fd */
+  int fd;           /* body from this file ... */
+  const char *data; /* ... or from memory */
+  off_t offset;     /* where the body starts in fd */
   unsigned long long length, pos;
 } source;
 
@@ -511,7 +518,8 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud) {
     while (*v == ' ' || *v == '"')
       v++;
     len = (size_t)(buf + n - v);
-    while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == '"' || v[len - 1] == ' '))
+    while (len &&
+           (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == '"' || v[len - 1] == ' '))
       len--;
     if (len < sizeof x->rs->etag) {
       memcpy(x->rs->etag, v, len);
@@ -521,7 +529,8 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud) {
   return n;
 }
 
-static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
   xfer *x = ud;
   static double last;
   tide_upload_opts *o = &x->u->o;
@@ -531,11 +540,12 @@ static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     return 0;
   last = now_s();
   if (x->rq->has_body)
-    return (x->rs->progress_stop = o->progress(o->progress_ud, "upload", x->rq->progress_base +
-                                               (unsigned long long)ulnow, x->rq->progress_total)) != 0;
-  if (x->rq->sink_fd >= 0)
-    return (x->rs->progress_stop = o->progress(o->progress_ud, "download", (unsigned long long)dlnow,
+    return (x->rs->progress_stop = o->progress(o->progress_ud, "upload",
+                                               x->rq->progress_base + (unsigned long long)ulnow,
                                                x->rq->progress_total)) != 0;
+  if (x->rq->sink_fd >= 0)
+    return (x->rs->progress_stop = o->progress(
+                o->progress_ud, "download", (unsigned long long)dlnow, x->rq->progress_total)) != 0;
   return 0;
 }
 
@@ -553,11 +563,16 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
       if (len && p[len - 1] == '\r')
         len--;
       if (len >= 14 && strncasecmp(p, "authorization:", 14) == 0)
-        fprintf(stderr, "tide: debug: %s Authorization: [redacted]\n", type == CURLINFO_HEADER_IN ? "<" : ">");
+        fprintf(stderr, "tide: debug: %s Authorization: [redacted]\n",
+                type == CURLINFO_HEADER_IN ? "<" : ">");
       else if (len >= 21 && strncasecmp(p, "x-amz-security-token:", 21) == 0)
-        fprintf(stderr, "tide: debug: %s x-amz-security-token: [redacted]\n", type == CURLINFO_HEADER_IN ? "<" : ">");
+        fprintf(stderr, "tide: debug: %s x-amz-security-token: [redacted]\n",
+                type == CURLINFO_HEADER_IN ? "<" : ">");
       else if (len)
-        fprintf(stderr, "tide: debug: %s %.*s\n", type == CURLINFO_HEADER_IN ? "<" : type == CURLINFO_TEXT ? "*" : ">",
+        fprintf(stderr, "tide: debug: %s %.*s\n",
+                type == CURLINFO_HEADER_IN ? "<"
+                : type == CURLINFO_TEXT    ? "*"
+                                           : ">",
                 (int)len, p);
       p = nl ? nl + 1 : end;
     }
@@ -606,7 +621,8 @@ static int attempt(tide_upload *u, request *rq, response *rs, double deadline, t
     goto oom;
   if (!(url = malloc(strlen(u->origin) + strlen(epath) + (rq->query ? strlen(rq->query) : 0) + 2)))
     goto oom;
-  sprintf(url, "%s%s%s%s", u->origin, epath, rq->query && *rq->query ? "?" : "", rq->query ? rq->query : "");
+  sprintf(url, "%s%s%s%s", u->origin, epath, rq->query && *rq->query ? "?" : "",
+          rq->query ? rq->query : "");
 
   curl_easy_reset(h);
   curl_easy_setopt(h, CURLOPT_URL, url);
@@ -653,13 +669,13 @@ static int attempt(tide_upload *u, request *rq, response *rs, double deadline, t
     curl_easy_setopt(h, CURLOPT_SEEKDATA, &rq->body);
   }
 
-#define ADD_HEADER(...)                                                                                       \
-  do {                                                                                                         \
-    struct curl_slist *l_;                                                                                     \
-    snprintf(line, sizeof line, __VA_ARGS__);                                                                  \
-    if (!(l_ = curl_slist_append(hdrs, line)))                                                                 \
-      goto oom;                                                                                                \
-    hdrs = l_;                                                                                                 \
+#define ADD_HEADER(...)                                                                            \
+  do {                                                                                             \
+    struct curl_slist *l_;                                                                         \
+    snprintf(line, sizeof line, __VA_ARGS__);                                                      \
+    if (!(l_ = curl_slist_append(hdrs, line)))                                                     \
+      goto oom;                                                                                    \
+    hdrs = l_;                                                                                     \
   } while (0)
 
   if (rq->content_type)
@@ -673,8 +689,9 @@ static int attempt(tide_upload *u, request *rq, response *rs, double deadline, t
     size_t n = 0;
     tide_sigv4_request sr;
     tide_sigv4_credentials cred = {u->access_key, u->secret_key, u->region, "s3"};
-    const char *payload = rq->payload_sha256 ? rq->payload_sha256
-                                             : "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const char *payload = rq->payload_sha256
+                              ? rq->payload_sha256
+                              : "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     tide_sigv4_amz_date(time(NULL), amz_date);
     sh[n++] = (tide_sigv4_header){"host", u->host};
     sh[n++] = (tide_sigv4_header){"x-amz-date", amz_date};
@@ -829,7 +846,8 @@ typedef enum { OUT_OK, OUT_RETRY, OUT_FAIL } outcome;
 
 /* Classifies a finished attempt. Success is 2xx without an <Error> document (S3 answers a
  * CompleteMultipartUpload with 200 and an <Error> body when it fails late). */
-static outcome classify(const tide_upload *u, const request *rq, const response *rs, int allow_404) {
+static outcome classify(const tide_upload *u, const request *rq, const response *rs,
+                        int allow_404) {
   char code[128] = "";
   if (rs->cc != CURLE_OK)
     return retryable_curl(rs->cc) ? OUT_RETRY : OUT_FAIL;
@@ -847,8 +865,8 @@ static outcome classify(const tide_upload *u, const request *rq, const response 
 }
 
 /* Runs rq with retries inside the operation's deadline. On failure err says what and why. */
-static int perform(tide_upload *u, request *rq, response *rs, double deadline, int allow_404, const char *what,
-                   tide_error *err) {
+static int perform(tide_upload *u, request *rq, response *rs, double deadline, int allow_404,
+                   const char *what, tide_error *err) {
   char why[700];
   for (int n = 1;; n++) {
     outcome oc;
@@ -866,7 +884,8 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
     if (rs->status / 100 == 2 && rs->body.p && strstr(rs->body.p, "<Error>")) {
       char code[128] = "";
       xml_value(rs->body.p, "Code", code, sizeof code, NULL);
-      snprintf(why, sizeof why, "HTTP %ld carrying an <Error> document (%s)", rs->status, code[0] ? code : "no code");
+      snprintf(why, sizeof why, "HTTP %ld carrying an <Error> document (%s)", rs->status,
+               code[0] ? code : "no code");
     }
     if (oc == OUT_FAIL) {
       tide_error_set(err, NULL, "%s: %s", what, why);
@@ -878,7 +897,8 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
       delay = u->o.backoff_cap;
     delay = delay / 2 + (delay / 2) * ((double)rand() / (double)RAND_MAX);
     if (n >= u->o.max_attempts || now_s() + delay >= deadline) {
-      tide_error_set(err, NULL, "%s: %s (gave up after %d attempt%s)", what, why, n, n == 1 ? "" : "s");
+      tide_error_set(err, NULL, "%s: %s (gave up after %d attempt%s)", what, why, n,
+                     n == 1 ? "" : "s");
       return -1;
     }
     if (u->o.debug)
@@ -889,7 +909,8 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
 
 /* The decoded path of an object name under the destination. */
 static char *object_path(const tide_upload *u, const char *name) {
-  const char *base = u->kind == DEST_FILE ? u->dir : u->base_path; /* the directory, or the URL path */
+  const char *base =
+      u->kind == DEST_FILE ? u->dir : u->base_path; /* the directory, or the URL path */
   size_t n = strlen(base) + strlen(name) + 1;
   char *p = malloc(n);
   if (p)
@@ -944,8 +965,8 @@ static int fsync_dir(const char *path) {
 }
 
 /* Writes fd's content (or data) to dir/name through a temporary name, fsync and rename. */
-static int file_put(tide_upload *u, const char *name, int src_fd, const char *data, unsigned long long len,
-                    tide_error *err) {
+static int file_put(tide_upload *u, const char *name, int src_fd, const char *data,
+                    unsigned long long len, tide_error *err) {
   char *final = object_path(u, name), *tmp = NULL;
   char *buf = data ? NULL : malloc(1 << 20);
   int fd = -1, rc = -1;
@@ -973,7 +994,8 @@ static int file_put(tide_upload *u, const char *name, int src_fd, const char *da
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0) {
-        tide_error_set(err, NULL, "reading the archive: %s", n < 0 ? strerror(errno) : "file shrank");
+        tide_error_set(err, NULL, "reading the archive: %s",
+                       n < 0 ? strerror(errno) : "file shrank");
         goto cleanup;
       }
     }
@@ -1034,12 +1056,12 @@ cleanup:
 
 /* ---- put ------------------------------------------------------------------------------- */
 
-static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long long size, char *etag_out,
-                        size_t etag_sz, tide_error *err);
+static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long long size,
+                        char *etag_out, size_t etag_sz, tide_error *err);
 
 int tide_upload_put_file(tide_upload *u, const char *name, const char *file, const char *sha256_hex,
-                         const char *md5_hex, unsigned long long size, char *etag_out, size_t etag_sz,
-                         tide_error *err) {
+                         const char *md5_hex, unsigned long long size, char *etag_out,
+                         size_t etag_sz, tide_error *err) {
   int fd = -1, rc = -1;
   char *path = NULL, what[600], md5_b64[32];
   unsigned char md5[16];
@@ -1102,7 +1124,8 @@ cleanup:
   return rc;
 }
 
-int tide_upload_put_data(tide_upload *u, const char *name, const char *data, size_t len, tide_error *err) {
+int tide_upload_put_data(tide_upload *u, const char *name, const char *data, size_t len,
+                         tide_error *err) {
   char *path = NULL, what[600], sha[65], md5_b64[32];
   unsigned char md5[16];
   request rq;
@@ -1138,7 +1161,8 @@ cleanup:
   return rc;
 }
 
-static void s3_abort(tide_upload *u, const char *path, const char *upload_id, char *note, size_t notesz) {
+static void s3_abort(tide_upload *u, const char *path, const char *upload_id, char *note,
+                     size_t notesz) {
   char query[1100], what[600];
   request rq;
   response rs;
@@ -1154,18 +1178,20 @@ static void s3_abort(tide_upload *u, const char *path, const char *upload_id, ch
   rq.sink_fd = -1;
   /* a short deadline of its own: the main one may be spent already */
   if (!enc || perform(u, &rq, &rs, now_s() + 60, 1, what, &err) != 0)
-    snprintf(note, notesz, "; the abort failed too (%.600s): remove the upload's parts with a lifecycle rule",
+    snprintf(note, notesz,
+             "; the abort failed too (%.600s): remove the upload's parts with a lifecycle rule",
              enc ? err.message : "out of memory");
   free(enc);
   free(rs.body.p);
 }
 
-static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long long size, char *etag_out,
-                        size_t etag_sz, tide_error *err) {
+static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long long size,
+                        char *etag_out, size_t etag_sz, tide_error *err) {
   unsigned long long part = u->o.part_size, nparts;
-  char upload_id[1024] = "", *enc_id = NULL, query[1200], what[700], sha[65], md5_b64[32], note[900] = "";
+  char upload_id[1024] = "", *enc_id = NULL, query[1200], what[700], sha[65], md5_b64[32],
+       note[900] = "";
   unsigned char md5[16], *all_md5 = NULL;
-  char (*etags)[128] = NULL;
+  char(*etags)[128] = NULL;
   mbuf xml = {0};
   request rq;
   response rs;
@@ -1186,7 +1212,8 @@ static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long 
   rq.path = path;
   rq.query = "uploads";
   rq.sink_fd = -1;
-  snprintf(what, sizeof what, "starting the multipart upload of %s%s", u->display, path + strlen(u->base_path));
+  snprintf(what, sizeof what, "starting the multipart upload of %s%s", u->display,
+           path + strlen(u->base_path));
   if (perform(u, &rq, &rs, deadline, 0, what, err) != 0)
     goto cleanup;
   if (!xml_value(rs.body.p, "UploadId", upload_id, sizeof upload_id, NULL) || !upload_id[0]) {
@@ -1227,11 +1254,13 @@ static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long 
     }
   }
 
-  if (mb_str(&xml, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">") != 0)
+  if (mb_str(&xml, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">") !=
+      0)
     goto oom;
   for (unsigned long long i = 0; i < nparts; i++) {
     char p[256];
-    snprintf(p, sizeof p, "<Part><PartNumber>%llu</PartNumber><ETag>\"%s\"</ETag></Part>", i + 1, etags[i]);
+    snprintf(p, sizeof p, "<Part><PartNumber>%llu</PartNumber><ETag>\"%s\"</ETag></Part>", i + 1,
+             etags[i]);
     if (mb_str(&xml, p) != 0)
       goto oom;
   }
@@ -1241,7 +1270,8 @@ static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long 
     goto cleanup;
   b64(md5, 16, md5_b64);
   snprintf(query, sizeof query, "uploadId=%s", enc_id);
-  snprintf(what, sizeof what, "completing the multipart upload of %s%s", u->display, path + strlen(u->base_path));
+  snprintf(what, sizeof what, "completing the multipart upload of %s%s", u->display,
+           path + strlen(u->base_path));
   memset(&rq, 0, sizeof rq);
   rq.method = "POST";
   rq.path = path;
@@ -1290,8 +1320,8 @@ cleanup:
 
 /* ---- head, get, list, delete ----------------------------------------------------------- */
 
-int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned long long *size, char *etag,
-                     size_t etag_sz, tide_error *err) {
+int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned long long *size,
+                     char *etag, size_t etag_sz, tide_error *err) {
   char *path = NULL, what[600];
   request rq;
   response rs;
@@ -1341,8 +1371,8 @@ int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned lon
   return rc;
 }
 
-int tide_upload_get_file(tide_upload *u, const char *name, const char *file, unsigned long long *size,
-                         char sha256_hex[65], tide_error *err) {
+int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
+                         unsigned long long *size, char sha256_hex[65], tide_error *err) {
   char *path = NULL, what[600];
   request rq;
   response rs;
@@ -1409,7 +1439,8 @@ cleanup:
   return rc;
 }
 
-int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *len, tide_error *err) {
+int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *len,
+                         tide_error *err) {
   char *path = NULL, what[600];
   request rq;
   response rs;
@@ -1536,8 +1567,11 @@ int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_er
     goto cleanup;
   }
   if (u->kind == DEST_HTTP) {
-    tide_error_set(err, NULL, "%s: an http(s) destination cannot be listed; use file:// or s3:// for `tide backups` "
-                   "and `keep`", u->display);
+    tide_error_set(
+        err, NULL,
+        "%s: an http(s) destination cannot be listed; use file:// or s3:// for `tide backups` "
+        "and `keep`",
+        u->display);
     goto cleanup;
   }
   /* ListObjectsV2 on the bucket, with the prefix the destination adds to every key */
@@ -1552,8 +1586,8 @@ int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_er
     char *enc_token = tide_sigv4_uri_encode(token, 0);
     if (!enc_token)
       goto oom;
-    snprintf(query, sizeof query, "list-type=2&prefix=%s%s%s", enc_prefix, token[0] ? "&continuation-token=" : "",
-             token[0] ? enc_token : "");
+    snprintf(query, sizeof query, "list-type=2&prefix=%s%s%s", enc_prefix,
+             token[0] ? "&continuation-token=" : "", token[0] ? enc_token : "");
     free(enc_token);
     memset(&rq, 0, sizeof rq);
     rq.method = "GET";
@@ -1569,16 +1603,17 @@ int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_er
     while (rs.body.p && (from = strstr(from ? from : rs.body.p, "<Contents>"))) {
       const char *k = from, *s = from;
       const char *end = strstr(from, "</Contents>");
-      if (!end || !xml_value(rs.body.p, "Key", key, sizeof key, &k) || !xml_value(rs.body.p, "Size", size_s,
-                                                                                     sizeof size_s, &s))
+      if (!end || !xml_value(rs.body.p, "Key", key, sizeof key, &k) ||
+          !xml_value(rs.body.p, "Size", size_s, sizeof size_s, &s))
         break;
-      if (strncmp(key, prefix, strlen(prefix)) == 0 && entries_add(&es, key + strlen(prefix),
-                                                                    strtoull(size_s, NULL, 10)) != 0)
+      if (strncmp(key, prefix, strlen(prefix)) == 0 &&
+          entries_add(&es, key + strlen(prefix), strtoull(size_s, NULL, 10)) != 0)
         goto oom;
       from = end;
     }
     xml_value(rs.body.p, "IsTruncated", truncated, sizeof truncated, NULL);
-    if (strcmp(truncated, "true") != 0 || !xml_value(rs.body.p, "NextContinuationToken", token, sizeof token, NULL))
+    if (strcmp(truncated, "true") != 0 ||
+        !xml_value(rs.body.p, "NextContinuationToken", token, sizeof token, NULL))
       break;
   }
   rc = 0;
@@ -1654,7 +1689,8 @@ static ldest *check_dest(lua_State *L) {
 }
 
 /* In protected mode: an error in the callback stops the transfer; nothing raises inside libcurl. */
-static int progress_to_lua(void *ud, const char *stage, unsigned long long done, unsigned long long total) {
+static int progress_to_lua(void *ud, const char *stage, unsigned long long done,
+                           unsigned long long total) {
   ldest *d = ud;
   lua_State *L = d->L;
   if (d->progress_ref == LUA_NOREF || !L)
@@ -1704,10 +1740,25 @@ static lua_Number field_number(lua_State *L, int idx, const char *key) {
  *   low_speed_limit=, low_speed_time=, connect_timeout=, multipart_threshold=, part_size=,
  *   debug=, progress=fn(stage, done, total)} -> tide.Destination | raises tide.Error */
 static int l_destination(lua_State *L) {
-  static const char *const keys[] = {"url", "access_key_id", "secret_access_key", "session_token", "region",
-                                     "endpoint", "headers", "ca_file", "deadline", "max_attempts",
-                                     "backoff_base", "backoff_cap", "low_speed_limit", "low_speed_time",
-                                     "connect_timeout", "multipart_threshold", "part_size", "debug", "progress",
+  static const char *const keys[] = {"url",
+                                     "access_key_id",
+                                     "secret_access_key",
+                                     "session_token",
+                                     "region",
+                                     "endpoint",
+                                     "headers",
+                                     "ca_file",
+                                     "deadline",
+                                     "max_attempts",
+                                     "backoff_base",
+                                     "backoff_cap",
+                                     "low_speed_limit",
+                                     "low_speed_time",
+                                     "connect_timeout",
+                                     "multipart_threshold",
+                                     "part_size",
+                                     "debug",
+                                     "progress",
                                      NULL};
   tide_upload_opts o;
   tide_error err = {0};
@@ -1797,7 +1848,8 @@ static int l_dest_put_file(lua_State *L) {
   lua_pop(L, 1);
   luaL_argcheck(L, sha && md5, 4, "sha256 and md5 are required");
   d->L = L;
-  if (tide_upload_put_file(d->u, name, path, sha, md5, (unsigned long long)size, etag, sizeof etag, &err) != 0)
+  if (tide_upload_put_file(d->u, name, path, sha, md5, (unsigned long long)size, etag, sizeof etag,
+                           &err) != 0)
     return raise_dest(L, d, &err);
   lua_pushstring(L, etag);
   return 1;
@@ -1846,7 +1898,8 @@ static int l_dest_get_file(lua_State *L) {
   char sha[65];
   tide_error err = {0};
   d->L = L;
-  if (tide_upload_get_file(d->u, luaL_checkstring(L, 2), luaL_checkstring(L, 3), &size, sha, &err) != 0)
+  if (tide_upload_get_file(d->u, luaL_checkstring(L, 2), luaL_checkstring(L, 3), &size, sha,
+                           &err) != 0)
     return raise_dest(L, d, &err);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, (lua_Integer)size);
@@ -1920,9 +1973,15 @@ static int l_dest_tostring(lua_State *L) {
 }
 
 static const luaL_Reg dest_methods[] = {
-    {"display", l_dest_display}, {"put_file", l_dest_put_file},     {"put_string", l_dest_put_string},
-    {"head", l_dest_head},       {"get_file", l_dest_get_file},     {"get_string", l_dest_get_string},
-    {"list", l_dest_list},       {"delete", l_dest_delete},         {"close", l_dest_close},
+    {"display", l_dest_display},
+    {"put_file", l_dest_put_file},
+    {"put_string", l_dest_put_string},
+    {"head", l_dest_head},
+    {"get_file", l_dest_get_file},
+    {"get_string", l_dest_get_string},
+    {"list", l_dest_list},
+    {"delete", l_dest_delete},
+    {"close", l_dest_close},
     {NULL, NULL},
 };
 

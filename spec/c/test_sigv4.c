@@ -140,8 +140,8 @@ static void trim_trailing_newlines(char *s) {
 }
 
 static void run_case(const char *name) {
-  char dir[512], ak[128], sk[128], token[1024], region[64], service[64], ts[64], normalize[16], sign_body[16],
-      omit[16] = "false", amz_date[17], payload[65];
+  char dir[512], ak[128], sk[128], token[1024], region[64], service[64], ts[64], normalize[16],
+      sign_body[16], omit[16] = "false", amz_date[17], payload[65];
   char *context, *request, *want_creq, *want_sts, *want_sig, *signed_req;
   parsed r;
   tide_sigv4_header headers[40];
@@ -162,10 +162,13 @@ static void run_case(const char *name) {
   checks++;
   if (!context || !request || !want_creq || !want_sts || !want_sig || !signed_req ||
       !json_field(context, "access_key_id", ak, sizeof ak) ||
-      !json_field(context, "secret_access_key", sk, sizeof sk) || !json_field(context, "region", region, sizeof region) ||
-      !json_field(context, "service", service, sizeof service) || !json_field(context, "timestamp", ts, sizeof ts) ||
+      !json_field(context, "secret_access_key", sk, sizeof sk) ||
+      !json_field(context, "region", region, sizeof region) ||
+      !json_field(context, "service", service, sizeof service) ||
+      !json_field(context, "timestamp", ts, sizeof ts) ||
       !json_field(context, "normalize", normalize, sizeof normalize) ||
-      !json_field(context, "sign_body", sign_body, sizeof sign_body) || parse_request(request, &r) != 0) {
+      !json_field(context, "sign_body", sign_body, sizeof sign_body) ||
+      parse_request(request, &r) != 0) {
     failures++;
     fprintf(stderr, "FAIL %s: cannot read the case\n", name);
     goto done;
@@ -173,7 +176,8 @@ static void run_case(const char *name) {
   has_token = json_field(context, "token", token, sizeof token);
   json_field(context, "omit_session_token", omit, sizeof omit);
   /* 2015-08-30T12:36:00Z -> 20150830T123600Z */
-  snprintf(amz_date, sizeof amz_date, "%.4s%.2s%.2sT%.2s%.2s%.2sZ", ts, ts + 5, ts + 8, ts + 11, ts + 14, ts + 17);
+  snprintf(amz_date, sizeof amz_date, "%.4s%.2s%.2sT%.2s%.2s%.2sZ", ts, ts + 5, ts + 8, ts + 11,
+           ts + 14, ts + 17);
   tide_sigv4_sha256_hex(r.body, r.body_len, payload);
 
   for (size_t i = 0; i < r.nheaders; i++)
@@ -210,7 +214,8 @@ static void run_case(const char *name) {
     char *end = a ? strchr(a, '\n') : NULL;
     if (end)
       *end = '\0';
-    check_str("Authorization header", name, res.authorization, a ? a + strlen("Authorization:") : NULL);
+    check_str("Authorization header", name, res.authorization,
+              a ? a + strlen("Authorization:") : NULL);
   }
   tide_sigv4_result_free(&res);
 done:
@@ -255,11 +260,13 @@ static int run_suite(void) {
 /* The S3 API reference's worked examples ("Signature Calculations for the Authorization Header:
  * Transferring Payload in a Single Chunk"): S3 signs the path as sent, unnormalised. */
 static void s3_example(const char *name, const char *method, const char *path, const char *query,
-                       const tide_sigv4_header *extra, size_t nextra, const char *payload, const char *want_sig) {
+                       const tide_sigv4_header *extra, size_t nextra, const char *payload,
+                       const char *want_sig) {
   tide_sigv4_header headers[8];
   size_t nh = 0;
   tide_sigv4_request req;
-  tide_sigv4_credentials cred = {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1", "s3"};
+  tide_sigv4_credentials cred = {"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                                 "us-east-1", "s3"};
   tide_sigv4_result res;
   tide_error err = {0};
   headers[nh++] = (tide_sigv4_header){"Host", "examplebucket.s3.amazonaws.com"};
