@@ -84,7 +84,7 @@ describe("reliability #db", function()
     for round = 1, tonumber(os.getenv("TIDE_KILL_ROUNDS") or "") or 10 do
       local direction = round % 2 == 1 and "upgrade" or "downgrade"
       local args = direction == "upgrade" and { "upgrade", "--url", db.url }
-        or { "downgrade", "base", "--url", db.url }
+        or { "downgrade", "base", "--no-backup", "--url", db.url }
       local pid = start(args, dir)
       core.sleep(0.02 + math.random() * 0.25)
       os.execute("kill -9 " .. pid .. " 2>/dev/null")

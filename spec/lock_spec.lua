@@ -212,7 +212,8 @@ describe("tide.lock #db", function()
     -- wait until the slow tide holds the lock
     local deadline = core.now() + 10
     while core.now() < deadline do
-      local rows = H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted")
+      local rows = H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted " ..
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
       if #rows > 0 then
         break
       end
@@ -232,7 +233,8 @@ describe("tide.lock #db", function()
       ["001_a.lua"] = H.revision { revision = "001", up = "SELECT 1/0" },
     }
     assert.are.equal(6, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
-    assert.are.same({}, H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"))
+    assert.are.same({}, H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+      .. "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
     local r = H.tide({ "upgrade", "--lock-wait", "1", "--url", db.url }, { dir = dir })
     assert.are.equal(6, r.code, r.output)
   end)

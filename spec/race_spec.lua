@@ -36,8 +36,8 @@ describe("races #db", function()
 
   it("mixed upgrade, downgrade and stamp runs leave state, tables and history consistent", function()
     local verbs = {
-      { "upgrade" }, { "downgrade", "base" }, { "upgrade", "+5" }, { "downgrade", "-3" },
-      { "upgrade" }, { "stamp", "head" }, { "upgrade", "010" }, { "downgrade", "-1" },
+      { "upgrade" }, { "downgrade", "base", "--no-backup" }, { "upgrade", "+5" }, { "downgrade", "-3", "--no-backup" },
+      { "upgrade" }, { "stamp", "head" }, { "upgrade", "010" }, { "downgrade", "-1", "--no-backup" },
     }
     local runs = {}
     for i, v in ipairs(verbs) do

@@ -391,7 +391,7 @@ GROUP BY 1, 2 HAVING count(*) > 1]])
       tide(url, "upgrade", "head")
       local first = schema_dump(fresh)
       assert.matches("CREATE TABLE public.users", first, 1, true)
-      tide(url, "downgrade", "base")
+      tide(url, "downgrade", "base", "--no-backup")
       local leftovers = H.sql(fresh, [[
 SELECT 'relation ' || c.relname AS object FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'
