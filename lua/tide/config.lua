@@ -55,12 +55,10 @@ end
 --- A restricted environment for tide.lua and revision files: the pure standard library plus
 --- require for tide.* modules and os.getenv/os.time/os.date. No io, no os.execute, no load of
 --- binary chunks.
+-- A table that reads through to t and keeps its own assignments: cheaper than a copy when a
+-- thousand revision files each get one.
 local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do
-    c[k] = v
-  end
-  return c
+  return setmetatable({}, { __index = t })
 end
 
 function M.sandbox()
