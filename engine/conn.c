@@ -298,7 +298,7 @@ static int l_connect(lua_State *L) {
   const char *appname = luaL_optstring(L, 2, "tide");
   tide_error err = {{0}, {0}};
   /* The userdata exists, closed, before the resource: an allocation failure cannot leak it. */
-  conn *c = lua_newuserdatauv(L, sizeof *c, 1);
+  conn *c = lua_newuserdatauv(L, sizeof *c, 2); /* 1: notice handler, 2: prepared names */
   memset(c, 0, sizeof *c);
   luaL_setmetatable(L, TIDE_CONN);
   c->pg = tide_pg_connect(conninfo, appname, &err);
@@ -376,21 +376,18 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col) {
   lua_pushlstring(L, v, len);
 }
 
-/* conn:query(sql, ...) -> rows, count | raises tide.Error. One statement; nil and core.null are
- * SQL NULL; rows are tables keyed by column name; count is the affected or returned rows. */
-static int l_conn_query(lua_State *L) {
-  conn *c = check_conn(L);
-  const char *sql = check_text(L, 2, 0);
-  int nparams = lua_gettop(L) - 2;
+/* Parameters first..top as text for libpq: nil and core.null are NULL, booleans t/f, floats in
+ * round-trip precision. The returned array and every text live on the Lua stack. */
+static const char **push_params(lua_State *L, int first, int *count) {
+  int nparams = lua_gettop(L) - first + 1;
   const char **values;
-  PGresult **box, *res;
-  ExecStatusType st;
-  int nrows, ncols;
+  if (nparams < 0)
+    nparams = 0;
   if (nparams > 65535)
-    return luaL_error(L, "too many parameters");
+    luaL_error(L, "too many parameters");
   values = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nparams ? nparams : 1), 0);
   for (int i = 0; i < nparams; i++) {
-    int idx = i + 3;
+    int idx = i + first;
     if (lua_isnoneornil(L, idx) || tide_is_null(L, idx)) {
       values[i] = NULL;
     } else if (lua_isboolean(L, idx)) {
@@ -398,18 +395,66 @@ static int l_conn_query(lua_State *L) {
     } else if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
       char buf[32];
       lua_pushstring(L, tide_pg_float_text(lua_tonumber(L, idx), buf, sizeof buf));
-      lua_replace(L, idx); /* the stack keeps the text alive until PQexecParams */
+      lua_replace(L, idx); /* the stack keeps the text alive until the statement has run */
       values[i] = lua_tostring(L, idx);
     } else if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TSTRING) {
       lua_tostring(L, idx); /* converts integers in place: the stack keeps it alive */
       values[i] = check_text(L, idx, i + 1);
     } else {
-      return luaL_error(L, "parameter $%d: cannot send a %s to the server", i + 1,
-                        luaL_typename(L, idx));
+      luaL_error(L, "parameter $%d: cannot send a %s to the server", i + 1, luaL_typename(L, idx));
     }
   }
+  *count = nparams;
+  return values;
+}
+
+/* Prepares `sql` under `name` once per connection (uservalue 2 remembers name -> sql). */
+static void ensure_prepared(lua_State *L, conn *c, const char *name, const char *sql) {
+  PGresult **box, *res;
+  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) { /* [.., prepared] */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 2);
+  }
+  if (lua_getfield(L, -1, name) == LUA_TSTRING) { /* [.., prepared, sql] */
+    int same = strcmp(lua_tostring(L, -1), sql) == 0;
+    lua_pop(L, 2);
+    if (!same)
+      luaL_error(L, "prepared statement %s already exists with other SQL", name);
+    return;
+  }
+  lua_pop(L, 1);
+  box = push_result_box(L); /* [.., prepared, box] */
+  res = *box = PQprepare(c->pg, name, sql, 0, NULL);
+  if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+    push_sql_error(L, c->pg, res, sql);
+    PQclear(res);
+    *box = NULL;
+    deliver_notices(L, c, 1);
+    lua_error(L);
+  }
+  PQclear(res);
+  *box = NULL;
+  lua_pop(L, 1);
+  lua_pushstring(L, sql);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+/* Runs one statement (prepared under `name`, or unnamed when name is NULL) with the parameters
+ * from index `first` on, and pushes rows and count. */
+static int run_statement(lua_State *L, conn *c, const char *name, const char *sql, int first) {
+  int nparams;
+  const char **values = push_params(L, first, &nparams);
+  PGresult **box, *res;
+  ExecStatusType st;
+  int nrows, ncols;
   box = push_result_box(L);
-  res = *box = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+  if (name)
+    res = *box = PQexecPrepared(c->pg, name, nparams, values, NULL, NULL, 0);
+  else
+    res = *box = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
   st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (is_copy(st)) { /* the statement's own result follows the COPY data */
     PGresult *extra;
@@ -446,6 +491,25 @@ static int l_conn_query(lua_State *L) {
   *box = NULL;
   deliver_notices(L, c, 0);
   return 2;
+}
+
+/* conn:query(sql, ...) -> rows, count | raises tide.Error. One statement; nil and core.null are
+ * SQL NULL; rows are tables keyed by column name; count is the affected or returned rows. */
+static int l_conn_query(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *sql = check_text(L, 2, 0);
+  return run_statement(L, c, NULL, sql, 3);
+}
+
+/* conn:prepared(name, sql, ...) -> rows, count | raises tide.Error. As query, but the server
+ * parses and plans sql once per connection: for statements a run repeats (tide's bookkeeping).
+ * Prepared statements outlive a rolled-back transaction, so a retry finds them still there. */
+static int l_conn_prepared(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *name = check_text(L, 2, 0);
+  const char *sql = check_text(L, 3, 0);
+  ensure_prepared(L, c, name, sql);
+  return run_statement(L, c, name, sql, 4);
 }
 
 /* conn:close(): idempotent; also __gc and __close */
@@ -516,13 +580,10 @@ static const luaL_Reg conn_functions[] = {
 };
 
 static const luaL_Reg conn_methods[] = {
-    {"exec", l_conn_exec},
-    {"query", l_conn_query},
-    {"close", l_conn_close},
-    {"closed", l_conn_closed},
-    {"on_notice", l_conn_on_notice},
-    {"info", l_conn_info},
-    {NULL, NULL},
+    {"exec", l_conn_exec},         {"query", l_conn_query},
+    {"prepared", l_conn_prepared}, {"close", l_conn_close},
+    {"closed", l_conn_closed},     {"on_notice", l_conn_on_notice},
+    {"info", l_conn_info},         {NULL, NULL},
 };
 
 static const luaL_Reg conn_metamethods[] = {

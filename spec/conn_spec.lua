@@ -214,6 +214,44 @@ describe("tide.Conn #db", function()
     end)
   end)
 
+  describe("conn:prepared()", function()
+    it("prepares a statement once per connection and runs it with parameters", function()
+      local conn <close> = core.connect(db.url)
+      for i = 1, 3 do
+        local rows, count = conn:prepared("spec_add", "SELECT $1::int + $2::int AS sum", i, 10)
+        assert.are.equal(i + 10, rows[1].sum)
+        assert.are.equal(1, count)
+      end
+      local n = conn:query("SELECT count(*) AS n FROM pg_prepared_statements WHERE name = 'spec_add'")[1].n
+      assert.are.equal(1, n)
+    end)
+
+    it("keeps the statement through a rolled-back transaction", function()
+      local conn <close> = core.connect(db.url)
+      conn:exec("BEGIN")
+      conn:prepared("spec_one", "SELECT 1 AS one")
+      conn:exec("ROLLBACK")
+      assert.are.equal(1, conn:prepared("spec_one", "SELECT 1 AS one")[1].one)
+    end)
+
+    it("refuses the same name with other SQL", function()
+      local conn <close> = core.connect(db.url)
+      conn:prepared("spec_two", "SELECT 2 AS two")
+      local err = raises(conn.prepared, conn, "spec_two", "SELECT 3 AS three")
+      assert.matches("already exists with other SQL", tostring(err))
+    end)
+
+    it("raises a tide.Error with the SQLSTATE when preparing or running fails", function()
+      local conn <close> = core.connect(db.url)
+      local err = raises(conn.prepared, conn, "spec_bad", "SELECT nope FROM nowhere")
+      assert.are.equal("42P01", err.sqlstate)
+      assert.are.equal("SELECT nope FROM nowhere", err.query)
+      err = raises(conn.prepared, conn, "spec_div", "SELECT 1 / $1::int AS q", 0)
+      assert.are.equal("22012", err.sqlstate)
+      assert.are.equal(1, conn:prepared("spec_div", "SELECT 1 / $1::int AS q", 1)[1].q)
+    end)
+  end)
+
   describe("tide.Error", function()
     local conn
 
