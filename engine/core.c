@@ -2,6 +2,7 @@
  * checksums, and the registration of every C service (conn.c, sys.c, ...). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -86,6 +87,51 @@ static int l_sha256(lua_State *L) {
   return 1;
 }
 
+/* The checksum of a revision file, algorithm version 1: SHA-256 of the text with line endings
+ * made LF, trailing blanks (space, tab) cut from every line and trailing blank lines cut from
+ * the end, so that re-saving a file in another editor keeps its checksum. Writes the
+ * normalised text to out (at least n bytes) and returns its length. */
+size_t tide_checksum_normalize_v1(const char *s, size_t n, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = s[i];
+    if (ch == '\r') { /* CRLF and a lone CR both end a line */
+      ch = '\n';
+      if (i + 1 < n && s[i + 1] == '\n')
+        i++;
+    }
+    if (ch == '\n')
+      while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
+        o--;
+    out[o++] = ch;
+  }
+  while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t' || out[o - 1] == '\n'))
+    o--;
+  return o;
+}
+
+/* core.checksum(source) -> hex SHA-256 of the normalised source (algorithm version 1) */
+static int l_checksum(lua_State *L) {
+  size_t len, normal_len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  char *normal = malloc(len ? len : 1);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int mdlen = 0;
+  char hex[2 * EVP_MAX_MD_SIZE + 1];
+  int ok;
+  if (!normal)
+    return luaL_error(L, "out of memory computing a checksum");
+  normal_len = tide_checksum_normalize_v1(s, len, normal);
+  ok = EVP_Digest(normal, normal_len, md, &mdlen, EVP_sha256(), NULL);
+  free(normal); /* before anything that can raise */
+  if (!ok)
+    return luaL_error(L, "sha256 failed");
+  for (unsigned int i = 0; i < mdlen; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  lua_pushlstring(L, hex, 2 * mdlen);
+  return 1;
+}
+
 /* core.error(kind, message [, fields]) -> a tide.Error table (not raised) */
 static int l_error_new(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
@@ -104,6 +150,7 @@ static int l_error_new(lua_State *L) {
 
 static const luaL_Reg core_functions[] = {
     {"sha256", l_sha256},
+    {"checksum", l_checksum},
     {"error", l_error_new},
     {NULL, NULL},
 };

@@ -39,6 +39,9 @@ struct pg_conn *tide_pg_connect(const char *conninfo, const char *application_na
  * (password=PASSWORD) in place with 'x', keeping the length. For argv, so `ps` stops showing it. */
 void tide_mask_password(char *arg);
 
+/* core.c: the normalisation of checksum algorithm 1 (see core.checksum); out holds n bytes. */
+size_t tide_checksum_normalize_v1(const char *s, size_t n, char *out);
+
 /* Each sets its functions into the tide.core table at the top of the stack. */
 void tide_conn_register(lua_State *L);
 void tide_sys_register(lua_State *L);

@@ -34,23 +34,7 @@ M.checksum_algorithm = 1
 ---@param source string
 ---@return string
 function M.checksum(source)
-  local text = source
-  if text:find("\r", 1, true) then
-    text = text:gsub("\r\n?", "\n")
-  end
-  text = text:gsub("[ \t]+\n", "\n")
-  -- trailing whitespace, found from the end: a `[ \t\n]+$` pattern would retry at every blank
-  -- of the file's indentation (most of a revision's bytes), which made checksums the largest
-  -- cost of loading a thousand revisions
-  local last = #text
-  while last > 0 do
-    local b = text:byte(last)
-    if b ~= 32 and b ~= 9 and b ~= 10 then
-      break
-    end
-    last = last - 1
-  end
-  return core.sha256(last < #text and text:sub(1, last) or text)
+  return core.checksum(source)
 end
 
 -- The line on which `key =` first appears in source, for messages about a field.
