@@ -47,6 +47,21 @@ describe("tide.revisions", function()
   end)
 
   describe("load()", function()
+    it("reads a revision's source when asked, and refuses a file edited since it was loaded", function()
+      local text = "return { revision = '001', message = 'm', upgrade = function() end }\n"
+      local dir = H.project { ["001_a.lua"] = text }
+      local graph = revisions.load(dir .. "/versions")
+      assert.are.equal(text, graph.list[1].source)
+      local again = revisions.load(dir .. "/versions")
+      H.write(dir .. "/versions/001_a.lua", text .. "-- edited\n")
+      local ok, err = pcall(function()
+        return again.list[1].source
+      end)
+      assert.is_false(ok)
+      assert.are.equal("load", err.kind)
+      assert.matches("changed or disappeared while tide was running", err.message)
+    end)
+
     it("gives each file its own copy of the string, table and math libraries", function()
       local dir = H.project {
         ["001_a.lua"] = "string.format = nil\ntable.concat = nil\n"

@@ -52,17 +52,18 @@ function M.redact(url)
   return url
 end
 
---- A restricted environment for tide.lua and revision files: the pure standard library plus
---- require for tide.* modules and os.getenv/os.time/os.date. No io, no os.execute, no load of
---- binary chunks.
--- A table that reads through to t and keeps its own assignments: cheaper than a copy when a
--- thousand revision files each get one.
-local function copy(t)
+-- A table that reads through to t and keeps its own assignments, so a revision that assigns
+-- string.x cannot change the library tide itself uses.
+local function shield(t)
   return setmetatable({}, { __index = t })
 end
 
-function M.sandbox()
-  local env = {
+-- What every restricted environment sees, built once: a thousand revision files then cost a
+-- thousand two-table environments, not a thousand copies of the library.
+local base
+
+local function make_base()
+  local b = {
     assert = assert,
     error = error,
     ipairs = ipairs,
@@ -81,19 +82,27 @@ function M.sandbox()
     tostring = tostring,
     type = type,
     xpcall = xpcall,
-    -- copies, so a revision that assigns string.x cannot change the library tide itself uses
-    string = copy(string),
-    table = copy(table),
-    math = copy(math),
-    utf8 = copy(utf8),
+    string = shield(string),
+    table = shield(table),
+    math = shield(math),
+    utf8 = shield(utf8),
     os = { getenv = os.getenv, time = os.time, date = os.date, clock = os.clock },
   }
-  env.require = function(name)
+  b.require = function(name)
     if type(name) ~= "string" or not name:match("^tide%.[%w_]+$") or name == "tide.core" then
       error("require: only tide.* library modules can be loaded here, not " .. tostring(name), 2)
     end
     return require(name)
   end
+  return b
+end
+
+--- A restricted environment for tide.lua and revision files: the pure standard library plus
+--- require for tide.* modules and os.getenv/os.time/os.date. No io, no os.execute, no load of
+--- binary chunks. Globals a file sets stay in its own environment.
+function M.sandbox()
+  base = base or make_base()
+  local env = setmetatable({}, { __index = base })
   env._G = env
   return env
 end

@@ -54,6 +54,23 @@ local function fail(file, line, message)
   errors.raise("load", string.format("%s:%d: %s", file, line, message), { file = file, line = line })
 end
 
+-- rev.source, the text that ran, is read again when needed (the state row, a drift diff)
+-- instead of being kept for every file of a long history; a file edited since tide loaded it
+-- is refused rather than recorded under the old checksum.
+local Revision = {}
+Revision.__index = function(rev, key)
+  if key ~= "source" then
+    return nil
+  end
+  local source = config.read_file(rev.file)
+  if not source or M.checksum(source) ~= rev.checksum then
+    errors.raise("load", string.format("%s changed or disappeared while tide was running", rev.file),
+      { file = rev.file })
+  end
+  rawset(rev, "source", source)
+  return source
+end
+
 --- Loads and validates one revision file.
 ---@param path string
 ---@return table revision {revision, parents, message, upgrade, downgrade, transaction, file, source, checksum}
@@ -107,7 +124,7 @@ function M.load_file(path)
       fail(path, line_of(source, "down_revision"), "down_revision is an empty list (use nil for a root)")
     end
   end
-  return {
+  return setmetatable({
     revision = t.revision,
     parents = parents,
     message = t.message,
@@ -118,9 +135,8 @@ function M.load_file(path)
     statement_timeout = t.statement_timeout,
     allow = t.allow,
     file = path,
-    source = source,
     checksum = M.checksum(source),
-  }
+  }, Revision)
 end
 
 --- Loads every versions/*.lua and builds the graph.
