@@ -181,9 +181,12 @@ local function print_migrate(result)
   for _, r in ipairs(result.revisions) do
     total = total + r.duration_ms
   end
+  local ids = ids_of(result.revisions)
+  if #ids > 10 then -- the first and the last few; --json and history --applied have them all
+    ids = { ids[1], ids[2], ids[3], "...", ids[#ids - 2], ids[#ids - 1], ids[#ids] }
+  end
   out("%s %d revision%s to %s in %.0f ms: %s", result.direction == "upgrade" and "applied" or "reverted",
-    #result.revisions, #result.revisions == 1 and "" or "s", result.target, total,
-    table.concat(ids_of(result.revisions), ", "))
+    #result.revisions, #result.revisions == 1 and "" or "s", result.target, total, table.concat(ids, ", "))
 end
 
 command("upgrade", {
