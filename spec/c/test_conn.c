@@ -6,19 +6,8 @@
 
 #include <libpq-fe.h>
 
+#include "check.h"
 #include "tide.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      printf("not ok: %s:%d: ", __FILE__, __LINE__);                                               \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-    }                                                                                              \
-  } while (0)
 
 static void connects_with_libpq_defaults(void) {
   tide_error err = {{0}, {0}};

@@ -12,19 +12,8 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "check.h"
 #include "tide.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      failures++;                                                                                  \
-      printf("not ok: %s:%d: ", __FILE__, __LINE__);                                               \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-    }                                                                                              \
-  } while (0)
 
 static void hides_a_password_libpq_cannot_decode(void) {
   static const char *const urls[] = {
