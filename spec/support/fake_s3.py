@@ -26,6 +26,7 @@ Usage:
 
 Fault JSON (all keys optional; counters decrement per matching request):
   {"fail": [{"method": "PUT", "query": "partNumber", "status": 500, "code": "InternalError", "count": 2}],
+   # tide's copy: any fault may also carry "path": "/bucket/prefix/" (matches paths containing it)
    "drop": [{"method": "PUT", "after_bytes": 1000, "count": 1}],   # close socket mid-body
    "delay": [{"method": "PUT", "seconds": 3, "count": 1}],
    "stall": [{"method": "PUT", "after_bytes": 1000, "seconds": 5, "count": 1}],  # stop reading mid-body,
@@ -97,12 +98,14 @@ class State:
         self.buckets = set(args.bucket or [])
         self.objects = {}  # (bucket, key) -> dict(path, etag, size, meta)
 
-    def take_fault(self, kind, method, query):
+    def take_fault(self, kind, method, query, path=""):
         with self.lock:
             for f in self.faults.get(kind, []):
                 if f.get("count", 1) <= 0:
                     continue
                 if f.get("method", method) != method:
+                    continue
+                if f.get("path") is not None and f["path"] not in path:  # tide's copy: scope by path
                     continue
                 if f.get("query") is not None and f["query"] not in query:
                     continue
@@ -262,11 +265,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if raw_path.startswith("/__ctl/"):
                 return self.control(raw_path)
-            d = st.take_fault("delay", self.command, query)
+            d = st.take_fault("delay", self.command, query, raw_path)
             if d:
                 time.sleep(d.get("seconds", 1))
             self.authenticate(raw_path, raw_query)
-            f = st.take_fault("fail", self.command, query)
+            f = st.take_fault("fail", self.command, query, raw_path)
             if f:
                 raise S3Error(f.get("status", 500), f.get("code", "InternalError"), "injected failure")
             parts = urllib.parse.unquote(raw_path).lstrip("/").split("/", 1)
@@ -284,8 +287,8 @@ class Handler(BaseHTTPRequestHandler):
                 if self.command == "GET":
                     return self.list_v2(bucket, query.get("prefix", [""])[0])
                 raise S3Error(405, "MethodNotAllowed", "not supported by fake")
-            drop = st.take_fault("drop", self.command, query)
-            self._stall = st.take_fault("stall", self.command, query) if self.command == "PUT" else None
+            drop = st.take_fault("drop", self.command, query, raw_path)
+            self._stall = st.take_fault("stall", self.command, query, raw_path) if self.command == "PUT" else None
             if self.command == "PUT" and "uploadId" in query:
                 return self.upload_part(bucket, key, query, drop)
             if self.command == "PUT":
