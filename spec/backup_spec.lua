@@ -97,6 +97,8 @@ local function state(db)
     rows = H.sql(db, "SELECT count(*)::int AS n, pg_catalog.md5(pg_catalog.string_agg(v, '' ORDER BY id)) AS h "
       .. "FROM big")[1],
     applied = #H.applied(db),
+    schemas = H.sql(db, "SELECT pg_catalog.string_agg(nspname, ',' ORDER BY nspname) AS s FROM pg_namespace "
+      .. "WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'")[1].s,
   }
 end
 
@@ -108,6 +110,8 @@ local function assert_failed_closed(r, db, before, step_pattern)
   assert.are.same(before.tables, after.tables)
   assert.are.same(before.rows, after.rows)
   assert.are.equal(0, after.applied)
+  -- not even tide's own tracking schema: the backup comes before every DDL statement
+  assert.are.same(before.schemas, after.schemas)
 end
 
 local function all_objects(prefix)

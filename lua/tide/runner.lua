@@ -439,9 +439,6 @@ function M.migrate(ctx, direction, target, opts)
   end
 
   local lock_conn <close> = lock.acquire(cfg, conn)
-  if not opts.dry_run then
-    track.ensure(conn, cfg.schema)
-  end
   applied, partial = M.state(conn, cfg)
   refuse_unknown(graph, applied, partial)
   list = plan_for(graph, direction, applied, partial, target)
@@ -471,6 +468,12 @@ function M.migrate(ctx, direction, target, opts)
   if ctx.before_migrate and not opts.dry_run then
     run.backup = ctx.before_migrate({ conn = conn, cfg = cfg, plan = list, applied = applied, target = target,
       direction = direction, run = run })
+  end
+  -- The tracking tables come after the backup: a run whose backup fails has changed nothing,
+  -- not even created tide's own schema. They get a short transaction of their own, so even a
+  -- failure of the very first revision finds a history table to be written to.
+  if not opts.dry_run then
+    track.ensure(conn, cfg.schema)
   end
   log.info("%s%s: %d revision%s to %s", direction, opts.dry_run and " (dry run, rolled back at the end)" or "",
     #list, #list == 1 and "" or "s", target)
