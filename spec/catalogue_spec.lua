@@ -42,7 +42,8 @@ end
 -- with a good project), the arguments (the URL is added unless `url` is given), and a setup
 -- that may return a cleanup.
 local CASES = {
-  { id = "syntax-error", files = with { ["003_c.lua"] = "return {\n  revision = \"003\",\n  message = 'x' 'y' +\n}\n" } },
+  { id = "syntax-error",
+    files = with { ["003_c.lua"] = "return {\n  revision = \"003\",\n  message = 'x' 'y' +\n}\n" } },
   { id = "unknown-key", files = with { ["003_c.lua"] = rev("003", "002"):gsub("down_revision", "down_revison") } },
   { id = "missing-field", files = with { ["003_c.lua"] = "return { revision = '003', down_revision = '002', "
     .. "message = 'm' }\n" } },
