@@ -582,6 +582,8 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=600)
     ap.add_argument("--allow-anonymous", action="store_true")
     ap.add_argument("--bearer", default=None, help="also accept 'Authorization: Bearer TOKEN' (tide's copy)")
+    ap.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM) ...")
+    ap.add_argument("--tls-key", default=None, help="... and this key (tide's copy: TLS verification specs)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--self-test", action="store_true")
     args = ap.parse_args()
@@ -592,6 +594,11 @@ def main():
     args.dir = args.dir or tempfile.mkdtemp(prefix="fake-s3-")
     srv = ThreadingHTTPServer((args.address, args.port), Handler)
     srv.daemon_threads = True
+    if args.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.state = State(args)
     print(f"PORT {srv.server_address[1]}", flush=True)
     threading.Timer(args.max_seconds, srv.shutdown).start()
