@@ -54,21 +54,43 @@ local function fail(file, line, message)
   errors.raise("load", string.format("%s:%d: %s", file, line, message), { file = file, line = line })
 end
 
--- rev.source, the text that ran, is read again when needed (the state row, a drift diff)
--- instead of being kept for every file of a long history; a file edited since tide loaded it
--- is refused rather than recorded under the old checksum.
+-- A revision keeps only what planning needs. Its source (for the state row or a drift diff)
+-- and its upgrade/downgrade functions are read again from the file when a run needs them, so
+-- a history of thousands of revisions costs little memory, and a run with nothing to do
+-- never keeps a compiled function. A file edited since tide loaded it is refused rather than
+-- run or recorded under the old checksum.
 local Revision = {}
-Revision.__index = function(rev, key)
-  if key ~= "source" then
-    return nil
-  end
+
+local function reread(rev)
   local source = config.read_file(rev.file)
   if not source or M.checksum(source) ~= rev.checksum then
     errors.raise("load", string.format("%s changed or disappeared while tide was running", rev.file),
       { file = rev.file })
   end
-  rawset(rev, "source", source)
   return source
+end
+
+Revision.__index = function(rev, key)
+  if key == "source" then
+    local source = reread(rev)
+    rawset(rev, "source", source)
+    return source
+  elseif (key == "upgrade" or key == "downgrade") and not rawget(rev, "functions_loaded") then
+    local t = assert(load(reread(rev), "@" .. rev.file, "t", config.sandbox()))()
+    rawset(rev, "upgrade", t.upgrade)
+    rawset(rev, "downgrade", t.downgrade)
+    rawset(rev, "functions_loaded", true)
+    return t[key]
+  end
+  return nil
+end
+
+--- Drops what a run read again for rev (its source and functions); they are re-read if needed.
+function M.release(rev)
+  rawset(rev, "source", nil)
+  rawset(rev, "upgrade", nil)
+  rawset(rev, "downgrade", nil)
+  rawset(rev, "functions_loaded", nil)
 end
 
 --- Loads and validates one revision file.
@@ -128,8 +150,7 @@ function M.load_file(path)
     revision = t.revision,
     parents = parents,
     message = t.message,
-    upgrade = t.upgrade,
-    downgrade = t.downgrade,
+    has_downgrade = t.downgrade ~= nil,
     transaction = t.transaction ~= false,
     lock_timeout = t.lock_timeout,
     statement_timeout = t.statement_timeout,

@@ -448,7 +448,7 @@ function M.migrate(ctx, direction, target, opts)
   end
   if direction == "downgrade" then
     for _, rev in ipairs(list) do
-      if not rev.downgrade then
+      if not rev.has_downgrade then
         errors.raise("usage", string.format("revision %s (%s) has no downgrade function", rev.revision, rev.file))
       end
     end
@@ -499,6 +499,7 @@ function M.migrate(ctx, direction, target, opts)
         reason = "transaction = false" }
     else
       local ms = apply(conn, cfg, run, rev, direction, mode)
+      revisions.release(rev) -- a long run holds one revision's functions and source at a time
       result.revisions[#result.revisions + 1] = { revision = rev.revision, message = rev.message, duration_ms = ms }
     end
   end

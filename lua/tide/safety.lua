@@ -124,6 +124,11 @@ local function script_conn(push)
       push(dbmod.inline(statement, ...))
       return {}
     end,
+    -- a prepared statement is, in a script, the statement with its values inlined
+    prepared = function(_, _, statement, ...)
+      push(dbmod.inline(statement, ...))
+      return {}
+    end,
     exec = function(_, statement)
       push(statement)
     end,
@@ -601,7 +606,7 @@ command {
         result.revisions[#result.revisions + 1] = entry
         runner.migrate(inner, "upgrade", rev.revision, {})
         local after = M.snapshot(conn, cfg.schema)
-        if not rev.downgrade then
+        if not rev.has_downgrade then
           entry.outcome = "no downgrade"
           problem(string.format("revision %s (%s) has no downgrade function", rev.revision, rev.file))
           before = after
