@@ -72,6 +72,25 @@ int tide_is_null(lua_State *L, int idx) {
   return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == (void *)&null_sentinel;
 }
 
+/* SHA-256 fetched once: EVP_sha256() makes OpenSSL 3 look the algorithm up on every digest,
+ * which cost more than hashing a revision file. Lives as long as the process. */
+static const EVP_MD *sha256_md(void) {
+  static EVP_MD *md;
+  if (!md)
+    md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  return md ? md : EVP_sha256();
+}
+
+/* Lowercase hex of n bytes into out (2n + 1 bytes). */
+static void hex_encode(const unsigned char *bytes, unsigned int n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (unsigned int i = 0; i < n; i++) {
+    out[2 * i] = digits[bytes[i] >> 4];
+    out[2 * i + 1] = digits[bytes[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
 /* core.sha256(s) -> lowercase hex digest */
 static int l_sha256(lua_State *L) {
   size_t len;
@@ -79,10 +98,9 @@ static int l_sha256(lua_State *L) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
   char hex[2 * EVP_MAX_MD_SIZE + 1];
-  if (!EVP_Digest(s, len, md, &mdlen, EVP_sha256(), NULL))
+  if (!EVP_Digest(s, len, md, &mdlen, sha256_md(), NULL))
     return luaL_error(L, "sha256 failed");
-  for (unsigned int i = 0; i < mdlen; i++)
-    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  hex_encode(md, mdlen, hex);
   lua_pushlstring(L, hex, 2 * mdlen);
   return 1;
 }
@@ -122,12 +140,11 @@ static int l_checksum(lua_State *L) {
   if (!normal)
     return luaL_error(L, "out of memory computing a checksum");
   normal_len = tide_checksum_normalize_v1(s, len, normal);
-  ok = EVP_Digest(normal, normal_len, md, &mdlen, EVP_sha256(), NULL);
+  ok = EVP_Digest(normal, normal_len, md, &mdlen, sha256_md(), NULL);
   free(normal); /* before anything that can raise */
   if (!ok)
     return luaL_error(L, "sha256 failed");
-  for (unsigned int i = 0; i < mdlen; i++)
-    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+  hex_encode(md, mdlen, hex);
   lua_pushlstring(L, hex, 2 * mdlen);
   return 1;
 }

@@ -17,7 +17,8 @@
 /* package.preload loader for one embedded module; upvalue 1 is its index in tide_embedded. */
 static int load_embedded(lua_State *L) {
   const struct tide_embedded *m = &tide_embedded[lua_tointeger(L, lua_upvalueindex(1))];
-  if (luaL_loadbufferx(L, m->source, m->size, m->chunkname, "t") != LUA_OK)
+  /* "bt": the build embeds bytecode when luac5.4 is there, source otherwise (embed.cmake) */
+  if (luaL_loadbufferx(L, m->source, m->size, m->chunkname, "bt") != LUA_OK)
     return lua_error(L);
   lua_pushstring(L, m->module);
   lua_call(L, 1, 1);
