@@ -4,10 +4,12 @@
 local rls = require "tide.rls"
 local build = rls.sql
 
-local HOSTILE = 'a"b; drop table x'
-local QUOTED = '"a""b; drop table x"'
+local support = require "spec.support.dsl"
 
--- Asserts that fn(...) raises `expected`, located at a line of this spec file.
+local HOSTILE, QUOTED = support.HOSTILE, support.QUOTED
+
+-- Asserts that fn(...) raises `expected`, located at a line of this spec file (the caller),
+-- not inside the DSL: the pcall must stay in this file for that.
 local function raises(expected, fn, ...)
   local ok, err = pcall(fn, ...)
   assert.is_false(ok, "expected an error")
@@ -16,13 +18,7 @@ local function raises(expected, fn, ...)
   assert.equal(expected, message)
 end
 
-local function recorder()
-  local db = { statements = {} }
-  function db:exec(statement)
-    self.statements[#self.statements + 1] = statement
-  end
-  return db
-end
+local recorder = support.recorder
 
 describe("tide.rls", function()
   describe("enable_rls()", function()

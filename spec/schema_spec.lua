@@ -4,11 +4,12 @@ local schema = require "tide.schema"
 local sql = require "tide.sql"
 local build = schema.sql
 
-local HOSTILE = 'a"b; drop table x'
-local QUOTED = '"a""b; drop table x"'
+local support = require "spec.support.dsl"
+
+local HOSTILE, QUOTED = support.HOSTILE, support.QUOTED
 
 -- Asserts that fn(...) raises `expected`, located at a line of this spec file (the caller),
--- not inside the DSL.
+-- not inside the DSL: the pcall must stay in this file for that.
 local function raises(expected, fn, ...)
   local ok, err = pcall(fn, ...)
   assert.is_false(ok, "expected an error")
@@ -17,14 +18,7 @@ local function raises(expected, fn, ...)
   assert.equal(expected, message)
 end
 
--- A db that records what the DSL sends, one entry per db:exec call.
-local function recorder()
-  local db = { statements = {} }
-  function db:exec(statement)
-    self.statements[#self.statements + 1] = statement
-  end
-  return db
-end
+local recorder = support.recorder
 
 describe("tide.schema", function()
   describe("create_table()", function()
