@@ -3,6 +3,7 @@
 -- the `#db` part runs `tide upgrade` to show how the graph rules reach the command line.
 local H = require "spec.support.helpers"
 local revisions = require "tide.revisions"
+local config = require "tide.config"
 local errors = require "tide.errors"
 
 -- Loads dir/versions and returns the raised tide.Error (or fails when loading succeeds).
@@ -71,6 +72,18 @@ describe("tide.revisions", function()
       assert.are.equal("001", graph.list[1].revision)
       assert.are.equal("function", type(string.format))
       assert.are.equal("function", type(table.concat))
+    end)
+
+    it("keeps one file's assignments to the libraries and os out of the next file", function()
+      local dir = H.project {
+        ["001_a.lua"] = "string.format = nil\nos.getenv = nil\nmath.pi = 3\n"
+          .. "return { revision = '001', message = 'm', upgrade = function() end }\n",
+        ["002_b.lua"] = "return { revision = '002', down_revision = '001', message = string.format('%d', 2)\n"
+          .. "  .. tostring(os.getenv ~= nil) .. tostring(math.pi > 3.1), upgrade = function() end }\n",
+      }
+      local graph = revisions.load(dir .. "/versions")
+      assert.are.equal("2truetrue", graph.by_id["002"].message)
+      assert.are.equal("function", type(config.sandbox().os.getenv))
     end)
 
     it("reports a Lua syntax error with the file and line", function()

@@ -52,10 +52,19 @@ function M.redact(url)
   return url
 end
 
--- A table that reads through to t and keeps its own assignments, so a revision that assigns
--- string.x cannot change the library tide itself uses.
-local function shield(t)
-  return setmetatable({}, { __index = t })
+-- The libraries a restricted environment sees through a proxy of its own: a table that reads
+-- through to the library and keeps its own assignments, so a file that assigns string.x (or
+-- os.getenv) changes neither the library tide itself uses nor what the next file sees.
+local libraries = {
+  string = string,
+  table = table,
+  math = math,
+  utf8 = utf8,
+  os = { getenv = os.getenv, time = os.time, date = os.date, clock = os.clock },
+}
+local library_meta = {}
+for name, lib in pairs(libraries) do
+  library_meta[name] = { __index = lib }
 end
 
 -- What every restricted environment sees, built once: a thousand revision files then cost a
@@ -82,11 +91,6 @@ local function make_base()
     tostring = tostring,
     type = type,
     xpcall = xpcall,
-    string = shield(string),
-    table = shield(table),
-    math = shield(math),
-    utf8 = shield(utf8),
-    os = { getenv = os.getenv, time = os.time, date = os.date, clock = os.clock },
   }
   b.require = function(name)
     if type(name) ~= "string" or not name:match("^tide%.[%w_]+$") or name == "tide.core" then
@@ -97,12 +101,23 @@ local function make_base()
   return b
 end
 
+-- An environment's proxy of a library is made on first use (most files never touch one).
+local function env_index(env, key)
+  local meta = library_meta[key]
+  if meta then
+    local proxy = setmetatable({}, meta)
+    rawset(env, key, proxy)
+    return proxy
+  end
+  return base[key]
+end
+
 --- A restricted environment for tide.lua and revision files: the pure standard library plus
 --- require for tide.* modules and os.getenv/os.time/os.date. No io, no os.execute, no load of
 --- binary chunks. Globals a file sets stay in its own environment.
 function M.sandbox()
   base = base or make_base()
-  local env = setmetatable({}, { __index = base })
+  local env = setmetatable({}, { __index = env_index })
   env._G = env
   return env
 end
