@@ -224,6 +224,29 @@ describe("tide.runner #db", function()
     assert(ok, err)
   end)
 
+  it("records a revision whose file was edited while the run was under way as failed (exit 6)", function()
+    local dir = H.project {
+      ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int); SELECT pg_sleep(1)" },
+      ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE TABLE b (id int)" },
+    }
+    local run = H.spawn({ "upgrade", "--url", db.url }, { dir = dir })
+    local deadline = core.now() + 20
+    while core.now() < deadline and #H.sql(nil, "SELECT 1 FROM pg_stat_activity WHERE datname = $1 "
+      .. "AND query LIKE '%pg_sleep(1)%' AND pid <> pg_backend_pid()", db.name) == 0 do
+      core.sleep(0.02)
+    end
+    H.write(dir .. "/versions/002_b.lua", H.revision { revision = "002", down_revision = "001",
+      up = "CREATE TABLE b_edited (id int)" })
+    local r = run.wait()
+    assert.are.equal(6, r.code, r.stderr)
+    assert.matches("versions/002_b.lua changed or disappeared while tide was running", r.stderr)
+    assert.are.same({ "001" }, H.applied(db))
+    assert.are.same({ "a" }, H.tables(db))
+    local f = failures(db)
+    assert.are.equal(1, #f)
+    assert.are.equal("002", f[1].revision)
+  end)
+
   describe("--single-transaction", function()
     it("applies nothing when one revision fails, and still records the failure", function()
       local dir = H.project(five_with_failing_third())

@@ -76,7 +76,10 @@ Revision.__index = function(rev, key)
     rawset(rev, "source", source)
     return source
   elseif (key == "upgrade" or key == "downgrade") and not rawget(rev, "functions_loaded") then
-    local t = assert(load(reread(rev), "@" .. rev.file, "t", config.sandbox()))()
+    -- the text the functions come from is the text the state row records: read it once
+    local source = rawget(rev, "source") or reread(rev)
+    rawset(rev, "source", source)
+    local t = assert(load(source, "@" .. rev.file, "t", config.sandbox()))()
     rawset(rev, "upgrade", t.upgrade)
     rawset(rev, "downgrade", t.downgrade)
     rawset(rev, "functions_loaded", true)

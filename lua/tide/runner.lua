@@ -266,11 +266,18 @@ end
 -- Runs one revision in one direction and records it, once. mode: {single (the caller owns
 -- BEGIN/COMMIT), dry (a --dry-run: nothing is recorded)}. Returns ok, ms, err, db.
 local function attempt(conn, cfg, run, rev, direction, mode)
-  local fn = direction == "upgrade" and rev.upgrade or rev.downgrade
   local record = direction == "upgrade" and track.record_upgrade or track.record_downgrade
   local db = dbmod.new(conn, rev)
   local t0 = core.now()
-  local ok, err
+  -- The functions are read from the file now: a file edited since tide loaded it fails here,
+  -- as this revision's recorded failure, not as an error that escapes the run.
+  local ok, fn = xpcall(function()
+    return direction == "upgrade" and rev.upgrade or rev.downgrade
+  end, on_error)
+  if not ok then
+    return false, 0, fn, db
+  end
+  local err
   if rev.transaction then
     ok, err = xpcall(conn.exec, on_error, conn, (mode.single and "" or "BEGIN; ") .. timeouts(cfg, rev))
   else
@@ -332,7 +339,9 @@ local function apply(conn, cfg, run, rev, direction, mode)
         mode.dry and ", to be rolled back" or "")
       return ms
     end
-    pcall(conn.exec, conn, "ROLLBACK")
+    if not conn:closed() and conn:info().transaction ~= "idle" then -- no "no transaction" warning
+      pcall(conn.exec, conn, "ROLLBACK")
+    end
     -- A non-transactional revision is retried only when every statement that ran was inside a
     -- step that is now recorded, so that nothing runs twice.
     local safe = rev.transaction or (db.unstepped or 0) == 0
