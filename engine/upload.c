@@ -927,6 +927,16 @@ static int check_name(const char *name, tide_error *err) {
   return 0;
 }
 
+/* object_path for a name that check_name accepts; NULL with err filled otherwise. */
+static char *checked_object_path(const tide_upload *u, const char *name, tide_error *err) {
+  char *path;
+  if (check_name(name, err) != 0)
+    return NULL;
+  if (!(path = object_path(u, name)))
+    tide_error_set(err, NULL, "out of memory");
+  return path;
+}
+
 /* ---- file:// --------------------------------------------------------------------------- */
 
 static int mkdirs(const char *dir_path, tide_error *err) {
@@ -1330,12 +1340,8 @@ int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned lon
   *size = 0;
   if (etag_sz)
     etag[0] = '\0';
-  if (check_name(name, err) != 0)
+  if (!(path = checked_object_path(u, name, err)))
     return -1;
-  if (!(path = object_path(u, name))) {
-    tide_error_set(err, NULL, "out of memory");
-    return -1;
-  }
   if (u->kind == DEST_FILE) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
@@ -1447,12 +1453,8 @@ int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *
   int rc = -1;
   *data = NULL;
   *len = 0;
-  if (check_name(name, err) != 0)
+  if (!(path = checked_object_path(u, name, err)))
     return -1;
-  if (!(path = object_path(u, name))) {
-    tide_error_set(err, NULL, "out of memory");
-    return -1;
-  }
   memset(&rs, 0, sizeof rs);
   if (u->kind == DEST_FILE) {
     FILE *f = fopen(path, "rb");
@@ -1639,12 +1641,8 @@ int tide_upload_delete(tide_upload *u, const char *name, tide_error *err) {
   request rq;
   response rs;
   int rc = -1;
-  if (check_name(name, err) != 0)
+  if (!(path = checked_object_path(u, name, err)))
     return -1;
-  if (!(path = object_path(u, name))) {
-    tide_error_set(err, NULL, "out of memory");
-    return -1;
-  }
   memset(&rs, 0, sizeof rs);
   if (u->kind == DEST_FILE) {
     if (unlink(path) != 0 && errno != ENOENT) {
