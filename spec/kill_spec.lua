@@ -3,6 +3,7 @@
 -- table exists exactly when its state row does, and history agrees) and the next run finishes.
 -- tools/torture/kill runs the long form of the same loop.
 local H = require "spec.support.helpers"
+local consistency = require "spec.support.consistency"
 local core = require "tide.core"
 
 local N = 24
@@ -38,37 +39,8 @@ local function alive(pid)
   return stat ~= nil and not stat:match("^%d+ %b() Z")
 end
 
--- State and catalog agree, and history's last event per revision matches the state.
 local function assert_consistent(db)
-  local applied = {}
-  for _, id in ipairs(H.applied(db)) do
-    applied[id] = true
-  end
-  local tables = {}
-  for _, t in ipairs(H.tables(db)) do
-    tables[t] = true
-  end
-  for i = 1, N do
-    local id = string.format("%03d", i)
-    assert.are.equal(applied[id] == true, tables["k" .. i] == true,
-      "revision " .. id .. ": state row and table disagree")
-  end
-  if not H.sql(db, "SELECT to_regclass('tide.history') IS NOT NULL AS p")[1].p then
-    assert.are.same({}, H.tables(db))
-    return
-  end
-  local rows = H.sql(db, "SELECT DISTINCT ON (revision) revision, direction FROM tide.history "
-    .. "WHERE outcome = 'applied' ORDER BY revision, id DESC")
-  for _, r in ipairs(rows) do
-    assert.are.equal(r.direction == "upgrade", applied[r.revision] == true,
-      "revision " .. r.revision .. ": history's last event disagrees with the state")
-  end
-  -- Every upgrade in the state was applied before any revision that depends on it.
-  for i = 2, N do
-    if applied[string.format("%03d", i)] then
-      assert.is_true(applied[string.format("%03d", i - 1)], "revision " .. i .. " applied without its parent")
-    end
-  end
+  consistency.assert_chain(db, N, "k")
 end
 
 describe("reliability #db", function()

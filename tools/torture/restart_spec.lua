@@ -3,6 +3,7 @@
 -- must fail with a clear message, leave state and tables in agreement, and the next run must
 -- finish. It restarts the sandbox server, so it never runs beside other specs.
 local H = require "spec.support.helpers"
+local consistency = require "spec.support.consistency"
 local core = require "tide.core"
 
 local N = 40
@@ -17,17 +18,7 @@ local function restart(mode)
 end
 
 local function consistent(db)
-  local applied = {}
-  for _, id in ipairs(H.applied(db)) do
-    applied[id] = true
-  end
-  local tables = {}
-  for _, t in ipairs(H.tables(db)) do
-    tables[t] = true
-  end
-  for i = 1, N do
-    assert.are.equal(applied[string.format("%03d", i)] == true, tables["r" .. i] == true, "revision " .. i)
-  end
+  consistency.assert_chain(db, N, "r")
 end
 
 describe("server restart mid-run #db", function()
