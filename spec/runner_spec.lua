@@ -247,6 +247,33 @@ describe("tide.runner #db", function()
     assert.are.equal("002", f[1].revision)
   end)
 
+  it("forwards a revision's server notices to stderr as tide: server: lines", function()
+    local dir = H.project {
+      ["001_a.lua"] = H.revision { revision = "001",
+        up = "DO $$ BEGIN RAISE NOTICE 'hello from 001'; RAISE WARNING 'careful in 001'; END $$" },
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(0, r.code, r.output)
+    assert.truthy(r.stderr:find("tide: server: NOTICE: hello from 001", 1, true), r.stderr)
+    assert.truthy(r.stderr:find("tide: server: WARNING: careful in 001", 1, true), r.stderr)
+    assert.is_nil(r.stdout:find("hello from 001", 1, true), "notices belong on stderr: " .. r.stdout)
+  end)
+
+  it("sets its own search_path, whatever the database's default, and takes tide.lua's", function()
+    H.sql(db, "CREATE SCHEMA decoy; CREATE SCHEMA app; ALTER DATABASE " .. db.name .. " SET search_path = decoy")
+    local revs = { ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE placed (id int)" } }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = H.project(revs) })
+    assert.are.equal(0, r.code, r.output)
+    assert.are.same({ "placed" }, H.tables(db, "public"))
+    assert.are.same({}, H.tables(db, "decoy"))
+    local other = H.fresh_db()
+    H.sql(other, "CREATE SCHEMA app; CREATE SCHEMA decoy")
+    r = H.tide({ "upgrade", "--url", other.url }, { dir = H.project(revs, "return { search_path = 'app' }\n") })
+    assert.are.equal(0, r.code, r.output)
+    assert.are.same({ "placed" }, H.tables(other, "app"))
+    assert.are.same({}, H.tables(other, "public"))
+  end)
+
   describe("--single-transaction", function()
     it("applies nothing when one revision fails, and still records the failure", function()
       local dir = H.project(five_with_failing_third())
