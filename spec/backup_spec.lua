@@ -216,6 +216,25 @@ describe("tide.backup #db", function()
       assert.are.equal(0, restored.applied)
     end)
 
+    it("reports progress as one line per stage off a terminal, and as a live line on one", function()
+      local dir = H.tmpdir()
+      local proj = project(string.format("{ to = %q, pg_bindir = %q }", "file://" .. dir .. "/", BIN))
+      local db = db_from(template.name)
+      local r = H.tide({ "backup", "--url", db.url }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("tide: backup: [%w ]+: [%d.]+ %a*B in [%d.]+ s\n", r.stderr)
+      assert.is_nil(r.stderr:find("\r", 1, true), "no carriage returns off a terminal")
+      -- script(1) gives tide a terminal on stdin, stdout and stderr
+      local out = os.tmpname()
+      local cmd = "unset DATABASE_URL; cd " .. H.shell_quote(proj) .. " && script -qec "
+        .. H.shell_quote(H.command { "backup", "--url", db.url }) .. " /dev/null > " .. H.shell_quote(out) .. " 2>&1"
+      assert.is_true(os.execute(cmd) == true, H.read(out))
+      local screen = H.read(out)
+      os.remove(out)
+      assert.truthy(screen:find("\r", 1, true), "a live line rewrites itself: " .. screen)
+      assert.matches("tide: backup: %a+ +[%d.]+ %a*B +[%d.]+ %a*B/s", screen)
+    end)
+
     it("takes no backup when nothing is pending", function()
       local db = db_from(template.name)
       local dir = H.tmpdir()
