@@ -133,8 +133,13 @@ function M.encode(value)
 end
 
 -- Decoder: a small recursive descent parser over the string.
+-- The text near pos is quoted with every byte outside printable ASCII as \ddd, so the message
+-- stays one readable line whatever the input held.
 local function decode_error(s, pos, what)
-  error(string.format("json: %s at byte %d near %q", what, pos, s:sub(pos, pos + 10)), 0)
+  local near = s:sub(pos, pos + 10):gsub('[^ -~]', function(c)
+    return "\\" .. c:byte()
+  end):gsub('"', '\\"')
+  error(string.format('json: %s at byte %d near "%s"', what, pos, near), 0)
 end
 
 local function skip(s, pos)
@@ -143,6 +148,14 @@ end
 
 local decode_value
 
+-- The four hex digits of a \\u escape at pos, or nil (tonumber alone would take " -1f").
+local function hex4(s, pos)
+  local hex = s:match("^%x%x%x%x", pos)
+  return hex and tonumber(hex, 16)
+end
+
+-- JSON text is UTF-8 (RFC 8259): what decode returns is valid UTF-8, so encoding it again
+-- changes nothing, and bytes that are not UTF-8 are reported where they are.
 local function decode_string(s, pos)
   local out, i = {}, pos + 1
   while true do
@@ -160,23 +173,28 @@ local function decode_string(s, pos)
         out[#out + 1] = simple[e]
         i = i + 2
       elseif e == "u" then
-        local hex = s:sub(i + 2, i + 5)
-        local code = tonumber(hex, 16) or decode_error(s, i, "bad \\u escape")
+        local code = hex4(s, i + 2) or decode_error(s, i, "bad \\u escape")
         i = i + 6
         if code >= 0xD800 and code <= 0xDBFF and s:sub(i, i + 1) == "\\u" then
-          local low = tonumber(s:sub(i + 2, i + 5), 16)
+          local low = hex4(s, i + 2)
           if low and low >= 0xDC00 and low <= 0xDFFF then
             code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
             i = i + 6
           end
         end
-        out[#out + 1] = utf8.char(code)
+        -- A surrogate left unpaired has no UTF-8 form: it becomes U+FFFD, as the encoder does.
+        out[#out + 1] = utf8.char((code >= 0xD800 and code <= 0xDFFF) and 0xFFFD or code)
       else
         decode_error(s, i, "bad escape")
       end
     else
       local j = s:find('["\\%c]', i) or #s + 1
-      out[#out + 1] = s:sub(i, j - 1)
+      local run = s:sub(i, j - 1)
+      local _, bad = utf8.len(run)
+      if bad then
+        decode_error(s, i + bad - 1, "invalid UTF-8")
+      end
+      out[#out + 1] = run
       i = j
     end
   end
