@@ -56,9 +56,15 @@ endif()
 
 # libFuzzer targets (spec/fuzz/fuzz_*.c): configure a separate build with
 #   CC=clang cmake -S . -B build-fuzz -DTIDE_FUZZ=ON
-# Each target is a CTest test labelled `fuzz` that runs for TIDE_FUZZ_SECONDS from the corpus
-# kept in spec/fuzz/corpus/<name>/ (read only; new finds go to the build folder).
-set(TIDE_FUZZ_SECONDS 20 CACHE STRING "How long each fuzz test runs")
+# Each target is a CTest test labelled `fuzz`, started from the corpus kept in
+# spec/fuzz/corpus/<name>/ (read only). By default a run is reproducible, as a test in CI must
+# be: a fixed seed, a fixed number of inputs, and new finds kept in a scratch folder emptied
+# first, so the same commit gives the same verdict on every machine. TIDE_FUZZ_SEED=0 explores
+# instead (a random seed, the corpus in the build folder kept between runs, TIDE_FUZZ_RUNS=-1
+# for no limit): tools/torture/fuzz does that for TIDE_FUZZ_SECONDS per target.
+set(TIDE_FUZZ_SEED 1 CACHE STRING "libFuzzer -seed (0: a random seed, corpus kept)")
+set(TIDE_FUZZ_RUNS 20000 CACHE STRING "libFuzzer -runs per target (-1: until TIDE_FUZZ_SECONDS)")
+set(TIDE_FUZZ_SECONDS 300 CACHE STRING "libFuzzer -max_total_time per target")
 if(TIDE_FUZZ)
   file(GLOB TIDE_FUZZERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/fuzz/fuzz_*.c)
   foreach(src IN LISTS TIDE_FUZZERS)
@@ -70,11 +76,19 @@ if(TIDE_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
     target_link_options(${name} PRIVATE -fsanitize=fuzzer)
     target_link_libraries(${name} PRIVATE PkgConfig::LUA PkgConfig::PQ PkgConfig::CURL PkgConfig::CRYPTO m)
-    file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz-corpus/${short})
+    set(finds ${CMAKE_BINARY_DIR}/fuzz-corpus/${short})
+    if(NOT TIDE_FUZZ_SEED EQUAL 0)
+      set(finds ${CMAKE_BINARY_DIR}/fuzz-scratch/${short})
+    endif()
+    file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz-artifacts)
     add_test(NAME ${name}
-      COMMAND ${name} -max_total_time=${TIDE_FUZZ_SECONDS} -timeout=10 -rss_limit_mb=2048
+      COMMAND sh -c "if [ ${TIDE_FUZZ_SEED} -ne 0 ]; then rm -rf '${finds}'; fi; mkdir -p '${finds}' && exec \"$0\" \"$@\""
+              $<TARGET_FILE:${name}> -seed=${TIDE_FUZZ_SEED} -runs=${TIDE_FUZZ_RUNS}
+              -max_total_time=${TIDE_FUZZ_SECONDS} -timeout=10 -rss_limit_mb=2048
               -use_value_profile=1 -print_final_stats=1
-              ${CMAKE_BINARY_DIR}/fuzz-corpus/${short} ${CMAKE_SOURCE_DIR}/spec/fuzz/corpus/${short})
-    set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 600)
+              -artifact_prefix=${CMAKE_BINARY_DIR}/fuzz-artifacts/${short}-
+              ${finds} ${CMAKE_SOURCE_DIR}/spec/fuzz/corpus/${short})
+    math(EXPR limit "${TIDE_FUZZ_SECONDS} + 120")
+    set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT ${limit})
   endforeach()
 endif()
