@@ -19,7 +19,8 @@ end
 
 describe("tide.json", function()
   it("encodes objects with sorted keys, arrays in order and null as null", function()
-    assert.equal('{"a":[1,2.5,"x",true,null],"b":{}}', json.encode({ b = json.object(), a = { 1, 2.5, "x", true, core.null } }))
+    local value = { b = json.object(), a = { 1, 2.5, "x", true, core.null } }
+    assert.equal('{"a":[1,2.5,"x",true,null],"b":{}}', json.encode(value))
     assert.equal("[]", json.encode({}))
   end)
 
