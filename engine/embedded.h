@@ -14,4 +14,7 @@ struct tide_embedded {
 /* Terminated by an entry whose module is NULL. */
 extern const struct tide_embedded tide_embedded[];
 
+/* SHA-256 over the library's sources: changes whenever any module does. */
+extern const char tide_library_id[];
+
 #endif

@@ -25,10 +25,20 @@ static int load_embedded(lua_State *L) {
   return 1;
 }
 
+/* package.preload loader for tide.build: what this binary was built from ({library_id}). */
+static int load_build(lua_State *L) {
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, tide_library_id);
+  lua_setfield(L, -2, "library_id");
+  return 1;
+}
+
 static void preload(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
   lua_pushcfunction(L, luaopen_tide_core);
   lua_setfield(L, -2, "tide.core");
+  lua_pushcfunction(L, load_build);
+  lua_setfield(L, -2, "tide.build");
   for (int i = 0; tide_embedded[i].module; i++) {
     lua_pushinteger(L, i);
     lua_pushcclosure(L, load_embedded, 1);

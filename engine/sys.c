@@ -121,6 +121,36 @@ static int l_isdir(lua_State *L) {
   return 1;
 }
 
+/* Whether t is more than seconds before now. */
+static int older_than(const struct timespec *t, const struct timespec *now, time_t seconds) {
+  time_t sec = now->tv_sec - seconds;
+  return t->tv_sec < sec || (t->tv_sec == sec && t->tv_nsec < now->tv_nsec);
+}
+
+/* core.filestamp(path) -> stamp, settled | nil, message
+ * The stamp is a string that changes whenever the file's content can have changed: size,
+ * mtime, ctime, inode and device. ctime is set by the kernel on every write or rename, and
+ * neither tar nor touch can set it back. `settled` says both times are over two seconds old:
+ * a write in the same timestamp tick as the one stamped could otherwise keep the stamp as it
+ * was (git's "racily clean" entries), so only settled stamps may vouch for cached content. */
+static int l_filestamp(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  struct timespec now;
+  if (stat(path, &st) != 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  clock_gettime(CLOCK_REALTIME, &now);
+  lua_pushfstring(L, "%I:%I.%I:%I.%I:%I:%I", (lua_Integer)st.st_size,
+                  (lua_Integer)st.st_mtim.tv_sec, (lua_Integer)st.st_mtim.tv_nsec,
+                  (lua_Integer)st.st_ctim.tv_sec, (lua_Integer)st.st_ctim.tv_nsec,
+                  (lua_Integer)st.st_ino, (lua_Integer)st.st_dev);
+  lua_pushboolean(L, older_than(&st.st_mtim, &now, 2) && older_than(&st.st_ctim, &now, 2));
+  return 2;
+}
+
 /* core.mkdir(path) -> true | nil, message (an existing folder is fine) */
 static int l_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -213,6 +243,7 @@ static const luaL_Reg sys_functions[] = {
     {"listdir", l_listdir},
     {"mkdir", l_mkdir},
     {"isdir", l_isdir},
+    {"filestamp", l_filestamp},
     {"now", l_now},
     {"sleep", l_sleep},
     {"pid", l_pid},

@@ -653,7 +653,7 @@ function M.main(args)
           errors.raise("usage", "cannot create the versions folder " .. why)
         end
       end
-      ctx.graph = revisions.load(ctx.cfg.versions_dir)
+      ctx.graph = revisions.load(ctx.cfg.versions_dir, { cache = ctx.cfg.cache })
       ctx.flags = flags
     end
     local res = cmd.run(ctx, positional, flags)

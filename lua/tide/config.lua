@@ -25,6 +25,7 @@ M.keys = {
   lock_retries = "number",
   backup = "table",
   hooks = "table",
+  cache = "boolean",
 }
 
 M.defaults = {
@@ -36,6 +37,7 @@ M.defaults = {
   lock_timeout = "5s",
   statement_timeout = "0",
   lock_retries = 3,
+  cache = true,
 }
 
 --- Replaces the password in a URL or keyword conninfo with ****, for every message tide prints.
@@ -115,10 +117,34 @@ end
 --- A restricted environment for tide.lua and revision files: the pure standard library plus
 --- require for tide.* modules and os.getenv/os.time/os.date. No io, no os.execute, no load of
 --- binary chunks. Globals a file sets stay in its own environment.
-function M.sandbox()
+---
+--- With watch, every call that can answer differently from one run to the next (os.*,
+--- math.random, math.randomseed, print) calls watch() first: tide.cache keeps only what a
+--- file's top level computed without them.
+---@param watch function|nil
+function M.sandbox(watch)
   base = base or make_base()
   local env = setmetatable({}, { __index = env_index })
   env._G = env
+  if watch then
+    local function watched(lib, names)
+      local proxy = setmetatable({}, library_meta[lib])
+      for name in pairs(names) do
+        local f = libraries[lib][name]
+        proxy[name] = function(...)
+          watch()
+          return f(...)
+        end
+      end
+      env[lib] = proxy
+    end
+    watched("os", libraries.os)
+    watched("math", { random = true, randomseed = true })
+    env.print = function(...)
+      watch()
+      return print(...)
+    end
+  end
   return env
 end
 

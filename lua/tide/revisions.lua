@@ -2,9 +2,11 @@
 -- graph and resolves targets (head, heads, base, an id or unique prefix, +N, -N).
 -- Everything here happens before tide connects: a bad file fails the run with file:line and
 -- never touches the database.
+local cache = require "tide.cache"
 local config = require "tide.config"
 local core = require "tide.core"
 local errors = require "tide.errors"
+local log = require "tide.log"
 
 local M = {}
 
@@ -96,15 +98,22 @@ function M.release(rev)
   rawset(rev, "functions_loaded", nil)
 end
 
---- Loads and validates one revision file.
+--- Loads and validates one revision file (source: its text, when the caller has read it). The
+--- second result says whether its top level ran without calling anything that can differ
+--- between runs (see config.sandbox).
 ---@param path string
----@return table revision {revision, parents, message, upgrade, downgrade, transaction, file, source, checksum}
-function M.load_file(path)
-  local source = config.read_file(path)
+---@param source string|nil
+---@return table revision {revision, parents, message, has_downgrade, transaction, file, checksum, ...}
+---@return boolean pure
+function M.load_file(path, source)
+  source = source or config.read_file(path)
   if not source then
     fail(path, 1, "cannot read the file")
   end
-  local chunk, err = load(source, "@" .. path, "t", config.sandbox())
+  local pure = true
+  local chunk, err = load(source, "@" .. path, "t", config.sandbox(function()
+    pure = false
+  end))
   if not chunk then
     -- Lua's syntax errors read "path:line: ..."; a binary chunk's refusal names no file
     errors.raise("load", err:find(path, 1, true) == 1 and err or (path .. ":1: " .. err), { file = path })
@@ -149,7 +158,7 @@ function M.load_file(path)
       fail(path, line_of(source, "down_revision"), "down_revision is an empty list (use nil for a root)")
     end
   end
-  return setmetatable({
+  local rev = setmetatable({
     revision = t.revision,
     parents = parents,
     message = t.message,
@@ -161,28 +170,77 @@ function M.load_file(path)
     file = path,
     checksum = M.checksum(source),
   }, Revision)
+  return rev, pure
 end
 
---- Loads every versions/*.lua and builds the graph.
+-- Every *.lua in dir as revisions, in name order, running as few files as it can: a file
+-- whose stamp is the one dir's cache recorded is not even read, and a file whose bytes hash
+-- to the recorded hash (a fresh checkout or container) is read but not run. The cache is
+-- rewritten when it learnt something: a file run, a stamp that changed, an entry not used.
+local function load_all(dir, names, use_cache)
+  local entries, count = {}, 0
+  if use_cache then
+    entries, count = cache.read(dir)
+  end
+  local revs, records, used, read, learnt = {}, {}, 0, 0, false
+  for _, name in ipairs(names) do
+    if name:match("%.lua$") then
+      local path = config.join(dir, name)
+      local stamp, settled = core.filestamp(path)
+      stamp = settled and stamp or nil -- an unsettled stamp vouches for nothing
+      local hit = entries[name]
+      local rev, hash
+      if hit and stamp and hit.stamp == stamp then
+        rev, hash = hit.meta, hit.hash
+      else
+        local source = config.read_file(path)
+        read = read + 1
+        hash = source and core.sha256(source)
+        if hit and hash == hit.hash then
+          rev = hit.meta
+          learnt = learnt or (stamp ~= nil and stamp ~= hit.stamp)
+        else
+          local pure
+          rev, pure = M.load_file(path, source)
+          hash = pure and cache.cacheable(rev) and hash or nil
+          learnt = learnt or hash ~= nil
+        end
+      end
+      if hit and rev == hit.meta then
+        used = used + 1
+        setmetatable(rev, Revision).file = path
+      end
+      revs[#revs + 1] = rev
+      if hash then
+        records[#records + 1] = { name = name, stamp = stamp or "", hash = hash, rev = rev }
+      end
+    end
+  end
+  log.debug("revisions: %d of %d files as %s recorded them; %d files read", used, #revs, cache.NAME, read)
+  if use_cache and (learnt or used < count) then
+    local ok, err = cache.write(dir, records)
+    if not ok then
+      log.debug("revision cache not written: %s", err)
+    end
+  end
+  return revs
+end
+
+--- Loads every versions/*.lua and builds the graph. opts.cache = false leaves dir's
+--- .tide-cache alone (tide.lua's `cache = false`).
 ---@param dir string
+---@param opts table|nil
 ---@return table graph {list (topological order), by_id, heads, children}
-function M.load(dir)
+function M.load(dir, opts)
   local names, err = core.listdir(dir)
   if not names then
     errors.raise("config", "versions directory " .. err)
   end
   local graph = { list = {}, by_id = {}, children = {}, dir = dir }
-  local files = {}
-  for _, name in ipairs(names) do
-    if name:match("%.lua$") then
-      files[#files + 1] = config.join(dir, name)
-    end
-  end
-  for _, path in ipairs(files) do
-    local rev = M.load_file(path)
+  for _, rev in ipairs(load_all(dir, names, not opts or opts.cache ~= false)) do
     local other = graph.by_id[rev.revision]
     if other then
-      fail(path, line_of(rev.source, "revision"), string.format("duplicate revision id %q (also in %s:%d)",
+      fail(rev.file, line_of(rev.source, "revision"), string.format("duplicate revision id %q (also in %s:%d)",
         rev.revision, other.file, line_of(other.source, "revision")))
     end
     graph.by_id[rev.revision] = rev

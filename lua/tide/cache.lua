@@ -1,0 +1,170 @@
+-- tide.cache: what tide learnt from each revision file (its id, parents, message, flags and
+-- checksum), kept in versions/.tide-cache so a start with nothing to do runs no revision file.
+-- Loading a thousand revision files costs more CPU than everything else such a start does;
+-- checking a thousand file stamps costs a fraction of it, and hashing a thousand files about a
+-- quarter of it.
+--
+-- An entry stands in for running its file only when all of these hold, and otherwise the file
+-- is run as if there were no cache (a cache can make tide faster, never different):
+--   - the cache was written by this exact Lua library (tide.build's library_id);
+--   - either the file's stamp (size, mtime, ctime, inode, device: core.filestamp) is the one
+--     recorded, and was settled when recorded (no write since can have kept it unchanged), or
+--     the SHA-256 of the file's bytes is the one recorded (a fresh checkout, a container
+--     started from an image whose build ran tide once: stamps differ, contents do not);
+--   - evaluating the file's top level called nothing that can differ between runs (os.*,
+--     math.random, print): load_file reports that, and such files are never cached.
+-- Writing is best effort: a read-only versions/ folder just means no cache.
+local config = require "tide.config"
+local core = require "tide.core"
+
+local M = {}
+
+M.NAME = ".tide-cache"
+local MAGIC = "tide-cache 1\n" -- then the library id, then one record per file
+
+local HAS_DOWNGRADE, TRANSACTION, LOCK_TIMEOUT, STATEMENT_TIMEOUT = 1, 2, 4, 8
+
+-- The id of the Lua library this binary carries, or nil (tide.core loaded as a plain module,
+-- as the specs do: nothing vouches for the library then, so nothing is cached).
+local function library_id()
+  local loader = package.preload["tide.build"]
+  return loader and loader().library_id
+end
+
+-- Only string → string `allow` tables are cached; anything else makes the file uncacheable.
+local function plain_allow(allow)
+  for k, v in pairs(allow) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      return false
+    end
+  end
+  return true
+end
+
+--- Whether rev's metadata can be written down and read back as it is.
+function M.cacheable(rev)
+  return rev.allow == nil or plain_allow(rev.allow)
+end
+
+local function pack(name, stamp, hash, rev)
+  local flags = (rev.has_downgrade and HAS_DOWNGRADE or 0)
+    | (rev.transaction and TRANSACTION or 0)
+    | (rev.lock_timeout and LOCK_TIMEOUT or 0)
+    | (rev.statement_timeout and STATEMENT_TIMEOUT or 0)
+  local out = {
+    string.pack("<s4s4s4s4s4s4B", name, stamp, hash, rev.checksum, rev.revision, rev.message, flags),
+    string.pack("<s4s4", rev.lock_timeout or "", rev.statement_timeout or ""),
+    string.pack("<I4", #rev.parents),
+  }
+  for _, p in ipairs(rev.parents) do
+    out[#out + 1] = string.pack("<s4", p)
+  end
+  local allow = {}
+  if rev.allow then
+    for k, v in pairs(rev.allow) do
+      allow[#allow + 1] = string.pack("<s4s4", k, v)
+    end
+  end
+  out[#out + 1] = string.pack("<i4", rev.allow and #allow or -1)
+  out[#out + 1] = table.concat(allow)
+  return table.concat(out)
+end
+
+-- One record at pos -> name, stamp, hash, metadata, next pos (string.unpack raises on a short
+-- file).
+local function unpack(data, pos)
+  local name, stamp, hash, checksum, revision, message, flags, lock_timeout, statement_timeout, nparents
+  name, stamp, hash, checksum, revision, message, flags, lock_timeout, statement_timeout, nparents, pos =
+    string.unpack("<s4s4s4s4s4s4Bs4s4I4", data, pos)
+  local parents = {}
+  for i = 1, nparents do
+    parents[i], pos = string.unpack("<s4", data, pos)
+  end
+  local nallow
+  nallow, pos = string.unpack("<i4", data, pos)
+  local allow
+  if nallow >= 0 then
+    allow = {}
+    for _ = 1, nallow do
+      local k, v
+      k, v, pos = string.unpack("<s4s4", data, pos)
+      allow[k] = v
+    end
+  end
+  return name, stamp, hash, {
+    revision = revision,
+    parents = parents,
+    message = message,
+    has_downgrade = flags & HAS_DOWNGRADE ~= 0,
+    transaction = flags & TRANSACTION ~= 0,
+    lock_timeout = flags & LOCK_TIMEOUT ~= 0 and lock_timeout or nil,
+    statement_timeout = flags & STATEMENT_TIMEOUT ~= 0 and statement_timeout or nil,
+    allow = allow,
+    checksum = checksum,
+  }, pos
+end
+
+--- Reads dir's cache: name -> {stamp, hash, meta}, and how many entries. Empty when there is
+--- none, it is damaged, or another library wrote it.
+---@param dir string
+---@return table entries
+---@return integer count
+function M.read(dir)
+  local id = library_id()
+  local data = id and config.read_file(config.join(dir, M.NAME))
+  local entries, count = {}, 0
+  if not data or data:sub(1, #MAGIC) ~= MAGIC then
+    return entries, 0
+  end
+  local ok = pcall(function()
+    local written_by, pos = string.unpack("<s1", data, #MAGIC + 1)
+    if written_by ~= id then
+      return
+    end
+    while pos <= #data do
+      local name, stamp, hash, meta
+      name, stamp, hash, meta, pos = unpack(data, pos)
+      entries[name] = { stamp = stamp, hash = hash, meta = meta }
+      count = count + 1
+    end
+  end)
+  if not ok then
+    return {}, 0
+  end
+  return entries, count
+end
+
+--- Writes dir's cache from records {name, stamp, hash, rev}, in that order, replacing the old one
+--- in one rename. Returns true, or nil and why not (tide goes on without a cache).
+---@param dir string
+---@param records table
+function M.write(dir, records)
+  local id = library_id()
+  if not id then
+    return nil, "no library id"
+  end
+  local out = { MAGIC, string.pack("<s1", id) }
+  for _, r in ipairs(records) do
+    out[#out + 1] = pack(r.name, r.stamp, r.hash, r.rev)
+  end
+  local path = config.join(dir, M.NAME)
+  local tmp = string.format("%s.%d", path, core.pid())
+  local f, err = io.open(tmp, "wb")
+  if not f then
+    return nil, err
+  end
+  local ok, werr = f:write(table.concat(out))
+  local closed, cerr = f:close()
+  if not (ok and closed) then
+    os.remove(tmp)
+    return nil, werr or cerr
+  end
+  local renamed, rerr = os.rename(tmp, path)
+  if not renamed then
+    os.remove(tmp)
+    return nil, rerr
+  end
+  return true
+end
+
+return M
