@@ -267,6 +267,18 @@ function M.load(dir, opts)
   return graph
 end
 
+--- The SHA-256 (hex) of "id<TAB>checksum<LF>" for every revision, in byte order of id: what
+--- track.fingerprint returns for a database where exactly these files are applied.
+function M.fingerprint(graph)
+  local ids = M.ids(graph)
+  table.sort(ids)
+  local lines = {}
+  for i, id in ipairs(ids) do
+    lines[i] = id .. "\t" .. graph.by_id[id].checksum .. "\n"
+  end
+  return core.sha256(table.concat(lines))
+end
+
 function M.ids(graph)
   local ids = {}
   for _, rev in ipairs(graph.list) do

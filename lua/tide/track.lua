@@ -133,6 +133,17 @@ function M.ensure(conn, schema)
   conn:exec("BEGIN;\nSET LOCAL client_min_messages = warning;\n" .. ddl(schema) .. "COMMIT;")
 end
 
+--- One row summing up the state table: n (rows), clean (every row applied, by checksum
+--- algorithm `algorithm`) and hash: the SHA-256 (hex) of "id<TAB>checksum<LF>" for every row,
+--- in byte order of id. revisions.fingerprint computes the same over the files.
+function M.fingerprint(conn, schema, algorithm)
+  return conn:query("SELECT pg_catalog.count(*)::integer AS n, "
+    .. "pg_catalog.bool_and(state = 'applied' AND checksum_algorithm = $1) AS clean, "
+    .. "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.string_agg("
+    .. "revision || E'\\t' || checksum || E'\\n', '' ORDER BY revision COLLATE \"C\"), 'UTF8')), 'hex') AS hash "
+    .. "FROM " .. sql.ident(schema) .. ".revision", algorithm)[1]
+end
+
 --- Revisions recorded in the state table: applied (id -> row) and partial (id -> row), the
 --- second being non-transactional revisions that stopped half way. format is M.inspect's.
 function M.applied(conn, schema, format)
