@@ -512,6 +512,16 @@ static int l_conn_prepared(lua_State *L) {
   return run_statement(L, c, name, sql, 4);
 }
 
+/* conn:prepare(name, sql): prepares sql under name once per connection without running it, for
+ * an SQL-level `EXECUTE name(...)` sent together with other statements in one round trip. */
+static int l_conn_prepare(lua_State *L) {
+  conn *c = check_conn(L);
+  const char *name = check_text(L, 2, 0);
+  const char *sql = check_text(L, 3, 0);
+  ensure_prepared(L, c, name, sql);
+  return 0;
+}
+
 /* conn:close(): idempotent; also __gc and __close */
 static int l_conn_close(lua_State *L) {
   conn *c = luaL_checkudata(L, 1, TIDE_CONN);
@@ -580,10 +590,9 @@ static const luaL_Reg conn_functions[] = {
 };
 
 static const luaL_Reg conn_methods[] = {
-    {"exec", l_conn_exec},         {"query", l_conn_query},
-    {"prepared", l_conn_prepared}, {"close", l_conn_close},
-    {"closed", l_conn_closed},     {"on_notice", l_conn_on_notice},
-    {"info", l_conn_info},         {NULL, NULL},
+    {"exec", l_conn_exec},           {"query", l_conn_query}, {"prepared", l_conn_prepared},
+    {"prepare", l_conn_prepare},     {"close", l_conn_close}, {"closed", l_conn_closed},
+    {"on_notice", l_conn_on_notice}, {"info", l_conn_info},   {NULL, NULL},
 };
 
 static const luaL_Reg conn_metamethods[] = {

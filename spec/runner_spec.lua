@@ -274,6 +274,49 @@ describe("tide.runner #db", function()
     assert.are.same({}, H.tables(other, "public"))
   end)
 
+  -- The state and history rows go out with COMMIT in one round trip, their values written as
+  -- literals (lua/tide/track.lua): they must read back exactly as the file has them.
+  it("records message and source byte for byte, quotes, backslashes and UTF-8 included", function()
+    local message = [[it's a \ "test" – ünïcode; -- not a comment]]
+    local source = H.revision { revision = "001", message = message, up = [[SELECT E'a\\b', 'c''d']] }
+    local dir = H.project { ["001_q.lua"] = source }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(0, r.code, r.output)
+    local row = H.sql(db, "SELECT message, source, checksum, duration_ms FROM tide.revision")[1]
+    assert.are.equal(message, row.message)
+    assert.are.equal(source, row.source)
+    assert.are.equal(core.checksum(source), row.checksum)
+    local h = H.sql(db, "SELECT duration_ms, checksum FROM tide.history WHERE outcome = 'applied'")[1]
+    assert.are.equal(row.duration_ms, h.duration_ms)
+    assert.is_true(h.duration_ms > 0)
+  end)
+
+  -- BEGIN and the SET LOCAL timeouts travel with the revision's first statement (tide.db).
+  it("runs a revision that sends nothing, or only queries, inside its transaction and timeouts", function()
+    local dir = H.project {
+      ["001_empty.lua"] = H.revision { revision = "001", up = "SELECT 1" }:gsub('db:exec%("SELECT 1"%)', ""),
+      ["002_query.lua"] = [[
+return {
+  revision = "002",
+  down_revision = "001",
+  message = "query first",
+  lock_timeout = "7s",
+  upgrade = function(db)
+    local row = db:one("SELECT current_setting('lock_timeout') AS lt")
+    db:exec("CREATE TABLE seen (lt text)")
+    db:query("INSERT INTO seen VALUES ($1)", row.lt)
+  end,
+}
+]],
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(0, r.code, r.output)
+    assert.are.same({ "001", "002" }, H.applied(db))
+    -- SET LOCAL outside a transaction block changes nothing: 7s proves BEGIN went first
+    assert.are.equal("7s", H.sql(db, "SELECT lt FROM seen")[1].lt)
+    assert.is_nil(r.stderr:find("WARNING", 1, true), r.stderr)
+  end)
+
   describe("--single-transaction", function()
     it("applies nothing when one revision fails, and still records the failure", function()
       local dir = H.project(five_with_failing_third())

@@ -66,9 +66,35 @@ function DB:exec(sql)
     end
   end
   self:drop_invalid_leftover(sql)
-  self.conn:exec(sql)
+  local prelude = self.prelude
+  if prelude then
+    self.prelude = nil
+    local ok, err = pcall(self.conn.exec, self.conn, prelude .. sql)
+    if not ok then
+      -- report the revision's own statement, not the prelude tide put in front of it
+      local shift = utf8.len(prelude) or #prelude
+      if type(err) == "table" and err.position and err.position > shift then
+        err.position = err.position - shift
+        err.query = sql
+      end
+      error(err, 0)
+    end
+  else
+    self.conn:exec(sql)
+  end
   if not self.current_step then
     self.unstepped = (self.unstepped or 0) + 1
+  end
+end
+
+--- Sends the runner's prelude (BEGIN and the revision's SET LOCAL timeouts) if no statement has
+--- taken it along yet. exec sends it in front of the revision's first statement, one round trip
+--- instead of two; everything else that talks to the server sends it first.
+function DB:send_prelude()
+  local prelude = self.prelude
+  if prelude then
+    self.prelude = nil
+    self.conn:exec(prelude)
   end
 end
 
@@ -101,6 +127,7 @@ function DB:drop_invalid_leftover(statement)
   if not name then
     return
   end
+  self:send_prelude()
   local rows = self.conn:query("SELECT c.oid::regclass::text AS name FROM pg_catalog.pg_index i "
     .. "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
     .. "WHERE i.indexrelid = pg_catalog.to_regclass($1) AND NOT i.indisvalid", name)
@@ -151,6 +178,7 @@ function DB:query(sql, ...)
     self.record[#self.record + 1] = M.inline(sql, ...)
     return {}, 0
   end
+  self:send_prelude()
   local rows, count = self.conn:query(sql, ...)
   if not self.current_step then
     self.unstepped = (self.unstepped or 0) + 1

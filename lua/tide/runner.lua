@@ -279,7 +279,8 @@ local function attempt(conn, cfg, run, rev, direction, mode)
   end
   local err
   if rev.transaction then
-    ok, err = xpcall(conn.exec, on_error, conn, (mode.single and "" or "BEGIN; ") .. timeouts(cfg, rev))
+    -- BEGIN and the timeouts go out with the revision's first statement (tide.db's prelude)
+    db.prelude = (mode.single and "" or "BEGIN; ") .. timeouts(cfg, rev) .. ";\n"
   else
     -- Outside any transaction block, on a connection with none open: CREATE INDEX CONCURRENTLY
     -- waits for older transactions, and must not find one of tide's own.
@@ -309,10 +310,8 @@ local function attempt(conn, cfg, run, rev, direction, mode)
   if ok and not mode.dry then
     ok, err = xpcall(function()
       if rev.transaction then
-        record(conn, cfg.schema, run, rev, ms)
-        if not mode.single then
-          conn:exec("COMMIT")
-        end
+        db:send_prelude() -- a revision that sent nothing still runs under its timeouts
+        record(conn, cfg.schema, run, rev, ms, { after = not mode.single and "COMMIT" or nil })
       else
         conn:exec("BEGIN")
         record(conn, cfg.schema, run, rev, ms)
@@ -562,13 +561,14 @@ function M.stamp(ctx, target)
   local ok, err = pcall(function()
     for _, rev in ipairs(graph.list) do
       if want[rev.revision] and not applied[rev.revision] then
-        track.record_upgrade(conn, cfg.schema, run, rev, 0, "stamp")
+        track.record_upgrade(conn, cfg.schema, run, rev, 0, { direction = "stamp" })
         result.stamped[#result.stamped + 1] = rev.revision
       end
     end
     for id, row in pairs(applied) do
       if not want[id] then
-        track.record_downgrade(conn, cfg.schema, run, { revision = id, checksum = row.checksum }, 0, "unstamp")
+        track.record_downgrade(conn, cfg.schema, run, { revision = id, checksum = row.checksum }, 0,
+          { direction = "unstamp" })
         result.unstamped[#result.unstamped + 1] = id
       end
     end

@@ -216,19 +216,57 @@ end
 -- the psql floor, tools/bench/results/experiment-2026-11-24-record.md).
 local statement_names, statement_count = {}, 0
 
-local function query(conn, statement, args)
+-- A float as tide.Conn sends it as a parameter: the shortest text that reads back the same.
+local function float_text(v)
+  if v ~= v then
+    return "NaN"
+  elseif v == math.huge or v == -math.huge then
+    return v > 0 and "Infinity" or "-Infinity"
+  end
+  local text
+  for digits = 15, 17 do
+    text = string.format("%." .. digits .. "g", v)
+    if tonumber(text) == v then
+      break
+    end
+  end
+  return text
+end
+
+-- With `after` (the runner's COMMIT) the statement and `after` share one round trip: an
+-- SQL-level EXECUTE of the prepared statement, its parameters written as the literals of the
+-- texts they would have been sent as, then `after`, in one simple query. An error in the first
+-- stops the second, as it would have.
+local function query(conn, statement, args, after)
   local name = statement_names[statement]
   if not name then
     statement_count = statement_count + 1
     name = "tide_record_" .. statement_count
     statement_names[statement] = name
   end
-  return conn:prepared(name, statement, table.unpack(args, 1, args.n))
+  if not after then
+    return conn:prepared(name, statement, table.unpack(args, 1, args.n))
+  end
+  conn:prepare(name, statement)
+  local values = {}
+  for i = 1, args.n do
+    local v = args[i]
+    if v == nil or v == core.null then
+      values[i] = "NULL"
+    elseif math.type(v) == "float" then
+      values[i] = sql.literal(float_text(v))
+    else
+      values[i] = sql.literal(tostring(v))
+    end
+  end
+  conn:exec("EXECUTE " .. name .. "(" .. table.concat(values, ", ") .. ");\n" .. after)
 end
 
 --- Records rev as applied: the state row and its history row in one statement. A partial row
 --- left by an interrupted run of the same revision becomes applied, and its steps go.
-function M.record_upgrade(conn, schema, run, rev, ms, direction)
+--- opts: direction (history's word, default "upgrade"), after (SQL sent in the same round trip).
+function M.record_upgrade(conn, schema, run, rev, ms, opts)
+  opts = opts or {}
   local s = sql.ident(schema)
   query(conn, "WITH state AS (INSERT INTO " .. s .. ".revision "
     .. "(revision, message, checksum, checksum_algorithm, applied_by, duration_ms, source) "
@@ -239,18 +277,21 @@ function M.record_upgrade(conn, schema, run, rev, ms, direction)
     .. "failed_step = NULL, error = NULL), "
     .. "steps AS (DELETE FROM " .. s .. ".step WHERE revision = $2) "
     .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
-    history_args(run, rev.revision, direction or "upgrade", "applied", ms, rev.checksum, nil,
-      rev.message, revisions.checksum_algorithm, rev.source))
+    history_args(run, rev.revision, opts.direction or "upgrade", "applied", ms, rev.checksum, nil,
+      rev.message, revisions.checksum_algorithm, rev.source), opts.after)
 end
 
 --- Records rev as reverted: deletes the state row (and any steps) and writes the history row in
---- one statement. outcome defaults to "applied" (the downgrade was applied).
-function M.record_downgrade(conn, schema, run, rev, ms, direction, outcome)
+--- one statement. opts: direction (default "downgrade"), outcome (default "applied": the
+--- downgrade was applied), after (SQL sent in the same round trip).
+function M.record_downgrade(conn, schema, run, rev, ms, opts)
+  opts = opts or {}
   local s = sql.ident(schema)
   query(conn, "WITH state AS (DELETE FROM " .. s .. ".revision WHERE revision = $2), "
     .. "steps AS (DELETE FROM " .. s .. ".step WHERE revision = $2) "
     .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
-    history_args(run, rev.revision, direction or "downgrade", outcome or "applied", ms, rev.checksum, nil))
+    history_args(run, rev.revision, opts.direction or "downgrade", opts.outcome or "applied", ms, rev.checksum, nil),
+    opts.after)
 end
 
 --- Marks a non-transactional revision as started (state 'partial') before its first statement,
@@ -307,7 +348,7 @@ end
 function M.record_resolve(conn, schema, run, rev, outcome)
   local s = sql.ident(schema)
   if outcome == "reverted" then
-    M.record_downgrade(conn, schema, run, rev, 0, "resolve", "reverted")
+    M.record_downgrade(conn, schema, run, rev, 0, { direction = "resolve", outcome = "reverted" })
     return
   end
   query(conn, "WITH state AS (UPDATE " .. s .. ".revision SET state = 'applied', partial_direction = NULL, "
