@@ -160,6 +160,14 @@ int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_er
 void tide_upload_entries_free(tide_upload_entry *e, size_t n);
 int tide_upload_delete(tide_upload *u, const char *name, tide_error *err);
 void tide_upload_register(lua_State *L);
+/* upload.c: the unescaped text of the first <tag>..</tag> from *from (or xml); 1 if found. */
+int tide_xml_value(const char *xml, const char *tag, char *out, size_t outsz, const char **from);
+/* One ListObjectsV2 page: every <Contents> with a Key starting with prefix (name = the Key without
+ * it) and a decimal Size, in order, into *out / *n (free with tide_upload_entries_free). Returns
+ * 1 with the NextContinuationToken in token when another page follows, 0 on the last page (token
+ * ""), -1 with err (nothing to free) when out of memory or the token does not fit tokensz. */
+int tide_s3_parse_list(const char *body, const char *prefix, tide_upload_entry **out, size_t *n,
+                       char *token, size_t tokensz, tide_error *err);
 /* ---- end backup ---------------------------------------------------------------------------- */
 
 int luaopen_tide_core(lua_State *L);

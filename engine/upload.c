@@ -10,6 +10,7 @@
  * TLS verification is always on. Secrets never enter an error message. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -764,40 +765,75 @@ cleanup:
   return rc;
 }
 
-/* The text between <tag> and </tag> in xml (first occurrence from *from), unescaped, into out.
- * Advances *from past it. Returns 1 when found. */
-static int xml_value(const char *xml, const char *tag, char *out, size_t outsz, const char **from) {
+/* ---- S3 response documents ---------------------------------------------------------------- */
+
+/* The first occurrence of s that lies wholly inside [p, end), or NULL. */
+static const char *find_in(const char *p, const char *end, const char *s) {
+  size_t n = strlen(s);
+  while ((size_t)(end - p) >= n) {
+    if (!(p = memchr(p, s[0], (size_t)(end - p) - n + 1)))
+      return NULL;
+    if (memcmp(p, s, n) == 0)
+      return p;
+    p++;
+  }
+  return NULL;
+}
+
+/* The first <tag>text</tag> wholly inside [p, end): the raw text is [*a, *b), *after points past
+ * the closing tag. Bounded so that a lookup inside one element cannot run on into the next. */
+static int xml_find(const char *p, const char *end, const char *tag, const char **a, const char **b,
+                    const char **after) {
   char open[64], close[64];
-  const char *a, *b;
-  size_t o = 0;
   snprintf(open, sizeof open, "<%s>", tag);
   snprintf(close, sizeof close, "</%s>", tag);
-  if (!xml || !(a = strstr(from && *from ? *from : xml, open)))
+  if (!(p = find_in(p, end, open)))
     return 0;
-  a += strlen(open);
-  if (!(b = strstr(a, close)))
+  *a = p + strlen(open);
+  if (!(*b = find_in(*a, end, close)))
     return 0;
-  for (const char *p = a; p < b && o + 1 < outsz; p++) {
-    static const struct {
-      const char *e;
-      char c;
-    } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
-    int hit = 0;
-    for (size_t i = 0; i < sizeof ents / sizeof ents[0]; i++) {
+  if (after)
+    *after = *b + strlen(close);
+  return 1;
+}
+
+/* Unescapes the five predefined entities of [a, b) into out (outsz bytes, truncated, always
+ * terminated when outsz > 0). Returns the full unescaped length, as snprintf does. */
+static size_t xml_unescape(const char *a, const char *b, char *out, size_t outsz) {
+  static const struct {
+    const char *e;
+    char c;
+  } ents[] = {{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+  size_t o = 0;
+  for (const char *p = a; p < b; p++) {
+    char c = *p;
+    for (size_t i = 0; c == '&' && i < sizeof ents / sizeof ents[0]; i++) {
       size_t l = strlen(ents[i].e);
       if ((size_t)(b - p) >= l && strncmp(p, ents[i].e, l) == 0) {
-        out[o++] = ents[i].c;
+        c = ents[i].c;
         p += l - 1;
-        hit = 1;
         break;
       }
     }
-    if (!hit)
-      out[o++] = *p;
+    if (o + 1 < outsz)
+      out[o] = c;
+    o++;
   }
-  out[o] = '\0';
+  if (outsz > 0)
+    out[o < outsz ? o : outsz - 1] = '\0';
+  return o;
+}
+
+int tide_xml_value(const char *xml, const char *tag, char *out, size_t outsz, const char **from) {
+  const char *start, *a, *b, *after;
+  if (!xml)
+    return 0;
+  start = from && *from ? *from : xml;
+  if (!xml_find(start, start + strlen(start), tag, &a, &b, &after))
+    return 0;
+  xml_unescape(a, b, out, outsz);
   if (from)
-    *from = b + strlen(close);
+    *from = after;
   return 1;
 }
 
@@ -832,8 +868,8 @@ static void describe(const response *rs, char *out, size_t outsz) {
     snprintf(out, outsz, "%s", rs->curl_msg[0] ? rs->curl_msg : curl_easy_strerror(rs->cc));
     return;
   }
-  xml_value(rs->body.p, "Code", code, sizeof code, NULL);
-  xml_value(rs->body.p, "Message", msg, sizeof msg, NULL);
+  tide_xml_value(rs->body.p, "Code", code, sizeof code, NULL);
+  tide_xml_value(rs->body.p, "Message", msg, sizeof msg, NULL);
   if (code[0])
     snprintf(out, outsz, "HTTP %ld %s: %s", rs->status, code, msg);
   else if (rs->status == 403)
@@ -853,7 +889,7 @@ static outcome classify(const tide_upload *u, const request *rq, const response 
     return retryable_curl(rs->cc) ? OUT_RETRY : OUT_FAIL;
   /* an S3 error document's Code; a successful GET's body is the object, not XML */
   if (u->kind == DEST_S3 && rs->body.p && (rs->status / 100 != 2 || strcmp(rq->method, "GET") != 0))
-    xml_value(rs->body.p, "Code", code, sizeof code, NULL);
+    tide_xml_value(rs->body.p, "Code", code, sizeof code, NULL);
   if (rs->status / 100 == 2) {
     if (rs->body.p && strstr(rs->body.p, "<Error>") && rq->sink_fd < 0 && u->kind == DEST_S3)
       return !code[0] || retryable_status(0, code) ? OUT_RETRY : OUT_FAIL;
@@ -883,7 +919,7 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
     describe(rs, why, sizeof why);
     if (rs->status / 100 == 2 && rs->body.p && strstr(rs->body.p, "<Error>")) {
       char code[128] = "";
-      xml_value(rs->body.p, "Code", code, sizeof code, NULL);
+      tide_xml_value(rs->body.p, "Code", code, sizeof code, NULL);
       snprintf(why, sizeof why, "HTTP %ld carrying an <Error> document (%s)", rs->status,
                code[0] ? code : "no code");
     }
@@ -1226,7 +1262,7 @@ static int s3_multipart(tide_upload *u, const char *path, int fd, unsigned long 
            path + strlen(u->base_path));
   if (perform(u, &rq, &rs, deadline, 0, what, err) != 0)
     goto cleanup;
-  if (!xml_value(rs.body.p, "UploadId", upload_id, sizeof upload_id, NULL) || !upload_id[0]) {
+  if (!tide_xml_value(rs.body.p, "UploadId", upload_id, sizeof upload_id, NULL) || !upload_id[0]) {
     tide_error_set(err, NULL, "%s: the response carries no UploadId", what);
     goto cleanup;
   }
@@ -1518,6 +1554,101 @@ static int entries_add(entries *es, const char *name, unsigned long long size) {
   return 0;
 }
 
+/* Moves n entries (and their names) to the end of es; e itself is left to the caller to free. */
+static int entries_take(entries *es, tide_upload_entry *e, size_t n) {
+  if (es->n + n > es->cap) {
+    size_t cap = es->cap ? es->cap : 64;
+    tide_upload_entry *g;
+    while (cap < es->n + n)
+      cap *= 2;
+    if (!(g = realloc(es->e, cap * sizeof *g)))
+      return -1;
+    es->e = g;
+    es->cap = cap;
+  }
+  if (n)
+    memcpy(es->e + es->n, e, n * sizeof *e);
+  es->n += n;
+  return 0;
+}
+
+/* A <Size>: decimal digits only, no sign, no overflow (strtoull would take "-1" and " 7"). */
+static int parse_size(const char *a, const char *b, unsigned long long *size) {
+  unsigned long long v = 0;
+  if (a == b)
+    return 0;
+  for (const char *p = a; p < b; p++) {
+    if (*p < '0' || *p > '9' || v > (ULLONG_MAX - (unsigned)(*p - '0')) / 10)
+      return 0;
+    v = v * 10 + (unsigned)(*p - '0');
+  }
+  *size = v;
+  return 1;
+}
+
+int tide_s3_parse_list(const char *body, const char *prefix, tide_upload_entry **out, size_t *n,
+                       char *token, size_t tokensz, tide_error *err) {
+  entries es = {0};
+  const char *end, *from, *a, *b;
+  size_t plen = strlen(prefix);
+  char truncated[16] = "false";
+  int rc = 0;
+  *out = NULL;
+  *n = 0;
+  if (tokensz > 0)
+    token[0] = '\0';
+  if (!body)
+    return 0;
+  end = body + strlen(body);
+  for (from = body; (from = find_in(from, end, "<Contents>"));) {
+    const char *close = find_in(from, end, "</Contents>"), *sa, *sb;
+    unsigned long long size;
+    if (!close)
+      break;
+    /* Key and Size of this element only; an element lacking either (or with a Size that is not
+     * a number) is skipped rather than completed from the next one */
+    if (xml_find(from, close, "Key", &a, &b, NULL) &&
+        xml_find(from, close, "Size", &sa, &sb, NULL) && parse_size(sa, sb, &size)) {
+      size_t len = xml_unescape(a, b, NULL, 0);
+      char *key = malloc(len + 1);
+      if (!key)
+        goto oom;
+      xml_unescape(a, b, key, len + 1);
+      if (strncmp(key, prefix, plen) != 0) {
+        free(key);
+      } else {
+        memmove(key, key + plen, len - plen + 1);
+        if (entries_take(&es, &(tide_upload_entry){key, size}, 1) != 0) {
+          free(key);
+          goto oom;
+        }
+      }
+    }
+    from = close + strlen("</Contents>");
+  }
+  tide_xml_value(body, "IsTruncated", truncated, sizeof truncated, NULL);
+  /* a missing or empty token ends the listing: asking again without one would restart it */
+  if (strcmp(truncated, "true") == 0 &&
+      xml_find(body, end, "NextContinuationToken", &a, &b, NULL) && a < b) {
+    if (xml_unescape(a, b, token, tokensz) >= tokensz) {
+      tide_error_set(err, NULL, "the continuation token is longer than %zu bytes",
+                     tokensz ? tokensz - 1 : 0);
+      goto fail;
+    }
+    rc = 1;
+  }
+  *out = es.e;
+  *n = es.n;
+  return rc;
+oom:
+  tide_error_set(err, NULL, "out of memory");
+fail:
+  tide_upload_entries_free(es.e, es.n);
+  if (tokensz > 0)
+    token[0] = '\0';
+  return -1;
+}
+
 /* Files under dir (relative names), two levels deep: <id>/<file>. */
 static int file_list(const char *base, const char *sub, int depth, entries *es, tide_error *err) {
   char path[4096];
@@ -1583,14 +1714,20 @@ int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_er
     goto oom;
   snprintf(what, sizeof what, "listing %s", u->display);
   for (;;) {
-    const char *from = NULL;
-    char key[2048], size_s[32], truncated[16] = "false";
+    tide_upload_entry *page;
+    size_t npage;
+    int more, qlen;
     char *enc_token = tide_sigv4_uri_encode(token, 0);
     if (!enc_token)
       goto oom;
-    snprintf(query, sizeof query, "list-type=2&prefix=%s%s%s", enc_prefix,
-             token[0] ? "&continuation-token=" : "", token[0] ? enc_token : "");
+    qlen = snprintf(query, sizeof query, "list-type=2&prefix=%s%s%s", enc_prefix,
+                    token[0] ? "&continuation-token=" : "", token[0] ? enc_token : "");
     free(enc_token);
+    if (qlen < 0 || (size_t)qlen >= sizeof query) {
+      /* a cut query would list something else, or restart the listing */
+      tide_error_set(err, NULL, "%s: the prefix and continuation token do not fit the query", what);
+      goto cleanup;
+    }
     memset(&rq, 0, sizeof rq);
     rq.method = "GET";
     rq.path = bucket_path;
@@ -1602,20 +1739,19 @@ int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_er
       tide_error_set(err, NULL, "%s: response too large", what);
       goto cleanup;
     }
-    while (rs.body.p && (from = strstr(from ? from : rs.body.p, "<Contents>"))) {
-      const char *k = from, *s = from;
-      const char *end = strstr(from, "</Contents>");
-      if (!end || !xml_value(rs.body.p, "Key", key, sizeof key, &k) ||
-          !xml_value(rs.body.p, "Size", size_s, sizeof size_s, &s))
-        break;
-      if (strncmp(key, prefix, strlen(prefix)) == 0 &&
-          entries_add(&es, key + strlen(prefix), strtoull(size_s, NULL, 10)) != 0)
-        goto oom;
-      from = end;
+    more = tide_s3_parse_list(rs.body.p, prefix, &page, &npage, token, sizeof token, err);
+    if (more < 0) {
+      char local[sizeof err->message];
+      snprintf(local, sizeof local, "%s", err->message);
+      tide_error_set(err, NULL, "%s: %s", what, local);
+      goto cleanup;
     }
-    xml_value(rs.body.p, "IsTruncated", truncated, sizeof truncated, NULL);
-    if (strcmp(truncated, "true") != 0 ||
-        !xml_value(rs.body.p, "NextContinuationToken", token, sizeof token, NULL))
+    if (entries_take(&es, page, npage) != 0) {
+      tide_upload_entries_free(page, npage);
+      goto oom;
+    }
+    free(page);
+    if (!more)
       break;
   }
   rc = 0;
