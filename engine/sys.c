@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -128,7 +129,7 @@ static int older_than(const struct timespec *t, const struct timespec *now, time
 }
 
 /* core.filestamp(path) -> stamp, settled | nil, message
- * The stamp is a string that changes whenever the file's content can have changed: size,
+ * The stamp is an opaque string that changes whenever the file's content can have changed: size,
  * mtime, ctime, inode and device. ctime is set by the kernel on every write or rename, and
  * neither tar nor touch can set it back. `settled` says both times are over two seconds old:
  * a write in the same timestamp tick as the one stamped could otherwise keep the stamp as it
@@ -143,10 +144,12 @@ static int l_filestamp(lua_State *L) {
     return 2;
   }
   clock_gettime(CLOCK_REALTIME, &now);
-  lua_pushfstring(L, "%I:%I.%I:%I.%I:%I:%I", (lua_Integer)st.st_size,
-                  (lua_Integer)st.st_mtim.tv_sec, (lua_Integer)st.st_mtim.tv_nsec,
-                  (lua_Integer)st.st_ctim.tv_sec, (lua_Integer)st.st_ctim.tv_nsec,
-                  (lua_Integer)st.st_ino, (lua_Integer)st.st_dev);
+  /* raw bytes, not text: it is only ever compared, and a start stamps every revision file */
+  int64_t v[7] = {(int64_t)st.st_size,         (int64_t)st.st_mtim.tv_sec,
+                  (int64_t)st.st_mtim.tv_nsec, (int64_t)st.st_ctim.tv_sec,
+                  (int64_t)st.st_ctim.tv_nsec, (int64_t)st.st_ino,
+                  (int64_t)st.st_dev};
+  lua_pushlstring(L, (const char *)v, sizeof v);
   lua_pushboolean(L, older_than(&st.st_mtim, &now, 2) && older_than(&st.st_ctim, &now, 2));
   return 2;
 }

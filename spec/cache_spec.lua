@@ -41,7 +41,7 @@ end
 
 describe("revision cache #db", function()
   local projects = {}
-  local NAMES = { "plain", "edited", "impure", "damaged", "foreign", "disabled", "blocked", "removed" }
+  local NAMES = { "plain", "copied", "edited", "impure", "damaged", "foreign", "disabled", "blocked", "removed" }
 
   setup(function()
     for _, name in ipairs(NAMES) do
@@ -79,12 +79,20 @@ describe("revision cache #db", function()
       local file = H.read(string.format("%s/versions/%s_t%d.lua", dir, row.revision, tonumber(row.revision)))
       assert.are.equal(core.checksum(file), row.checksum)
     end
+
+    -- a new file beside a cache that vouches for the other three is still found and applied
+    H.write(dir .. "/versions/004_t4.lua", H.revision { revision = "004", down_revision = "003",
+      up = "CREATE TABLE t4 (id int)" })
+    r = H.tide({ "upgrade", "--url", db.url, "-v" }, { dir = dir })
+    assert.are.equal(0, r.code, r.output)
+    assert.are.same({ 3, 4, 1 }, { from_cache(r) })
+    assert.are.same({ "001", "002", "003", "004" }, H.applied(db))
   end)
 
   it("runs no file of a copy (new stamps, same bytes): it reads and hashes them", function()
-    history("plain")
+    history("copied")
     local copy = H.tmpdir()
-    assert(os.execute(string.format("cp -r %s/versions %s/", H.shell_quote(projects.plain), H.shell_quote(copy))))
+    assert(os.execute(string.format("cp -r %s/versions %s/", H.shell_quote(projects.copied), H.shell_quote(copy))))
     local r = H.tide({ "history", "--json", "-v" }, { dir = copy })
     assert.are.equal(0, r.code, r.output)
     assert.are.same({ 3, 3, 3 }, { from_cache(r) })

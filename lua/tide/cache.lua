@@ -20,7 +20,7 @@ local core = require "tide.core"
 local M = {}
 
 M.NAME = ".tide-cache"
-local MAGIC = "tide-cache 1\n" -- then the library id, then one record per file
+local MAGIC = "tide-cache 2\n" -- then the library id, the fingerprint, one record per file
 
 local HAS_DOWNGRADE, TRANSACTION, LOCK_TIMEOUT, STATEMENT_TIMEOUT = 1, 2, 4, 8
 
@@ -104,23 +104,26 @@ local function unpack(data, pos)
   }, pos
 end
 
---- Reads dir's cache: name -> {stamp, hash, meta}, and how many entries. Empty when there is
---- none, it is damaged, or another library wrote it.
+--- Reads dir's cache: name -> {stamp, hash, meta}, how many entries, and the fingerprint
+--- (revisions.fingerprint) of exactly those entries, or "". Empty when there is none, it is
+--- damaged, or another library wrote it.
 ---@param dir string
 ---@return table entries
 ---@return integer count
+---@return string fingerprint
 function M.read(dir)
   local id = library_id()
   local data = id and config.read_file(config.join(dir, M.NAME))
-  local entries, count = {}, 0
+  local entries, count, fingerprint = {}, 0, ""
   if not data or data:sub(1, #MAGIC) ~= MAGIC then
-    return entries, 0
+    return entries, 0, ""
   end
   local ok = pcall(function()
-    local written_by, pos = string.unpack("<s1", data, #MAGIC + 1)
+    local written_by, recorded, pos = string.unpack("<s1s1", data, #MAGIC + 1)
     if written_by ~= id then
       return
     end
+    fingerprint = recorded
     while pos <= #data do
       local name, stamp, hash, meta
       name, stamp, hash, meta, pos = unpack(data, pos)
@@ -129,21 +132,23 @@ function M.read(dir)
     end
   end)
   if not ok then
-    return {}, 0
+    return {}, 0, ""
   end
-  return entries, count
+  return entries, count, fingerprint
 end
 
---- Writes dir's cache from records {name, stamp, hash, rev}, in that order, replacing the old one
---- in one rename. Returns true, or nil and why not (tide goes on without a cache).
+--- Writes dir's cache from records {name, stamp, hash, rev}, in that order, with the fingerprint
+--- of exactly those revisions (or ""), replacing the old one in one rename. Returns true, or nil
+--- and why not (tide goes on without a cache).
 ---@param dir string
 ---@param records table
-function M.write(dir, records)
+---@param fingerprint string
+function M.write(dir, records, fingerprint)
   local id = library_id()
   if not id then
     return nil, "no library id"
   end
-  local out = { MAGIC, string.pack("<s1", id) }
+  local out = { MAGIC, string.pack("<s1s1", id, fingerprint) }
   for _, r in ipairs(records) do
     out[#out + 1] = pack(r.name, r.stamp, r.hash, r.rev)
   end

@@ -173,18 +173,30 @@ function M.load_file(path, source)
   return rev, pure
 end
 
+-- revisions.fingerprint over a list of revisions.
+local function fingerprint_of(revs)
+  local lines = {}
+  for i, rev in ipairs(revs) do
+    lines[i] = rev.revision .. "\t" .. rev.checksum .. "\n"
+  end
+  table.sort(lines)
+  return core.sha256(table.concat(lines))
+end
+
 -- Every *.lua in dir as revisions, in name order, running as few files as it can: a file
 -- whose stamp is the one dir's cache recorded is not even read, and a file whose bytes hash
 -- to the recorded hash (a fresh checkout or container) is read but not run. The cache is
 -- rewritten when it learnt something: a file run, a stamp that changed, an entry not used.
 local function load_all(dir, names, use_cache)
-  local entries, count = {}, 0
+  local entries, count, fingerprint = {}, 0, ""
   if use_cache then
-    entries, count = cache.read(dir)
+    entries, count, fingerprint = cache.read(dir)
   end
-  local revs, records, used, read, learnt = {}, {}, 0, 0, false
+  -- revs[i] came from the file stamped stamps[i] (or "": unsettled) whose bytes hash to
+  -- hashes[i] (or false: not to be cached)
+  local revs, stamps, hashes, used, read, learnt = {}, {}, {}, 0, 0, false
   for _, name in ipairs(names) do
-    if name:match("%.lua$") then
+    if name:sub(-4) == ".lua" then
       local path = config.join(dir, name)
       local stamp, settled = core.filestamp(path)
       stamp = settled and stamp or nil -- an unsettled stamp vouches for nothing
@@ -202,28 +214,34 @@ local function load_all(dir, names, use_cache)
         else
           local pure
           rev, pure = M.load_file(path, source)
-          hash = pure and cache.cacheable(rev) and hash or nil
-          learnt = learnt or hash ~= nil
+          hash = pure and cache.cacheable(rev) and hash
+          learnt = learnt or hash
         end
       end
       if hit and rev == hit.meta then
         used = used + 1
         setmetatable(rev, Revision).file = path
       end
-      revs[#revs + 1] = rev
-      if hash then
-        records[#records + 1] = { name = name, stamp = stamp or "", hash = hash, rev = rev }
-      end
+      local i = #revs + 1
+      revs[i], stamps[i], hashes[i] = rev, stamp or "", hash or false
     end
   end
   log.debug("revisions: %d of %d files as %s recorded them; %d files read", used, #revs, cache.NAME, read)
   if use_cache and (learnt or used < count) then
-    local ok, err = cache.write(dir, records)
+    local records = {}
+    for i, rev in ipairs(revs) do
+      if hashes[i] then
+        records[#records + 1] = { name = rev.file:match("[^/]*$"), stamp = stamps[i], hash = hashes[i], rev = rev }
+      end
+    end
+    local ok, err = cache.write(dir, records, #records == #revs and fingerprint_of(revs) or "")
     if not ok then
       log.debug("revision cache not written: %s", err)
     end
+    return revs
   end
-  return revs
+  -- every file as the cache recorded it, and nothing else: its fingerprint is theirs
+  return revs, used == #revs and count == #revs and fingerprint ~= "" and fingerprint or nil
 end
 
 --- Loads every versions/*.lua and builds the graph. opts.cache = false leaves dir's
@@ -237,7 +255,9 @@ function M.load(dir, opts)
     errors.raise("config", "versions directory " .. err)
   end
   local graph = { list = {}, by_id = {}, children = {}, dir = dir }
-  for _, rev in ipairs(load_all(dir, names, not opts or opts.cache ~= false)) do
+  local revs, fingerprint = load_all(dir, names, not opts or opts.cache ~= false)
+  graph.fingerprint = fingerprint
+  for _, rev in ipairs(revs) do
     local other = graph.by_id[rev.revision]
     if other then
       fail(rev.file, line_of(rev.source, "revision"), string.format("duplicate revision id %q (also in %s:%d)",
@@ -268,15 +288,11 @@ function M.load(dir, opts)
 end
 
 --- The SHA-256 (hex) of "id<TAB>checksum<LF>" for every revision, in byte order of id: what
---- track.fingerprint returns for a database where exactly these files are applied.
+--- track.fingerprint returns for a database where exactly these files are applied. A graph
+--- loaded wholly from the cache has it already.
 function M.fingerprint(graph)
-  local ids = M.ids(graph)
-  table.sort(ids)
-  local lines = {}
-  for i, id in ipairs(ids) do
-    lines[i] = id .. "\t" .. graph.by_id[id].checksum .. "\n"
-  end
-  return core.sha256(table.concat(lines))
+  graph.fingerprint = graph.fingerprint or fingerprint_of(graph.list)
+  return graph.fingerprint
 end
 
 function M.ids(graph)
