@@ -246,10 +246,11 @@ command("status", {
     local conn <close> = connect(ctx)
     local runner = require "tide.runner"
     local applied, partial = runner.state(conn, ctx.cfg)
+    local status_of = require("tide.safety").status_of
     local list, pending = {}, 0
     for _, rev in ipairs(ctx.graph.list) do
       local row = applied[rev.revision]
-      local partial_state, partial_text = require("tide.safety").status_of(partial, rev.revision)
+      local partial_state, partial_text = status_of(partial, rev.revision)
       list[#list + 1] = {
         revision = rev.revision,
         message = rev.message,

@@ -144,21 +144,24 @@ function M.fingerprint(conn, schema, algorithm)
     .. "FROM " .. sql.ident(schema) .. ".revision", algorithm)[1]
 end
 
+-- The columns M.applied reads that can be NULL (they become nil in its rows).
+local NULLABLE = { "applied_by", "partial_direction", "steps_total", "failed_step", "error", "steps_done" }
+
 --- Revisions recorded in the state table: applied (id -> row) and partial (id -> row), the
 --- second being non-transactional revisions that stopped half way. format is M.inspect's.
 function M.applied(conn, schema, format)
   local extra = (format or M.format) >= 2
       and "state, partial_direction, steps_total, failed_step, error, "
-        .. "(SELECT pg_catalog.count(*) FROM " .. sql.ident(schema) .. ".step s WHERE s.revision = r.revision "
-        .. "AND s.direction = r.partial_direction)::integer AS steps_done"
+        .. "CASE WHEN state = 'partial' THEN (SELECT pg_catalog.count(*) FROM " .. sql.ident(schema) .. ".step s "
+        .. "WHERE s.revision = r.revision AND s.direction = r.partial_direction)::integer END AS steps_done"
     or "'applied' AS state"
   local rows = conn:query("SELECT revision, message, checksum, checksum_algorithm, "
     .. "pg_catalog.to_char(applied_at, 'YYYY-MM-DD HH24:MI:SSOF') AS applied_at, applied_by, duration_ms, "
     .. extra .. " FROM " .. sql.ident(schema) .. ".revision r ORDER BY applied_at, revision")
   local applied, partial = {}, {}
   for _, row in ipairs(rows) do
-    for k, v in pairs(row) do
-      if v == core.null then
+    for _, k in ipairs(NULLABLE) do
+      if row[k] == core.null then
         row[k] = nil
       end
     end
