@@ -37,6 +37,7 @@ typedef struct notices {
 typedef struct conn {
   PGconn *pg; /* NULL once closed */
   notices pending;
+  unsigned generation; /* of prepared statement names: conn:forget_prepared() adds one */
 } conn;
 
 /* ---- plain C layer ---------------------------------------------------------------------- */
@@ -408,8 +409,19 @@ static const char **push_params(lua_State *L, int first, int *count) {
   return values;
 }
 
-/* Prepares `sql` under `name` once per connection (uservalue 2 remembers name -> sql). */
-static void ensure_prepared(lua_State *L, conn *c, const char *name, const char *sql) {
+/* The name `name` has on the server: itself until conn:forget_prepared(), then "name_gN", so a
+ * statement the server may still hold under the old name can never collide with the new one. */
+static const char *server_name(lua_State *L, const conn *c, const char *name, char *buf,
+                               size_t size) {
+  int n = c->generation ? snprintf(buf, size, "%s_g%u", name, c->generation)
+                        : snprintf(buf, size, "%s", name);
+  luaL_argcheck(L, n >= 0 && (size_t)n < size, 2, "prepared statement name too long");
+  return buf;
+}
+
+/* Prepares `sql` once per connection under `server` (uservalue 2 remembers name -> sql). */
+static void ensure_prepared(lua_State *L, conn *c, const char *name, const char *server,
+                            const char *sql) {
   PGresult **box, *res;
   if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) { /* [.., prepared] */
     lua_pop(L, 1);
@@ -426,7 +438,7 @@ static void ensure_prepared(lua_State *L, conn *c, const char *name, const char 
   }
   lua_pop(L, 1);
   box = push_result_box(L); /* [.., prepared, box] */
-  res = *box = PQprepare(c->pg, name, sql, 0, NULL);
+  res = *box = PQprepare(c->pg, server, sql, 0, NULL);
   if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
     push_sql_error(L, c->pg, res, sql);
     PQclear(res);
@@ -508,17 +520,33 @@ static int l_conn_prepared(lua_State *L) {
   conn *c = check_conn(L);
   const char *name = check_text(L, 2, 0);
   const char *sql = check_text(L, 3, 0);
-  ensure_prepared(L, c, name, sql);
-  return run_statement(L, c, name, sql, 4);
+  char buf[128];
+  const char *server = server_name(L, c, name, buf, sizeof buf);
+  ensure_prepared(L, c, name, server, sql);
+  return run_statement(L, c, server, sql, 4);
 }
 
-/* conn:prepare(name, sql): prepares sql under name once per connection without running it, for
- * an SQL-level `EXECUTE name(...)` sent together with other statements in one round trip. */
+/* conn:prepare(name, sql) -> server name: prepares sql under name once per connection without
+ * running it, for an SQL-level `EXECUTE <server name>(...)` sent together with other statements
+ * in one round trip. */
 static int l_conn_prepare(lua_State *L) {
   conn *c = check_conn(L);
   const char *name = check_text(L, 2, 0);
   const char *sql = check_text(L, 3, 0);
-  ensure_prepared(L, c, name, sql);
+  char buf[128];
+  const char *server = server_name(L, c, name, buf, sizeof buf);
+  ensure_prepared(L, c, name, server, sql);
+  lua_pushstring(L, server);
+  return 1;
+}
+
+/* conn:forget_prepared(): after DEALLOCATE or DISCARD (which tide.db watches for) the server may
+ * hold none of the statements prepared so far: prepare each again, under a new name. */
+static int l_conn_forget_prepared(lua_State *L) {
+  conn *c = check_conn(L);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, 2);
+  c->generation++;
   return 0;
 }
 
@@ -590,9 +618,16 @@ static const luaL_Reg conn_functions[] = {
 };
 
 static const luaL_Reg conn_methods[] = {
-    {"exec", l_conn_exec},           {"query", l_conn_query}, {"prepared", l_conn_prepared},
-    {"prepare", l_conn_prepare},     {"close", l_conn_close}, {"closed", l_conn_closed},
-    {"on_notice", l_conn_on_notice}, {"info", l_conn_info},   {NULL, NULL},
+    {"exec", l_conn_exec},
+    {"query", l_conn_query},
+    {"prepared", l_conn_prepared},
+    {"prepare", l_conn_prepare},
+    {"close", l_conn_close},
+    {"closed", l_conn_closed},
+    {"on_notice", l_conn_on_notice},
+    {"info", l_conn_info},
+    {"forget_prepared", l_conn_forget_prepared},
+    {NULL, NULL},
 };
 
 static const luaL_Reg conn_metamethods[] = {

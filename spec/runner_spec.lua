@@ -274,6 +274,22 @@ describe("tide.runner #db", function()
     assert.are.same({}, H.tables(other, "public"))
   end)
 
+  it("keeps recording after a revision's DEALLOCATE ALL, DISCARD ALL or RESET, and keeps its search_path", function()
+    H.sql(db, "CREATE SCHEMA decoy; ALTER DATABASE " .. db.name .. " SET search_path = decoy")
+    local revs = {
+      ["001_a.lua"] = H.revision { revision = "001", up = "DEALLOCATE ALL" },
+      ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", up = "DISCARD ALL",
+        extra = "transaction = false," },
+      ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", up = "RESET search_path" },
+      ["004_d.lua"] = H.revision { revision = "004", down_revision = "003", up = "CREATE TABLE placed (id int)" },
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = H.project(revs) })
+    assert.are.equal(0, r.code, r.output)
+    assert.are.same({ "001", "002", "003", "004" }, H.applied(db))
+    assert.are.same({ "placed" }, H.tables(db, "public"))
+    assert.are.same({}, H.tables(db, "decoy"))
+  end)
+
   -- The state and history rows go out with COMMIT in one round trip, their values written as
   -- literals (lua/tide/track.lua): they must read back exactly as the file has them.
   it("records message and source byte for byte, quotes, backslashes and UTF-8 included", function()

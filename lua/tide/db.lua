@@ -82,8 +82,29 @@ function DB:exec(sql)
   else
     self.conn:exec(sql)
   end
+  self:after_session_change(sql)
   if not self.current_step then
     self.unstepped = (self.unstepped or 0) + 1
+  end
+end
+
+-- DEALLOCATE and DISCARD drop the statements tide prepared for its bookkeeping, and DISCARD ALL
+-- and RESET reset its search_path: after a statement that may have done either, tide prepares
+-- again (under new names) and sets its session up again (on_session_reset, from the runner).
+-- A word that only looks like one (in a string, say) costs a few statements, nothing more.
+local SESSION_WORDS = { "DEALLOCATE", "DISCARD", "RESET" }
+
+function DB:after_session_change(sql)
+  local upper
+  for _, word in ipairs(SESSION_WORDS) do
+    upper = upper or sql:upper()
+    if upper:find("%f[%w_]" .. word .. "%f[^%w_]") then
+      self.conn:forget_prepared()
+      if self.on_session_reset then
+        self.on_session_reset()
+      end
+      return
+    end
   end
 end
 
@@ -180,6 +201,7 @@ function DB:query(sql, ...)
   end
   self:send_prelude()
   local rows, count = self.conn:query(sql, ...)
+  self:after_session_change(sql)
   if not self.current_step then
     self.unstepped = (self.unstepped or 0) + 1
   end

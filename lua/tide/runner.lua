@@ -23,9 +23,14 @@ function M.connect(cfg)
       errors.is_error(err) and err.message or tostring(err)))
   end
   conn:on_notice(log.notice)
-  -- Revisions create objects where they expect them; tide's own SQL is fully qualified.
-  conn:query("SELECT pg_catalog.set_config('search_path', $1, false)", cfg.search_path)
+  M.session(conn, cfg)
   return conn
+end
+
+--- Sets up tide's session: revisions create objects where they expect them (search_path);
+--- tide's own SQL is fully qualified. Again after a revision's DISCARD ALL or RESET.
+function M.session(conn, cfg)
+  conn:query("SELECT pg_catalog.set_config('search_path', $1, false)", cfg.search_path)
 end
 
 --- Revisions recorded in the database, read without any lock: applied (id -> row) and partial
@@ -268,6 +273,9 @@ end
 local function attempt(conn, cfg, run, rev, direction, mode)
   local record = direction == "upgrade" and track.record_upgrade or track.record_downgrade
   local db = dbmod.new(conn, rev)
+  db.on_session_reset = function()
+    M.session(conn, cfg)
+  end
   local t0 = core.now()
   -- The functions are read from the file now: a file edited since tide loaded it fails here,
   -- as this revision's recorded failure, not as an error that escapes the run.

@@ -250,7 +250,7 @@ local function query(conn, statement, args, after)
   if not after then
     return conn:prepared(name, statement, table.unpack(args, 1, args.n))
   end
-  conn:prepare(name, statement)
+  local server_name = conn:prepare(name, statement)
   local values = {}
   for i = 1, args.n do
     local v = args[i]
@@ -262,7 +262,7 @@ local function query(conn, statement, args, after)
       values[i] = sql.literal(tostring(v))
     end
   end
-  conn:exec("EXECUTE " .. name .. "(" .. table.concat(values, ", ") .. ");\n" .. after)
+  conn:exec("EXECUTE " .. server_name .. "(" .. table.concat(values, ", ") .. ");\n" .. after)
 end
 
 --- Records rev as applied: the state row and its history row in one statement. A partial row
