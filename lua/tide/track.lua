@@ -157,7 +157,7 @@ function M.applied(conn, schema, format)
     or "'applied' AS state"
   local rows = conn:query("SELECT revision, message, checksum, checksum_algorithm, "
     .. "pg_catalog.to_char(applied_at, 'YYYY-MM-DD HH24:MI:SSOF') AS applied_at, applied_by, duration_ms, "
-    .. extra .. " FROM " .. sql.ident(schema) .. ".revision r ORDER BY applied_at, revision")
+    .. extra .. " FROM " .. sql.ident(schema) .. ".revision r")
   local applied, partial = {}, {}
   for _, row in ipairs(rows) do
     for _, k in ipairs(NULLABLE) do
