@@ -39,8 +39,9 @@ local function out(fmt, ...)
   io.stdout:write(select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
 end
 
+-- For the commands that only read tide's tables (status, current, history, check).
 local function connect(ctx)
-  return require("tide.runner").connect(ctx.cfg)
+  return require("tide.runner").connect(ctx.cfg, { session = false })
 end
 
 local function ids_of(list)

@@ -13,8 +13,10 @@ local track = require "tide.track"
 
 local M = {}
 
---- Connects the main connection: safe search_path, notices to the log.
-function M.connect(cfg)
+--- Connects the main connection: notices to the log, and tide's session (M.session) unless
+--- opts.session is false: a connection that only reads tide's own, fully qualified tables (a
+--- start with nothing to do, status) saves that round trip.
+function M.connect(cfg, opts)
   local ok, conn = pcall(core.connect, cfg.url, cfg.application_name)
   if not ok then
     local err = conn
@@ -23,7 +25,9 @@ function M.connect(cfg)
       errors.is_error(err) and err.message or tostring(err)))
   end
   conn:on_notice(log.notice)
-  M.session(conn, cfg)
+  if not (opts and opts.session == false) then
+    M.session(conn, cfg)
+  end
   return conn
 end
 
@@ -459,7 +463,7 @@ function M.migrate(ctx, direction, target, opts)
   local cfg, graph = ctx.cfg, ctx.graph
   local result = { direction = direction, target = target, revisions = {}, nothing_to_do = false,
     dry_run = opts.dry_run or nil }
-  local conn <close> = M.connect(cfg)
+  local conn <close> = M.connect(cfg, { session = false })
 
   local done, inspected = false, nil
   if direction == "upgrade" then
@@ -479,6 +483,7 @@ function M.migrate(ctx, direction, target, opts)
   end
 
   local lock_conn <close> = lock.acquire(cfg, conn)
+  M.session(conn, cfg) -- revisions will run on this connection
   applied, partial = M.state(conn, cfg)
   refuse_unknown(graph, applied, partial)
   list = plan_for(graph, direction, applied, partial, target)
