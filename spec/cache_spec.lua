@@ -167,3 +167,66 @@ describe("revision cache #db", function()
     assert.is_nil(H.read(dir .. "/versions/.tide-cache"):find("003_t3.lua", 1, true))
   end)
 end)
+
+describe("tide.cache's format", function()
+  local cache = require "tide.cache"
+  local saved
+
+  setup(function()
+    saved = package.preload["tide.build"]
+    package.preload["tide.build"] = function()
+      return { library_id = "spec" }
+    end
+  end)
+
+  teardown(function()
+    package.preload["tide.build"] = saved
+    H.cleanup()
+  end)
+
+  local function rev(t)
+    t.parents = t.parents or {}
+    t.checksum = t.checksum or string.rep("ab", 32)
+    t.message = t.message or "m"
+    t.transaction = t.transaction ~= false
+    return t
+  end
+
+  it("reads back every field as written: lists, flags, optional values, odd bytes", function()
+    local revs = {
+      rev { revision = "001" },
+      rev { revision = "002", parents = { "001" }, has_downgrade = true, lock_timeout = "2s",
+        message = "it's \n a \0 message" },
+      rev { revision = "003", parents = { "001", "002" }, transaction = false, statement_timeout = "",
+        allow = { ["drop-table"] = "reviewed", [""] = "" } },
+      rev { revision = "004", parents = { "003" }, allow = {} },
+    }
+    local dir = H.tmpdir()
+    local records = {}
+    for i, r in ipairs(revs) do
+      assert.is_true(cache.cacheable(r))
+      records[i] = { name = r.revision .. ".lua", stamp = "s" .. i, hash = "h" .. i, rev = r }
+    end
+    assert.is_true(cache.write(dir, records, "fp"))
+    local entries, count, fingerprint = cache.read(dir)
+    assert.are.equal(4, count)
+    assert.are.equal("fp", fingerprint)
+    for i, r in ipairs(revs) do
+      local e = entries[r.revision .. ".lua"]
+      assert.are.equal("s" .. i, e.stamp)
+      assert.are.equal("h" .. i, e.hash)
+      assert.are.same({
+        revision = r.revision, parents = r.parents, message = r.message, has_downgrade = r.has_downgrade == true,
+        transaction = r.transaction, lock_timeout = r.lock_timeout, statement_timeout = r.statement_timeout,
+        allow = r.allow, checksum = r.checksum,
+      }, e.meta)
+    end
+  end)
+
+  it("leaves out what it could not read back the same", function()
+    assert.is_false(cache.cacheable(rev { revision = "x", parents = { "" } }))
+    assert.is_false(cache.cacheable(rev { revision = "x", parents = { "a\0b" } }))
+    assert.is_false(cache.cacheable(rev { revision = "x", allow = { rule = { nested = true } } }))
+    assert.is_false(cache.cacheable(rev { revision = "x", allow = { [1] = "reason" } }))
+  end)
+end)

@@ -20,9 +20,9 @@ local core = require "tide.core"
 local M = {}
 
 M.NAME = ".tide-cache"
-local MAGIC = "tide-cache 2\n" -- then the library id, the fingerprint, one record per file
+local MAGIC = "tide-cache 3\n" -- then the library id, the fingerprint, one record per file
 
-local HAS_DOWNGRADE, TRANSACTION, LOCK_TIMEOUT, STATEMENT_TIMEOUT = 1, 2, 4, 8
+local HAS_DOWNGRADE, TRANSACTION, LOCK_TIMEOUT, STATEMENT_TIMEOUT, ALLOW = 1, 2, 4, 8, 16
 
 -- The id of the Lua library this binary carries, or nil (tide.core loaded as a plain module,
 -- as the specs do: nothing vouches for the library then, so nothing is cached).
@@ -31,75 +31,82 @@ local function library_id()
   return loader and loader().library_id
 end
 
--- Only string → string `allow` tables are cached; anything else makes the file uncacheable.
-local function plain_allow(allow)
-  for k, v in pairs(allow) do
-    if type(k) ~= "string" or type(v) ~= "string" then
+-- Lists are written as their items joined by NUL bytes, so a record is one string.unpack:
+-- parents and `allow` (rule, reason, rule, reason ...) are cached only when no item holds a NUL
+-- and every `allow` rule and reason is a string; anything else makes the file uncacheable.
+local function joinable(list)
+  for _, item in ipairs(list) do
+    if type(item) ~= "string" or item:find("\0", 1, true) then
       return false
     end
   end
   return true
 end
 
+local function allow_items(allow)
+  local items = {}
+  for k, v in pairs(allow) do
+    items[#items + 1] = k
+    items[#items + 1] = v
+  end
+  return items
+end
+
+local function split(text)
+  local items = {}
+  for item in (text .. "\0"):gmatch("([^%z]*)%z") do
+    items[#items + 1] = item
+  end
+  return items
+end
+
 --- Whether rev's metadata can be written down and read back as it is.
 function M.cacheable(rev)
-  return rev.allow == nil or plain_allow(rev.allow)
+  for _, p in ipairs(rev.parents) do
+    if p == "" then -- would read back as no parent at all
+      return false
+    end
+  end
+  return joinable(rev.parents) and (rev.allow == nil or joinable(allow_items(rev.allow)))
 end
+
+local RECORD = "<s4s4s4s4s4s4Bs4s4s4s4"
 
 local function pack(name, stamp, hash, rev)
   local flags = (rev.has_downgrade and HAS_DOWNGRADE or 0)
     | (rev.transaction and TRANSACTION or 0)
     | (rev.lock_timeout and LOCK_TIMEOUT or 0)
     | (rev.statement_timeout and STATEMENT_TIMEOUT or 0)
-  local out = {
-    string.pack("<s4s4s4s4s4s4B", name, stamp, hash, rev.checksum, rev.revision, rev.message, flags),
-    string.pack("<s4s4", rev.lock_timeout or "", rev.statement_timeout or ""),
-    string.pack("<I4", #rev.parents),
-  }
-  for _, p in ipairs(rev.parents) do
-    out[#out + 1] = string.pack("<s4", p)
-  end
-  local allow = {}
-  if rev.allow then
-    for k, v in pairs(rev.allow) do
-      allow[#allow + 1] = string.pack("<s4s4", k, v)
-    end
-  end
-  out[#out + 1] = string.pack("<i4", rev.allow and #allow or -1)
-  out[#out + 1] = table.concat(allow)
-  return table.concat(out)
+    | (rev.allow and ALLOW or 0)
+  return string.pack(RECORD, name, stamp, hash, rev.checksum, rev.revision, rev.message, flags,
+    rev.lock_timeout or "", rev.statement_timeout or "", table.concat(rev.parents, "\0"),
+    rev.allow and table.concat(allow_items(rev.allow), "\0") or "")
 end
 
 -- One record at pos -> name, stamp, hash, metadata, next pos (string.unpack raises on a short
 -- file).
 local function unpack(data, pos)
-  local name, stamp, hash, checksum, revision, message, flags, lock_timeout, statement_timeout, nparents
-  name, stamp, hash, checksum, revision, message, flags, lock_timeout, statement_timeout, nparents, pos =
-    string.unpack("<s4s4s4s4s4s4Bs4s4I4", data, pos)
-  local parents = {}
-  for i = 1, nparents do
-    parents[i], pos = string.unpack("<s4", data, pos)
-  end
-  local nallow
-  nallow, pos = string.unpack("<i4", data, pos)
-  local allow
-  if nallow >= 0 then
-    allow = {}
-    for _ = 1, nallow do
-      local k, v
-      k, v, pos = string.unpack("<s4s4", data, pos)
-      allow[k] = v
+  local name, stamp, hash, checksum, revision, message, flags, lock_timeout, statement_timeout, parents, allow
+  name, stamp, hash, checksum, revision, message, flags, lock_timeout, statement_timeout, parents, allow, pos =
+    string.unpack(RECORD, data, pos)
+  local rules
+  if flags & ALLOW ~= 0 then
+    rules = {}
+    local items = allow ~= "" and split(allow) or {}
+    for i = 1, #items - 1, 2 do
+      rules[items[i]] = items[i + 1]
     end
   end
   return name, stamp, hash, {
     revision = revision,
-    parents = parents,
+    -- most revisions have one parent: no split for them
+    parents = parents == "" and {} or parents:find("\0", 1, true) and split(parents) or { parents },
     message = message,
     has_downgrade = flags & HAS_DOWNGRADE ~= 0,
     transaction = flags & TRANSACTION ~= 0,
     lock_timeout = flags & LOCK_TIMEOUT ~= 0 and lock_timeout or nil,
     statement_timeout = flags & STATEMENT_TIMEOUT ~= 0 and statement_timeout or nil,
-    allow = allow,
+    allow = rules,
     checksum = checksum,
   }, pos
 end
