@@ -240,6 +240,8 @@ command("current", {
   end,
 })
 
+local STATUS_MARKS = { applied = "[x]", pending = "[ ]", unknown = "[?]", partial = "[~]" }
+
 command("status", {
   usage = "status",
   summary = "list every revision, applied or pending, with its message",
@@ -247,7 +249,7 @@ command("status", {
     local conn <close> = connect(ctx)
     local runner = require "tide.runner"
     local applied, partial = runner.state(conn, ctx.cfg)
-    local status_of = require("tide.safety").status_of
+    local status_of = next(partial) and require("tide.safety").status_of or function() end
     local list, pending = {}, 0
     for _, rev in ipairs(ctx.graph.list) do
       local row = applied[rev.revision]
@@ -271,15 +273,23 @@ command("status", {
     return { revisions = list, pending = pending, heads = ctx.graph.heads, schema = ctx.cfg.schema,
       database = config.redact(ctx.cfg.url ~= "" and ctx.cfg.url or "(PG* environment)") }
   end,
+  -- One line per revision, written at once: a project of thousands prints thousands of lines.
   print = function(result)
-    out("database: %s", result.database)
+    local lines = { "database: " .. result.database }
     for _, r in ipairs(result.revisions) do
-      local mark = ({ applied = "[x]", pending = "[ ]", unknown = "[?]", partial = "[~]" })[r.state]
-      local extra = r.state == "applied" and string.format("applied %s by %s", r.applied_at, r.applied_by)
-        or r.state == "pending" and "pending" or r.partial or "applied, but not in versions/"
-      out("%s %-12s %-40s %s%s", mark, r.revision, r.message, extra, r.changed and "  (file changed since)" or "")
+      local changed = r.changed and "  (file changed since)" or ""
+      if r.state == "applied" then
+        lines[#lines + 1] = string.format("[x] %-12s %-40s applied %s by %s%s", r.revision, r.message, r.applied_at,
+          r.applied_by, changed)
+      else
+        local extra = r.state == "pending" and "pending" or r.partial or "applied, but not in versions/"
+        lines[#lines + 1] = string.format("%s %-12s %-40s %s%s", STATUS_MARKS[r.state], r.revision, r.message, extra,
+          changed)
+      end
     end
-    out("%d pending; head%s: %s", result.pending, #result.heads == 1 and "" or "s", table.concat(result.heads, ", "))
+    lines[#lines + 1] = string.format("%d pending; head%s: %s", result.pending, #result.heads == 1 and "" or "s",
+      table.concat(result.heads, ", "))
+    out(table.concat(lines, "\n"))
   end,
 })
 
