@@ -513,16 +513,23 @@ static int l_conn_query(lua_State *L) {
   return run_statement(L, c, NULL, sql, 3);
 }
 
+/* The (name, sql) arguments of prepared and prepare: sql prepared once per connection; returns
+ * the statement's server-side name (in buf) and sets *sql. */
+static const char *prepare_args(lua_State *L, conn *c, char *buf, size_t size, const char **sql) {
+  const char *name = check_text(L, 2, 0);
+  const char *server = server_name(L, c, name, buf, size);
+  *sql = check_text(L, 3, 0);
+  ensure_prepared(L, c, name, server, *sql);
+  return server;
+}
+
 /* conn:prepared(name, sql, ...) -> rows, count | raises tide.Error. As query, but the server
  * parses and plans sql once per connection: for statements a run repeats (tide's bookkeeping).
  * Prepared statements outlive a rolled-back transaction, so a retry finds them still there. */
 static int l_conn_prepared(lua_State *L) {
   conn *c = check_conn(L);
-  const char *name = check_text(L, 2, 0);
-  const char *sql = check_text(L, 3, 0);
   char buf[128];
-  const char *server = server_name(L, c, name, buf, sizeof buf);
-  ensure_prepared(L, c, name, server, sql);
+  const char *sql, *server = prepare_args(L, c, buf, sizeof buf, &sql);
   return run_statement(L, c, server, sql, 4);
 }
 
@@ -531,12 +538,9 @@ static int l_conn_prepared(lua_State *L) {
  * in one round trip. */
 static int l_conn_prepare(lua_State *L) {
   conn *c = check_conn(L);
-  const char *name = check_text(L, 2, 0);
-  const char *sql = check_text(L, 3, 0);
   char buf[128];
-  const char *server = server_name(L, c, name, buf, sizeof buf);
-  ensure_prepared(L, c, name, server, sql);
-  lua_pushstring(L, server);
+  const char *sql;
+  lua_pushstring(L, prepare_args(L, c, buf, sizeof buf, &sql));
   return 1;
 }
 
