@@ -95,9 +95,8 @@ end
 local SESSION_WORDS = { "DEALLOCATE", "DISCARD", "RESET" }
 
 function DB:after_session_change(sql)
-  local upper
+  local upper = sql:upper()
   for _, word in ipairs(SESSION_WORDS) do
-    upper = upper or sql:upper()
     if upper:find("%f[%w_]" .. word .. "%f[^%w_]") then
       self.conn:forget_prepared()
       if self.on_session_reset then
