@@ -4,11 +4,7 @@
 local H = require "spec.support.helpers"
 local core = require "tide.core"
 
-local function raises(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raises = H.error_of
 
 -- Runs lua code in a child interpreter that is killed after `seconds`: a regression here is a
 -- hang (a busy loop in libpq's COPY state), which must fail the spec, not stall the suite.

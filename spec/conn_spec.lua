@@ -3,11 +3,7 @@
 local H = require "spec.support.helpers"
 local core = require "tide.core"
 
-local function raises(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local raises = H.error_of
 
 describe("tide.Conn #db", function()
   local db

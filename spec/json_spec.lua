@@ -1,14 +1,11 @@
 -- spec/json_spec.lua: tide.json, which --json prints and backup manifests are read back with.
 -- Output is stable (sorted keys), decode is strict about what JSON text is (RFC 8259: UTF-8,
 -- four-digit \u escapes), and what decode returns encodes back to the same text every time.
+local H = require "spec.support.helpers"
 local core = require "tide.core"
 local json = require "tide.json"
 
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local error_of = H.error_of
 
 -- encode(decode(text)), twice: the second pass must not change what the first printed.
 local function settles(text)

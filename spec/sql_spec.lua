@@ -1,14 +1,10 @@
 -- spec/sql_spec.lua: tide.sql, the one identifier- and the one literal-quoting function.
 -- The pure specs pin the exact text; the #db specs send that text to the real server and read
 -- back what PostgreSQL understood.
+local H = require "spec.support.helpers"
 local sql = require "tide.sql"
 
--- The message of the error fn(...) raises (pcall'ed directly, so without a position prefix).
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local error_of = H.error_of
 
 local HOSTILE = 'a"b; drop table x'
 
@@ -157,7 +153,6 @@ describe("tide.sql", function()
   end)
 
   describe("against the server #db", function()
-    local H = require "spec.support.helpers"
     local db
 
     setup(function()

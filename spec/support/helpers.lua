@@ -137,6 +137,16 @@ function H.write(path, content)
   f:close()
 end
 
+--- The error fn(...) raises (pcall'ed directly, so a string error has no position prefix);
+--- fails the spec when fn returns instead.
+function H.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then
+    error("expected an error, got none", 2)
+  end
+  return err
+end
+
 function H.read(path)
   local f = io.open(path, "rb")
   if not f then
