@@ -64,6 +64,22 @@ describe("drift #db", function()
     assert.matches("nothing to accept", r.stdout)
   end)
 
+  -- With every revision applied, a start is answered by one aggregate row (runner.all_applied);
+  -- an edited file must still be caught there, not read as "nothing to do".
+  it("upgrade with nothing pending still refuses an edited applied file (exit 9)", function()
+    local db = H.fresh_db()
+    local dir = applied_project(db)
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("nothing to do", r.stdout)
+    local path = dir .. "/versions/002_t2.lua"
+    H.write(path, H.read(path):gsub("message = \"create t2\"", "message = \"create t2 (edited)\""))
+    r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.equal(9, r.code, r.output)
+    assert.matches("revision 002 .- changed since it was applied", r.stderr)
+    assert.same({ "001", "002" }, H.applied(db))
+  end)
+
   it("a downgrade of a drifted revision says which source it runs", function()
     local db = H.fresh_db()
     local dir = applied_project(db)
