@@ -214,8 +214,10 @@ local function load_all(dir, names, use_cache)
         else
           local pure
           rev, pure = M.load_file(path, source)
-          hash = pure and cache.cacheable(rev) and hash
-          learnt = learnt or hash
+          if not (pure and cache.cacheable(rev)) then
+            hash = nil
+          end
+          learnt = learnt or hash ~= nil
         end
       end
       if hit and rev == hit.meta then
