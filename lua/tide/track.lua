@@ -219,27 +219,10 @@ end
 -- the psql floor, tools/bench/results/experiment-2026-11-24-record.md).
 local statement_names, statement_count = {}, 0
 
--- A float as tide.Conn sends it as a parameter: the shortest text that reads back the same.
-local function float_text(v)
-  if v ~= v then
-    return "NaN"
-  elseif v == math.huge or v == -math.huge then
-    return v > 0 and "Infinity" or "-Infinity"
-  end
-  local text
-  for digits = 15, 17 do
-    text = string.format("%." .. digits .. "g", v)
-    if tonumber(text) == v then
-      break
-    end
-  end
-  return text
-end
-
 -- With `after` (the runner's COMMIT) the statement and `after` share one round trip: an
--- SQL-level EXECUTE of the prepared statement, its parameters written as the literals of the
--- texts they would have been sent as, then `after`, in one simple query. An error in the first
--- stops the second, as it would have.
+-- SQL-level EXECUTE of the prepared statement, its parameters written as SQL literals
+-- (sql.literal: the shortest float that reads back the same, as tide.Conn sends one), then
+-- `after`, in one simple query. An error in the first stops the second, as it would have.
 local function query(conn, statement, args, after)
   local name = statement_names[statement]
   if not name then
@@ -254,13 +237,7 @@ local function query(conn, statement, args, after)
   local values = {}
   for i = 1, args.n do
     local v = args[i]
-    if v == nil or v == core.null then
-      values[i] = "NULL"
-    elseif math.type(v) == "float" then
-      values[i] = sql.literal(float_text(v))
-    else
-      values[i] = sql.literal(tostring(v))
-    end
+    values[i] = v == core.null and "NULL" or sql.literal(v)
   end
   conn:exec("EXECUTE " .. server_name .. "(" .. table.concat(values, ", ") .. ");\n" .. after)
 end
