@@ -166,4 +166,102 @@ describe("tide lint #db", function()
     assert.equal(0, r.code, r.stdout .. r.stderr)
     assert.matches("3 revisions linted, 0 problems", r.stdout)
   end)
+
+  -- The issue's trial: a typo in a DSL option was "not linted", then "ok", exit 0; upgrade failed.
+  local CANNOT_RUN = {
+    ["002_typo.lua"] = [[
+local schema = require "tide.schema"
+return {
+  revision = "002", down_revision = "001", message = "typo",
+  upgrade = function(db)
+    schema.create_table(db, "invoices", { columns = {
+      { "owner_id", "bigint", refrences = "t1" },
+    } })
+  end,
+}
+]],
+    ["003_lua.lua"] = [[
+return {
+  revision = "003", down_revision = "002", message = "lua error",
+  upgrade = function(db)
+    db:exce("CREATE TABLE x ()")
+  end,
+}
+]],
+    ["004_raises.lua"] = [[
+return {
+  revision = "004", down_revision = "003", message = "raises",
+  upgrade = function(db)
+    db:exec("CREATE TABLE y ()")
+    error({ code = 42 })
+  end,
+}
+]],
+  }
+
+  it("reports a pending revision that cannot run as a problem, with file and line; so does check", function()
+    local revs = H.chain(1)
+    for name, source in pairs(CANNOT_RUN) do
+      revs[name] = source
+    end
+    local dir = H.project(revs)
+    local db = H.fresh_db()
+    local r = H.tide({ "lint", "--url", db.url }, { dir = dir })
+    assert.equal(1, r.code, r.output)
+    assert.matches("cannot run: revision 002 %(versions/002_typo.lua:5%): unknown option `refrences` to column "
+      .. "`owner_id` in create_table: did you mean `references`%?\n", r.stdout)
+    assert.matches("cannot run: revision 003 %(versions/003_lua.lua:4%): .-exce", r.stdout)
+    assert.matches("cannot run: revision 004 %(versions/004_raises.lua:5%): error object {\"code\":42}", r.stdout)
+    assert.matches("lint failed: 1 revision linted, 3 problems\n$", r.stdout)
+    assert.not_matches("not linted", r.output)
+    local j = H.json(H.tide({ "lint", "--json", "--url", db.url }, { dir = dir }))
+    assert.equal("cannot_run", j.problems[1].rule)
+    assert.equal("versions/002_typo.lua:5", j.problems[1].where)
+    local c = H.tide({ "check", "--url", db.url }, { dir = dir })
+    assert.equal(1, c.code, c.output)
+    assert.matches("problem: cannot run: revision 002 %(versions/002_typo.lua:5%): unknown option `refrences`",
+      c.stdout)
+    assert.matches("problem: cannot run: revision 004", c.stdout)
+    -- check --offline builds every revision
+    c = H.tide({ "check", "--offline", "--url", "postgresql://nobody@127.0.0.1:1/none" }, { dir = dir })
+    assert.equal(1, c.code, c.output)
+    assert.matches("problem: cannot run: revision 003 %(versions/003_lua.lua:4%)", c.stdout)
+    -- an applied revision is not linted again; check still builds pending ones only
+    H.write(dir .. "/versions/002_typo.lua", (CANNOT_RUN["002_typo.lua"]:gsub("refrences", "references")))
+    assert.equal(0, H.tide({ "upgrade", "002", "--url", db.url }, { dir = dir }).code)
+    c = H.tide({ "check", "--url", db.url }, { dir = dir })
+    assert.equal(1, c.code, c.output)
+    assert.not_matches("revision 002", c.stdout)
+    assert.matches("problem: cannot run: revision 003", c.stdout)
+  end)
+
+  it("lints a revision that reads data up to the read, and says it cannot lint the rest (not a problem)", function()
+    local revs = H.chain(1)
+    revs["002_reads.lua"] = [[
+return {
+  revision = "002", down_revision = "001", message = "reads",
+  upgrade = function(db)
+    db:exec("ALTER TABLE t1 ADD v int")
+    local row = db:one("SELECT count(*) AS n FROM t1")
+    db:exec("CREATE TABLE copy" .. row.n .. " ()")
+  end,
+}
+]]
+    local dir = H.project(revs)
+    local db = H.fresh_db()
+    local r = H.tide({ "lint", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.output)
+    assert.matches("not linted: revision 002 %(versions/002_reads.lua:5%): reads data there %(db:query or db:one of a "
+      .. "statement that returns rows%); what it sends from there on is not known without a database", r.stdout)
+    assert.matches("ok: 1 revision linted, 0 problems, 1 not linted %(reads data%)\n$", r.stdout)
+    local c = H.tide({ "check", "--url", db.url }, { dir = dir })
+    assert.equal(0, c.code, c.output)
+    assert.matches("tide: not linted: revision 002", c.stderr)
+    -- what it sent before the read is linted
+    assert.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    H.write(dir .. "/versions/002_reads.lua", (revs["002_reads.lua"]:gsub("ADD v int", "ADD v int NOT NULL")))
+    r = H.tide({ "lint", "--url", db.url }, { dir = dir })
+    assert.equal(1, r.code, r.output)
+    assert.matches("lint not_null: revision 002", r.stdout)
+  end)
 end)

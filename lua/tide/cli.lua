@@ -431,6 +431,8 @@ command("check", {
       end
       -- drift with diffs, a partial revision, lint of the pending revisions
       require("tide.safety").check(ctx, conn, applied, partial, problems)
+    else
+      require("tide.safety").check_offline(ctx, problems) -- every revision can run
     end
     return { ok = #problems == 0, problems = problems, pending = pending, revisions = #ctx.graph.list,
       exit = #problems == 0 and 0 or errors.exit_codes.check }

@@ -10,8 +10,11 @@
 --   db.null               the NULL sentinel (parameters and results)
 --
 -- A recording db (db.record) keeps every statement instead of sending it, for `--sql` and
--- `tide lint`; statements with parameters are recorded with the values inlined as literals,
--- and a statement that reads data fails, because a script cannot hand rows back to Lua.
+-- `tide lint`; statements with parameters are recorded with the values inlined as literals.
+-- db:query and db:one hand data back to the revision, which a recording cannot: each call is
+-- listed in db.queries (the revision's SQL may depend on it), a statement that returns rows
+-- stops the recording with an error marked `data_dependent`, and any other statement is
+-- recorded and answers no rows and a count of 0.
 --
 -- `CREATE INDEX CONCURRENTLY name` first drops an INVALID index of the same name, the leftover
 -- of an earlier attempt that failed or was killed (it would otherwise make IF NOT EXISTS a
@@ -42,7 +45,8 @@ end
 ---@param rev? table
 ---@return tide.DB
 function M.recorder(rev)
-  return setmetatable({ record = {}, null = core.null, revision = rev and rev.revision, savepoints = 0 }, DB)
+  return setmetatable({ record = {}, queries = {}, null = core.null, revision = rev and rev.revision,
+    file = rev and rev.file, savepoints = 0 }, DB)
 end
 
 ---@param sql string one or more statements
@@ -158,12 +162,28 @@ function DB:drop_invalid_leftover(statement)
   end
 end
 
--- Does this statement read data (and so cannot be recorded into a script)?
+-- Does this statement return rows (which a recording cannot make up)?
 local function reads(statement)
-  local word = statement:gsub("^%s+", ""):gsub("^%(+%s*", ""):match("^(%a+)")
-  word = word and word:upper()
+  local first = require("tide.lint").split(statement)[1]
+  local bare = first and first.bare or ""
+  local word = bare:gsub("^%(+%s*", ""):match("^(%a+)")
   return word == "SELECT" or word == "WITH" or word == "VALUES" or word == "SHOW" or word == "TABLE"
-    or word == "EXPLAIN" or word == "FETCH"
+    or word == "EXPLAIN" or word == "FETCH" or bare:find("%f[%w_]RETURNING%f[^%w_]") ~= nil
+end
+
+-- "versions/004_x.lua:9": where the revision file made the call being recorded.
+local function caller(db)
+  local source = db.file and ("@" .. db.file)
+  for level = 2, 64 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then
+      break
+    end
+    if info.source == source then
+      return db.file .. ":" .. info.currentline
+    end
+  end
+  return db.file or "?"
 end
 
 --- statement with $1..$n replaced by the literals of the values (for a recorded script).
@@ -190,10 +210,11 @@ function DB:query(sql, ...)
     error("db:query(sql, ...): sql must be a string, got " .. type(sql), 2)
   end
   if self.record then
+    local where = caller(self)
+    self.queries[#self.queries + 1] = { where = where, statement = sql }
     if reads(sql) then
-      errors.raise("run", "revision " .. tostring(self.revision) .. " reads data (db:query of a statement that "
-        .. "returns rows), which an offline SQL script cannot do: run it against a database instead of --sql",
-        { query = sql })
+      errors.raise("run", "reads data there (db:query or db:one of a statement that returns rows)",
+        { query = sql, data_dependent = true, where = where })
     end
     self.record[#self.record + 1] = M.inline(sql, ...)
     return {}, 0
@@ -253,6 +274,9 @@ function DB:step(name, fn)
   if stepper and stepper.done[name] then
     log.info("  step %q finished in an earlier run: skipped", name)
     return
+  end
+  if self.on_step then -- the runner's progress line
+    self.on_step(name, self.step_count)
   end
   self.current_step = name
   local ok, err = pcall(fn, self)

@@ -598,5 +598,6 @@ end
 
 M.run_id = run_id
 M.on_error = on_error
+M.where_in = where_in
 
 return M

@@ -144,19 +144,52 @@ local function terminated(statement)
   return s .. (last:find("--", 1, true) and "\n;" or ";")
 end
 
--- Records what fn(db) would send, or raises naming the revision.
-local function record(rev, direction)
+--- Builds rev's SQL for one direction without a database (a recording db), for --sql, lint,
+--- check and test. The result says how that went:
+---   statements  what the revision sends, in order (up to where the recording stopped)
+---   queries     its db:query/db:one calls {where, statement}: each hands data back, so the
+---               revision's SQL may depend on the database, and no script can hold it
+---   data        {where, message}: the recording stopped because the revision read data (or
+---               failed after a db:query answered it with no rows); not the revision's fault
+---   failure     {where, message}: the revision cannot run (a DSL error, a Lua error, anything
+---               it raised before reading data); `where` is "file:line"
+function M.build(rev, direction)
   local fn = direction == "upgrade" and rev.upgrade or rev.downgrade
   if not fn then
     errors.raise("usage", string.format("revision %s (%s) has no %s function", rev.revision, rev.file, direction))
   end
   local db = dbmod.recorder(rev)
   local ok, err = xpcall(fn, runner.on_error, db)
-  if not ok then
-    errors.raise("run", string.format("revision %s (%s): %s", rev.revision, rev.file,
-      errors.is_error(err) and err.message or tostring(err)), { revision = rev.revision, file = rev.file })
+  local built = { statements = db.record, queries = db.queries }
+  if ok then
+    return built
   end
-  return db.record
+  -- "versions/003_x.lua:7: unknown option ..." names the place once, in `where`
+  local message = tostring(err.message):gsub("^" .. rev.file:gsub("%p", "%%%0") .. ":%d+: ", "")
+  if err.data_dependent then
+    built.data = { where = err.where, message = message }
+  elseif #db.queries > 0 then
+    local q = db.queries[#db.queries]
+    built.data = { where = q.where, message = string.format("reads data there (db:query), then raised at %s, "
+      .. "perhaps because the recording answered no rows: %s", runner.where_in(rev, err), message) }
+  else
+    built.failure = { where = runner.where_in(rev, err), message = message }
+  end
+  return built
+end
+
+-- Records what fn(db) would send, or raises naming the revision.
+local function record(rev, direction)
+  local b = M.build(rev, direction)
+  if b.failure then
+    errors.raise("run", string.format("revision %s (%s): %s", rev.revision, b.failure.where, b.failure.message),
+      { revision = rev.revision, file = rev.file })
+  elseif b.data then
+    errors.raise("run", string.format("revision %s (%s): revision %s reads data at %s, which an offline SQL script "
+      .. "cannot do: run it against a database instead of --sql", rev.revision, rev.file, rev.revision, b.data.where),
+      { revision = rev.revision, file = rev.file })
+  end
+  return b.statements
 end
 
 --- `upgrade --sql` / `downgrade --sql`: the script the run would send, planned from the
@@ -271,37 +304,56 @@ end
 
 -- Lint ----------------------------------------------------------------------------------------
 
---- Lints the upgrades of revisions (a list in order). Revisions that read data cannot be
---- recorded; they are listed in `unrecorded` instead of failing the lint.
+--- Lints the upgrades of revisions (a list in order). A revision that cannot run (it raises
+--- while its SQL is built) is a problem of rule `cannot_run`, named with file and line. One that
+--- reads data cannot be linted past that point: it is listed in `unrecorded`, and what it sent
+--- before is linted.
 function M.lint(list)
-  local items, unrecorded = {}, {}
+  local items, unrecorded, failed = {}, {}, {}
   for _, rev in ipairs(list) do
-    local db = dbmod.recorder(rev)
-    local ok, err = pcall(rev.upgrade, db)
-    if ok then
-      items[#items + 1] = { rev = rev, statements = db.record, direction = "upgrade" }
+    local built = M.build(rev, "upgrade")
+    if built.failure then
+      failed[#failed + 1] = { revision = rev.revision, file = rev.file, where = built.failure.where,
+        rule = "cannot_run", message = built.failure.message }
     else
-      unrecorded[#unrecorded + 1] = { revision = rev.revision, file = rev.file,
-        reason = errors.is_error(err) and err.message or tostring(err) }
+      items[#items + 1] = { rev = rev, statements = built.statements, direction = "upgrade" }
+      if built.data then
+        unrecorded[#unrecorded + 1] = { revision = rev.revision, file = rev.file, where = built.data.where,
+          reason = built.data.message }
+      end
     end
+    revisions.release(rev) -- a lint of thousands of revisions holds one revision's functions at a time
   end
   local findings = lint.check(items)
+  for _, f in ipairs(failed) do
+    findings[#findings + 1] = f
+  end
   local problems = {}
   for _, f in ipairs(findings) do
     if not f.allowed then
       problems[#problems + 1] = f
     end
   end
-  return { findings = findings, problems = problems, unrecorded = unrecorded, checked = #items }
+  return { findings = findings, problems = problems, unrecorded = unrecorded,
+    checked = #items - #unrecorded, failed = #failed }
 end
 
 local function describe_finding(f)
+  if f.rule == "cannot_run" then
+    return string.format("cannot run: revision %s (%s): %s", f.revision, f.where, f.message)
+  end
   return string.format("lint %s: revision %s (%s): %s%s", f.rule, f.revision, f.file, f.message,
     f.statement and ("\n    " .. f.statement:gsub("\n", "\n    ")) or "")
 end
 M.describe_finding = describe_finding
 
---- For `tide check`: drift (with diffs), a partial revision, and lint of the pending revisions.
+local function describe_unrecorded(u)
+  return string.format("not linted: revision %s (%s): %s; what it sends from there on is not known without a "
+    .. "database", u.revision, u.where, u.reason)
+end
+
+--- For `tide check`: drift (with diffs), a partial revision, and lint of the pending revisions
+--- (a pending revision that cannot run is a problem).
 function M.check(ctx, conn, applied, partial, problems)
   local drifted = runner.drifted(ctx.graph, applied)
   if #drifted > 0 then
@@ -320,7 +372,23 @@ function M.check(ctx, conn, applied, partial, problems)
   for _, f in ipairs(result.problems) do
     problems[#problems + 1] = describe_finding(f)
   end
+  for _, u in ipairs(result.unrecorded) do
+    log.info("%s", describe_unrecorded(u))
+  end
   return result
+end
+
+--- For `tide check --offline`: which revisions will run is not known, so every revision's
+--- upgrade is built; one that cannot run is a problem.
+function M.check_offline(ctx, problems)
+  for _, rev in ipairs(ctx.graph.list) do
+    local built = M.build(rev, "upgrade")
+    if built.failure then
+      problems[#problems + 1] = describe_finding({ rule = "cannot_run", revision = rev.revision,
+        where = built.failure.where, message = built.failure.message })
+    end
+    revisions.release(rev)
+  end
 end
 
 --- For `tide status`: "partial" rows get a state and a description.
@@ -474,10 +542,11 @@ command {
       end
     end
     for _, u in ipairs(result.unrecorded) do
-      out("not linted: revision %s (%s): %s", u.revision, u.file, u.reason)
+      out("%s", describe_unrecorded(u))
     end
-    out("%s: %d revision%s linted, %d problem%s", result.ok and "ok" or "lint failed", result.checked,
-      result.checked == 1 and "" or "s", #result.problems, #result.problems == 1 and "" or "s")
+    local skipped = #result.unrecorded > 0 and string.format(", %d not linted (reads data)", #result.unrecorded) or ""
+    out("%s: %d revision%s linted, %d problem%s%s", result.ok and "ok" or "lint failed", result.checked,
+      result.checked == 1 and "" or "s", #result.problems, #result.problems == 1 and "" or "s", skipped)
   end,
 }
 
