@@ -23,12 +23,14 @@ return {
 }
 ]],
   ["002_seed.lua"] = [[
+local sql = require "tide.sql"
 return {
   revision = "002",
   down_revision = "001",
   message = "seed",
   upgrade = function(db)
-    db:query("INSERT INTO users (id, email) OVERRIDING SYSTEM VALUE VALUES ($1, $2)", 1, "o'hara@example.com")
+    local email = sql.literal("o'hara@example.com")
+    db:exec("INSERT INTO users (id, email) OVERRIDING SYSTEM VALUE VALUES (1, " .. email .. ")")
     db:exec("CREATE FUNCTION users_count() RETURNS bigint LANGUAGE sql AS $f$ SELECT count(*) FROM users; $f$")
   end,
   downgrade = function(db)
@@ -100,21 +102,135 @@ describe("dry runs #db", function()
     assert.same({}, H.applied(b))
   end)
 
-  it("--sql fails on a revision that reads data, saying so", function()
+  -- The issue's trial: a batched backfill loops on db:query's count until no row changes. A
+  -- recording answers 0, so the loop ran once and the script held one UPDATE of 5000 rows.
+  local BACKFILL = {
+    ["001_orders.lua"] = H.revision { revision = "001", message = "orders",
+      up = "CREATE TABLE orders (id int PRIMARY KEY, done boolean); "
+        .. "INSERT INTO orders SELECT g FROM generate_series(1, 12000) g", down_sql = "DROP TABLE orders" },
+    ["002_backfill.lua"] = [[
+return {
+  revision = "002",
+  down_revision = "001",
+  message = "backfill done",
+  upgrade = function(db)
+    repeat
+      local _, n = db:query("UPDATE orders SET done = false WHERE id IN "
+        .. "(SELECT id FROM orders WHERE done IS NULL LIMIT 5000)")
+    until n == 0
+    db:exec("ALTER TABLE orders ALTER done SET NOT NULL")
+  end,
+  downgrade = function(db)
+    db:exec("ALTER TABLE orders ALTER done DROP NOT NULL; UPDATE orders SET done = NULL")
+  end,
+}
+]],
+    ["003_read.lua"] = [[
+return { revision = "003", down_revision = "002", message = "read", upgrade = function(db)
+  local row = db:one("SELECT count(*) AS n FROM orders")
+  db:exec("CREATE TABLE r" .. row.n .. " ()")
+end }
+]],
+  }
+
+  it("--sql refuses revisions whose SQL depends on what db:query returns, naming each; writes nothing", function()
+    local dir = H.project(BACKFILL)
+    local db = H.fresh_db()
+    local r = H.tide({ "upgrade", "--sql", "--url", db.url }, { dir = dir })
+    assert.equal(6, r.code, r.output)
+    assert.equal("", r.stdout)
+    assert.matches("tide: cannot write the upgrade script:\n", r.stderr)
+    assert.matches("\n  revision 002 %(versions/002_backfill.lua:7%): its SQL depends on what db:query returns there, "
+      .. "so no script can hold it\n", r.stderr)
+    assert.matches("\n  revision 003 %(versions/003_read.lua:2%): its SQL depends on what db:query returns there",
+      r.stderr)
+    assert.matches("%-%-mark%-unknown writes the script", r.stderr)
+    assert.not_matches("revision 001", r.stderr)
+    assert.same({}, H.tables(db))
+    assert.same({}, H.applied(db))
+    -- the same for a downgrade script
+    assert.equal(0, H.tide({ "upgrade", "002", "--url", db.url }, { dir = dir }).code)
+    r = H.tide({ "downgrade", "base", "--sql", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.output) -- these downgrades only exec
+    assert.same({ "001", "002" }, H.applied(db))
+  end)
+
+  it("--sql --mark-unknown writes the script with the revision's place marked, and psql stops there", function()
+    local dir = H.project(BACKFILL)
+    local db = H.fresh_db()
+    local r = H.tide({ "upgrade", "002", "--sql", "--mark-unknown", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.output)
+    assert.matches("tide: warning: revision 002 %(versions/002_backfill.lua:7%): its SQL depends on what db:query "
+      .. "returns there, so no script can hold it: its place in the script is marked", r.stderr)
+    assert.matches("%-%- INCOMPLETE: the statements of revision 002 cannot be known", r.stdout)
+    assert.matches("%-%- revision 002: backfill done .-\nBEGIN;\n.-%-%- tide: UNKNOWN STATEMENTS of revision 002 "
+      .. "%(upgrade%)", r.stdout)
+    -- what the recording saw is there as comments, not as statements
+    assert.matches("\n%-%-   UPDATE orders SET done = false", r.stdout)
+    assert.not_matches("\nUPDATE orders", r.stdout)
+    assert.not_matches("\nALTER TABLE orders ALTER done SET NOT NULL", r.stdout)
+    local file = H.tmpdir() .. "/up.sql"
+    H.write(file, r.stdout)
+    local ok, output = psql(db, file)
+    assert.is_falsy(ok, output)
+    assert.matches("tide: the statements of revision 002 %(upgrade%) are not in this script", output)
+    -- 001 ran and is recorded; nothing of 002
+    assert.same({ "001" }, H.applied(db))
+    assert.same({ { n = 12000 } }, H.sql(db, "SELECT count(*)::int AS n FROM orders WHERE done IS NULL"))
+    -- tide itself runs it whole
+    r = H.tide({ "upgrade", "002", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.output)
+    assert.same({ { n = 0 } }, H.sql(db, "SELECT count(*)::int AS n FROM orders WHERE done IS NULL"))
+  end)
+
+  it("--sql refuses a revision that cannot run, with file and line", function()
     local dir = H.project {
-      ["001_read.lua"] = [[
-return { revision = "001", message = "read", upgrade = function(db)
-  local row = db:one("SELECT count(*) AS n FROM pg_class")
-  db:exec("CREATE TABLE r (n int)")
+      ["001_typo.lua"] = [[
+local schema = require "tide.schema"
+return { revision = "001", message = "typo", upgrade = function(db)
+  schema.create_table(db, "t", { columns = { { "id", "bigint", refrences = "users" } } })
 end }
 ]],
     }
     local db = H.fresh_db()
     local r = H.tide({ "upgrade", "--sql", "--url", db.url }, { dir = dir })
-    assert.equal(6, r.code)
-    assert.matches("revision 001 %(.-001_read.lua%): revision 001 reads data", r.stderr)
-    assert.matches("offline SQL script cannot do", r.stderr)
-    assert.same({}, H.tables(db))
+    assert.equal(6, r.code, r.output)
+    assert.equal("", r.stdout)
+    assert.matches("\n  revision 001 %(versions/001_typo.lua:3%) cannot run: unknown option `refrences`", r.stderr)
+    assert.not_matches("%-%-mark%-unknown", r.stderr)
+    r = H.tide({ "upgrade", "--sql", "--mark-unknown", "--url", db.url }, { dir = dir })
+    assert.equal(6, r.code, r.output)
+  end)
+
+  it("--sql stores no source text in its bookkeeping unless --embed-sources", function()
+    local dir = H.project(REVS)
+    local db = H.fresh_db()
+    local r = H.tide({ "upgrade", "001", "--sql", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.output)
+    assert.not_matches("schema.create_table", r.stdout, nil, true)
+    r = H.tide({ "upgrade", "001", "--sql", "--embed-sources", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.output)
+    assert.truthy(r.stdout:find('local schema = require "tide.schema"', 1, true), r.stdout)
+    -- applied from a script without sources, an edited file is still drift, said plainly
+    r = H.tide({ "upgrade", "001", "--sql", "--url", db.url }, { dir = dir })
+    local file = H.tmpdir() .. "/up.sql"
+    H.write(file, r.stdout)
+    local ok, output = psql(db, file)
+    assert.is_true(ok, output)
+    H.write(dir .. "/versions/001_users.lua", REVS["001_users.lua"] .. "-- edited\n")
+    r = H.tide({ "check", "--url", db.url }, { dir = dir })
+    assert.equal(1, r.code, r.output)
+    assert.matches("revision 001 %(versions/001_users.lua%) changed since it was applied on .-its source was not "
+      .. "stored when it was applied %(an `upgrade %-%-sql` script made without %-%-embed%-sources%)", r.stdout)
+  end)
+
+  it("refuses --mark-unknown and --embed-sources without --sql (exit 2)", function()
+    local dir = H.project(REVS)
+    for _, flag in ipairs { "--mark-unknown", "--embed-sources" } do
+      local r = H.tide({ "upgrade", flag, "--url", "postgresql://nobody@127.0.0.1:1/none" }, { dir = dir })
+      assert.equal(2, r.code, r.output)
+      assert.matches("tide: " .. flag:gsub("%-", "%%-") .. " only applies to a script: add %-%-sql", r.stderr)
+    end
   end)
 
   it("--dry-run runs the revisions, reports their time, lists transaction = false as skipped", function()

@@ -146,6 +146,9 @@ local MIGRATE_FLAGS = {
   { "sql", nil, "print the SQL script the run would send (tide's bookkeeping marked); change nothing" },
   { "dry-run", nil, "run the revisions in one transaction, report, and roll back" },
   { "allow-drift", nil, "run even if an applied revision's file changed since it was applied" },
+  { "mark-unknown", nil, "with --sql: write the script even when a revision's SQL depends on what the database "
+    .. "returns, marking its place (the script stops there)" },
+  { "embed-sources", nil, "with --sql: store each revision's source text in the script's bookkeeping, as a run does" },
 }
 for _, f in ipairs(require("tide.backup").migrate_flags) do -- --backup-to URL, --no-backup
   MIGRATE_FLAGS[#MIGRATE_FLAGS + 1] = f
@@ -158,8 +161,14 @@ local function migrate(direction)
       errors.raise("usage", "downgrade needs a TARGET: a revision, -N or base")
     end
     revisions.check_target(ctx.graph, direction, target)
+    for _, name in ipairs { "mark-unknown", "embed-sources" } do
+      if flags[name] and not flags.sql then
+        errors.raise("usage", string.format("--%s only applies to a script: add --sql", name))
+      end
+    end
     if flags.sql then
-      return require("tide.safety").sql_script(ctx, direction, target)
+      return require("tide.safety").sql_script(ctx, direction, target,
+        { mark_unknown = flags["mark-unknown"], embed_sources = flags["embed-sources"] })
     end
     ctx.before_migrate = require("tide.backup").hook(ctx, flags) -- after the lock, before any DDL
     return require("tide.runner").migrate(ctx, direction, target, {

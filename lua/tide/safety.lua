@@ -107,10 +107,17 @@ function M.drift_report(conn, cfg, drifted)
   local parts = {}
   for _, d in ipairs(drifted) do
     local row = stored[d.rev.revision] or {}
+    local difference
+    if row.source == "" then -- applied by an `upgrade --sql` script made without --embed-sources
+      difference = string.format("  its source was not stored when it was applied (an `upgrade --sql` script made "
+        .. "without --embed-sources), so there is no diff: applied checksum %s, file checksum %s",
+        d.row.checksum:sub(1, 12), d.rev.checksum:sub(1, 12))
+    else
+      difference = M.diff(row.source or "", d.rev.source, "applied source (" .. d.row.checksum:sub(1, 12) .. ")",
+        d.rev.file .. " (" .. d.rev.checksum:sub(1, 12) .. ")")
+    end
     parts[#parts + 1] = string.format("revision %s (%s) changed since it was applied on %s:\n%s", d.rev.revision,
-      d.rev.file, d.row.applied_at or "?",
-      M.diff(row.source or "", d.rev.source, "applied source (" .. d.row.checksum:sub(1, 12) .. ")",
-        d.rev.file .. " (" .. d.rev.checksum:sub(1, 12) .. ")"))
+      d.rev.file, d.row.applied_at or "?", difference)
   end
   return table.concat(parts, "\n")
 end
@@ -178,24 +185,41 @@ function M.build(rev, direction)
   return built
 end
 
--- Records what fn(db) would send, or raises naming the revision.
-local function record(rev, direction)
-  local b = M.build(rev, direction)
-  if b.failure then
-    errors.raise("run", string.format("revision %s (%s): %s", rev.revision, b.failure.where, b.failure.message),
-      { revision = rev.revision, file = rev.file })
-  elseif b.data then
-    errors.raise("run", string.format("revision %s (%s): revision %s reads data at %s, which an offline SQL script "
-      .. "cannot do: run it against a database instead of --sql", rev.revision, rev.file, rev.revision, b.data.where),
-      { revision = rev.revision, file = rev.file })
+-- Comment lines: each line of text behind `prefix`.
+local function commented(prefix, text)
+  return prefix .. text:gsub("\n", "\n" .. prefix)
+end
+
+-- Where a revision's statements would go when they cannot be known: comments saying why, what
+-- the recording saw, and a statement that stops psql there (ON_ERROR_STOP), so that a script
+-- run unedited never skips the revision and carries on with the next ones.
+local function unknown_marker(push, rev, direction, b)
+  local sqlmod = require "tide.sql"
+  push(string.format("-- tide: UNKNOWN STATEMENTS of revision %s (%s): its SQL depends on what the database returns",
+    rev.revision, direction))
+  push(string.format("-- (db:query at %s), so no script can hold it. Replace the DO statement below with the",
+    b.queries[1].where))
+  push(string.format("-- statements to run, or apply this revision with `tide %s` instead.", direction))
+  push("-- What the recording saw, every db:query answering no rows and a count of 0"
+    .. (b.data and (" (it stopped at " .. b.data.where .. ")") or "") .. ":")
+  for _, st in ipairs(b.statements) do
+    push(commented("--   ", st))
   end
-  return b.statements
+  push(string.format("DO $tide$ BEGIN RAISE EXCEPTION %s; END $tide$;", sqlmod.literal(string.format(
+    "tide: the statements of revision %s (%s) are not in this script: replace this marker or run tide %s",
+    rev.revision, direction, direction))))
 end
 
 --- `upgrade --sql` / `downgrade --sql`: the script the run would send, planned from the
---- database's current state (read without the lock), changing nothing.
-function M.sql_script(ctx, direction, target)
+--- database's current state (read without the lock), changing nothing. A revision that cannot
+--- run, or whose SQL depends on what the database returns (it calls db:query or db:one), is
+--- refused, naming each; with opts.mark_unknown the latter are written as a marker that stops
+--- the script instead. opts.embed_sources stores each revision's source in the bookkeeping, as
+--- a run does; without it the state rows keep the checksum only.
+function M.sql_script(ctx, direction, target, opts)
+  opts = opts or {}
   local cfg, graph = ctx.cfg, ctx.graph
+  local sqlmod = require "tide.sql"
   local conn <close> = runner.connect(cfg)
   local present, format = track.inspect(conn, cfg.schema)
   local applied, partial = runner.state(conn, cfg)
@@ -204,6 +228,31 @@ function M.sql_script(ctx, direction, target)
       .. "(`tide status`)")
   end
   local plan = (direction == "upgrade" and revisions.plan_upgrade or revisions.plan_downgrade)(graph, applied, target)
+  -- Every revision is built before a line is written: a script is whole or not at all.
+  local built, refused, unknown = {}, {}, {}
+  for i, rev in ipairs(plan) do
+    local b = M.build(rev, direction)
+    if b.failure then
+      refused[#refused + 1] = string.format("revision %s (%s) cannot run: %s", rev.revision, b.failure.where,
+        b.failure.message)
+    elseif #b.queries > 0 then
+      b.unknown = true
+      unknown[#unknown + 1] = rev.revision
+      local line = string.format("revision %s (%s): its SQL depends on what db:query returns there, so no script "
+        .. "can hold it", rev.revision, b.queries[1].where)
+      if opts.mark_unknown then
+        log.warn("%s: its place in the script is marked, and the script stops there", line)
+      else
+        refused[#refused + 1] = line
+      end
+    end
+    built[i] = b
+  end
+  if #refused > 0 then
+    errors.raise("run", string.format("cannot write the %s script:\n  %s%s", direction, table.concat(refused, "\n  "),
+      (#unknown > 0 and not opts.mark_unknown) and "\n  --mark-unknown writes the script with such revisions marked "
+      .. "(it then stops there when run)" or ""))
+  end
   local lines = {}
   local function push(s)
     lines[#lines + 1] = s
@@ -214,10 +263,13 @@ function M.sql_script(ctx, direction, target)
     os.date("!%Y-%m-%dT%H:%M:%SZ")))
   push("-- Statements under `" .. BOOK .. "` are tide's own tracking; the others are the revisions'.")
   push("-- Planned from the database's state when the script was made: run it with psql on that database.")
+  if #unknown > 0 then
+    push("-- INCOMPLETE: the statements of revision" .. (#unknown == 1 and " " or "s ") .. table.concat(unknown, ", ")
+      .. " cannot be known without the database; see `-- tide: UNKNOWN STATEMENTS`.")
+  end
   push("\\set ON_ERROR_STOP on")
   push(BOOK .. ": revisions create objects where tide's own connection would (search_path)")
-  push(string.format("SELECT pg_catalog.set_config('search_path', %s, false);",
-    require("tide.sql").literal(cfg.search_path)))
+  push(string.format("SELECT pg_catalog.set_config('search_path', %s, false);", sqlmod.literal(cfg.search_path)))
   push("")
   if not present or format < track.format then
     push(BOOK .. ": the tracking tables")
@@ -231,8 +283,8 @@ function M.sql_script(ctx, direction, target)
     push(terminated(s))
   end)
   local record_fn = direction == "upgrade" and track.record_upgrade or track.record_downgrade
-  for _, rev in ipairs(plan) do
-    local statements = record(rev, direction)
+  for i, rev in ipairs(plan) do
+    local b = built[i]
     push(string.format("-- revision %s: %s (%s, %s)", rev.revision, rev.message, rev.file, direction))
     if rev.transaction then
       push("BEGIN;")
@@ -242,14 +294,17 @@ function M.sql_script(ctx, direction, target)
       push("-- transaction = false: every statement runs on its own")
       push(BOOK)
       local lt, st = (rev.lock_timeout or cfg.lock_timeout), (rev.statement_timeout or cfg.statement_timeout)
-      push(string.format("SET lock_timeout = %s; SET statement_timeout = %s;", require("tide.sql").literal(lt),
-        require("tide.sql").literal(st)))
+      push(string.format("SET lock_timeout = %s; SET statement_timeout = %s;", sqlmod.literal(lt), sqlmod.literal(st)))
     end
-    for _, s in ipairs(statements) do
-      if s:match("^%-%- step ") then
-        push(s)
-      else
-        push(terminated(s))
+    if b.unknown then
+      unknown_marker(push, rev, direction, b)
+    else
+      for _, s in ipairs(b.statements) do
+        if s:match("^%-%- step ") then
+          push(s)
+        else
+          push(terminated(s))
+        end
       end
     end
     push(BOOK)
@@ -257,15 +312,21 @@ function M.sql_script(ctx, direction, target)
       push("RESET lock_timeout; RESET statement_timeout;")
       push("BEGIN;")
     end
-    record_fn(bookkeeping, cfg.schema, run, rev, 0)
+    -- The applied source goes into the state row only when asked: a script is for reading.
+    local recorded = rev
+    if direction == "upgrade" and not opts.embed_sources then
+      recorded = { revision = rev.revision, message = rev.message, checksum = rev.checksum, source = "" }
+    end
+    record_fn(bookkeeping, cfg.schema, run, recorded, 0)
     push("COMMIT;")
     push("")
+    revisions.release(rev)
   end
   if #plan == 0 then
     push(string.format("-- nothing to do: no revision to %s for target %s", direction, target))
   end
   return { direction = direction, target = target, script = table.concat(lines, "\n") .. "\n",
-    revisions = plan and #plan or 0, sql = true }
+    revisions = #plan, unknown = unknown, sql = true }
 end
 
 --- Extra output for the CLI's print of upgrade/downgrade results (--sql, --dry-run); true when
