@@ -60,13 +60,64 @@ end)
 describe("tide test #db", function()
   after_each(H.cleanup)
 
-  it("round-trips complete revisions", function()
+  local function tide_schema(db)
+    return H.sql(db, "SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'tide'")[1].n
+  end
+
+  it("round-trips complete revisions and leaves the scratch database as it found it, run after run", function()
     local db = H.fresh_db()
+    H.sql(db, "CREATE TABLE kept (id int)")
     local dir = H.project(H.chain(3))
+    for _ = 1, 2 do
+      local r = H.tide({ "test", "--url", db.url }, { dir = dir })
+      assert.equal(0, r.code, r.stdout .. r.stderr)
+      assert.matches("ok: 3 revisions round%-tripped\n$", r.stdout)
+      assert.same({}, H.applied(db))
+      assert.same({ "kept" }, H.tables(db))
+      assert.equal(0, tide_schema(db))
+    end
+  end)
+
+  it("says how many revisions round-tripped when one fails, and still leaves the database as found", function()
+    local db = H.fresh_db()
+    local revs = H.chain(2)
+    revs["003_bad.lua"] = H.revision { revision = "003", down_revision = "002", up = "ALTER TABLE nope ADD x int" }
+    revs["004_later.lua"] = H.revision { revision = "004", down_revision = "003", up = "CREATE TABLE later ()",
+      down_sql = "DROP TABLE later" }
+    local dir = H.project(revs)
     local r = H.tide({ "test", "--url", db.url }, { dir = dir })
-    assert.equal(0, r.code, r.stdout .. r.stderr)
-    assert.matches("ok: 3 revisions round%-tripped", r.stdout)
-    assert.same({ "001", "002", "003" }, H.applied(db))
+    assert.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("001%s+ok\n002%s+ok\n003%s+upgrade failed\n004%s+not reached\n", r.stdout)
+    assert.matches("problem: revision 003 %(.-003_bad.lua:%d+%) failed in upgrade: ERROR 42P01", r.stdout)
+    assert.matches("test failed: 2 of 4 revisions round%-tripped, 1 problem\n$", r.stdout)
+    assert.same({}, H.applied(db))
+    assert.same({}, H.tables(db))
+    assert.equal(0, tide_schema(db))
+  end)
+
+  it("compares SQL-standard function bodies (BEGIN ATOMIC, RETURN), not their empty prosrc", function()
+    local db = H.fresh_db()
+    local dir = H.project {
+      ["001_f.lua"] = H.revision { revision = "001",
+        up = "CREATE FUNCTION answer() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 42; END; "
+          .. "CREATE FUNCTION double(x int) RETURNS int LANGUAGE sql RETURN x * 2",
+        down_sql = "DROP FUNCTION answer(); DROP FUNCTION double(int)" },
+      -- the downgrade forgets to put the old bodies back
+      ["002_g.lua"] = H.revision { revision = "002", down_revision = "001",
+        up = "CREATE OR REPLACE FUNCTION answer() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 43; END; "
+          .. "CREATE OR REPLACE FUNCTION double(x int) RETURNS int LANGUAGE sql RETURN x + x",
+        down_sql = "SELECT 1" },
+    }
+    local r = H.tide({ "test", "--url", db.url }, { dir = dir })
+    assert.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("001%s+ok\n002%s+downgrade leaves a trace\n", r.stdout)
+    assert.matches("%- function public.answer%(%) %x+", r.stdout)
+    assert.matches("%+ function public.answer%(%) %x+", r.stdout)
+    assert.matches("%- function public.double%(x integer%) %x+", r.stdout)
+    assert.matches("test failed: 1 of 2 revisions round%-tripped", r.stdout)
+    -- 001's downgrade drops both: the database is left as found
+    assert.same({}, H.applied(db))
+    assert.same({}, H.sql(db, "SELECT proname FROM pg_proc WHERE proname IN ('answer', 'double')"))
   end)
 
   it("reports the first revision whose downgrade leaves a trace, with the difference", function()
@@ -83,7 +134,14 @@ describe("tide test #db", function()
     assert.matches("revision 002 %(.-002_leaky.lua%): the downgrade does not restore the schema", r.stdout)
     assert.matches("%+ relation public.leaky kind r", r.stdout)
     assert.matches("%+ column public.leaky.id integer", r.stdout)
-    assert.not_matches("003%s+ok", r.stdout)
+    assert.matches("003%s+not reached\n", r.stdout)
+    -- what the leaky downgrade left behind stays (the rest is reverted), and the test says so
+    assert.matches("problem: the scratch database is not as tide test found it: its schema differs from before "
+      .. "the test %(%- missing, %+ left behind%):\n  %+ column public.leaky.id integer\n  %+ relation public.leaky "
+      .. "kind r\n  recreate it before the next run\n", r.stdout)
+    assert.matches("test failed: 1 of 3 revisions round%-tripped, 2 problems\n$", r.stdout)
+    assert.same({}, H.applied(db))
+    assert.same({ "leaky" }, H.tables(db))
   end)
 
   it("needs --url and an empty scratch database", function()

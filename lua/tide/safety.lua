@@ -642,7 +642,7 @@ SELECT line FROM (
   SELECT 'view ' || rel.name || ' ' || pg_catalog.pg_get_viewdef(rel.oid) FROM rel WHERE relkind IN ('v', 'm')
   UNION ALL
   SELECT 'function ' || ns.nspname || '.' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid)
-    || ') ' || pg_catalog.md5(COALESCE(p.prosrc, ''))
+    || ') ' || pg_catalog.md5(CASE p.prokind WHEN 'a' THEN p.prosrc ELSE pg_catalog.pg_get_functiondef(p.oid) END)
   FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
   UNION ALL
   SELECT 'type ' || ns.nspname || '.' || t.typname || ' ' || t.typtype::text || COALESCE(' (' || (
@@ -697,12 +697,51 @@ function M.snapshot_diff(a, b)
   return d
 end
 
+-- Runs one step of the round trip: a revision that fails is a finding of the test, anything
+-- else (connection, lock) stops it. Returns true when the step ran.
+local function round_trip_step(entry, problem, what, fn)
+  local ok, err = pcall(fn)
+  if ok then
+    return true
+  end
+  if not (errors.is_error(err) and err.kind == "run") then
+    error(err, 0)
+  end
+  entry.outcome = what .. " failed"
+  problem(tostring(err.message))
+  return false
+end
+
+-- Puts the scratch database back as the test found it: downgrades what the test applied and
+-- drops the tracking schema if the test created it. Returns nil when that worked, else why not.
+local function leave_as_found(conn, inner, found, had_tracking)
+  local cfg = inner.cfg
+  local ok, err = pcall(function()
+    if next((runner.state(conn, cfg))) then
+      runner.migrate(inner, "downgrade", "base", {})
+    end
+    if not had_tracking and track.exists(conn, cfg.schema) then
+      conn:exec("SET client_min_messages = warning; DROP SCHEMA " .. require("tide.sql").ident(cfg.schema)
+        .. " CASCADE; RESET client_min_messages")
+    end
+  end)
+  if not ok then
+    return "reverting the revisions the test applied failed: "
+      .. (errors.is_error(err) and err.message or tostring(err))
+  end
+  local d = M.snapshot_diff(found, M.snapshot(conn, cfg.schema))
+  if #d > 0 then
+    return "its schema differs from before the test (- missing, + left behind):\n  " .. table.concat(d, "\n  ")
+  end
+end
+
 command {
   name = "test",
   usage = "test --url SCRATCH_URL",
   summary = "round-trip every revision on a scratch database: upgrade, downgrade, compare, upgrade again",
   details = "Also checks for a single head and lints every revision. Reports the first revision whose\n"
-    .. "downgrade leaves a trace, with the difference. The database must have no tide revisions applied.",
+    .. "downgrade leaves a trace, with the difference. The database must have no tide revisions applied;\n"
+    .. "the test leaves it as it found it (everything it applied reverted, tide's tables dropped).",
   run = function(ctx)
     if not ctx.flags or not ctx.flags.url then
       errors.raise("usage", "tide test needs --url SCRATCH_URL: a throwaway database it may change freely")
@@ -724,24 +763,35 @@ command {
     local applied, partial = runner.state(conn, cfg)
     if next(applied) or next(partial) then
       errors.raise("usage", "tide test needs a scratch database with no tide revisions applied; "
-        .. cfg.url_source .. " has some (this is not a throwaway database?)")
+        .. cfg.url_source .. " has some (this is not a throwaway database? `tide downgrade base` empties a "
+        .. "scratch database an interrupted test left behind)")
     end
+    local had_tracking = track.exists(conn, cfg.schema)
+    local found = M.snapshot(conn, cfg.schema)
     local level = log.level
     log.level = math.min(level, log.level >= 2 and 2 or 0)
     local inner = { cfg = cfg, graph = graph }
     local ok, err = pcall(function()
-      local before = M.snapshot(conn, cfg.schema)
+      local before = found
       for _, rev in ipairs(graph.list) do
         local entry = { revision = rev.revision, file = rev.file }
         result.revisions[#result.revisions + 1] = entry
-        runner.migrate(inner, "upgrade", rev.revision, {})
+        if not round_trip_step(entry, problem, "upgrade", function()
+          runner.migrate(inner, "upgrade", rev.revision, {})
+        end) then
+          return
+        end
         local after = M.snapshot(conn, cfg.schema)
         if not rev.has_downgrade then
           entry.outcome = "no downgrade"
           problem(string.format("revision %s (%s) has no downgrade function", rev.revision, rev.file))
           before = after
         else
-          runner.migrate(inner, "downgrade", "-1", {})
+          if not round_trip_step(entry, problem, "downgrade", function()
+            runner.migrate(inner, "downgrade", "-1", {})
+          end) then
+            return
+          end
           local reverted = M.snapshot(conn, cfg.schema)
           local d = M.snapshot_diff(before, reverted)
           if #d > 0 then
@@ -749,10 +799,13 @@ command {
             entry.difference = d
             problem(string.format("revision %s (%s): the downgrade does not restore the schema before the upgrade "
               .. "(- missing, + left behind):\n  %s", rev.revision, rev.file, table.concat(d, "\n  ")))
-            result.first_failure = rev.revision
             return
           end
-          runner.migrate(inner, "upgrade", rev.revision, {})
+          if not round_trip_step(entry, problem, "second upgrade", function()
+            runner.migrate(inner, "upgrade", rev.revision, {})
+          end) then
+            return
+          end
           local again = M.snapshot(conn, cfg.schema)
           d = M.snapshot_diff(after, again)
           if #d > 0 then
@@ -760,7 +813,6 @@ command {
             entry.difference = d
             problem(string.format("revision %s (%s): upgrading again gives a different schema:\n  %s",
               rev.revision, rev.file, table.concat(d, "\n  ")))
-            result.first_failure = rev.revision
             return
           end
           entry.outcome = "ok"
@@ -768,22 +820,51 @@ command {
         end
       end
     end)
+    -- Whatever happened, the scratch database goes back to how it was found: the next run needs it so.
+    local not_restored = "its connection was lost"
+    if not conn:closed() then
+      not_restored = leave_as_found(conn, inner, found, had_tracking)
+    end
     log.level = level
     if not ok then
+      if not_restored then
+        log.warn("the scratch database is not as tide test found it: %s", not_restored)
+      end
       error(err, 0)
+    end
+    for _, entry in ipairs(result.revisions) do
+      if entry.outcome ~= "ok" then
+        result.first_failure = result.first_failure or entry.revision
+      end
+    end
+    for i = #result.revisions + 1, #graph.list do
+      result.revisions[i] = { revision = graph.list[i].revision, file = graph.list[i].file, outcome = "not reached" }
+    end
+    result.round_tripped, result.total = 0, #graph.list
+    for _, entry in ipairs(result.revisions) do
+      result.round_tripped = result.round_tripped + (entry.outcome == "ok" and 1 or 0)
+    end
+    result.left_as_found = not not_restored
+    if not_restored then
+      problem("the scratch database is not as tide test found it: " .. not_restored .. "\n  recreate it before the "
+        .. "next run")
     end
     result.exit = result.ok and 0 or errors.exit_codes.check
     return result
   end,
   print = function(result)
     for _, r in ipairs(result.revisions) do
-      out("%-12s %s", r.revision, r.outcome or "not reached")
+      out("%-12s %s", r.revision, r.outcome)
     end
     for _, p in ipairs(result.problems) do
       out("problem: %s", p)
     end
-    out("%s: %d revision%s round-tripped", result.ok and "ok" or "test failed", #result.revisions,
-      #result.revisions == 1 and "" or "s")
+    if result.ok then
+      out("ok: %d revision%s round-tripped", result.round_tripped, result.round_tripped == 1 and "" or "s")
+    else
+      out("test failed: %d of %d revision%s round-tripped, %d problem%s", result.round_tripped, result.total,
+        result.total == 1 and "" or "s", #result.problems, #result.problems == 1 and "" or "s")
+    end
   end,
 }
 
