@@ -1,13 +1,17 @@
 /* conn.c: tide.Conn, a libpq connection: exec (many statements, no parameters), query (one
- * statement, $n parameters, typed rows), server notices, and the facts the tracking tables and
- * the lock report need (backend pid, server version, user).
+ * statement, $n parameters, typed rows), server notices, a handler called while a long
+ * statement runs (progress), and the facts the tracking tables and the lock report need
+ * (backend pid, server version, user).
  *
  * Two layers, as libpq itself: tide_pg_* work on a PGconn and report failures through a
  * PGresult or a message; the static l_conn_* bindings turn those into tide.Error tables. */
+#include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <libpq-fe.h>
@@ -35,10 +39,17 @@ typedef struct notices {
 } notices;
 
 typedef struct conn {
-  PGconn *pg; /* NULL once closed */
+  PGconn *pg; /* NULL once closed; first, as test_conn_faults.c reads it */
   notices pending;
   unsigned generation; /* of prepared statement names: conn:forget_prepared() adds one */
+  double wait_every;   /* seconds between calls of the on_wait handler; 0: no handler */
+  int waiting;         /* the on_wait handler is running: the connection is busy */
 } conn;
+
+/* Uservalues of a tide.Conn */
+#define UV_NOTICE 1   /* the notice handler */
+#define UV_PREPARED 2 /* prepared statement name -> SQL */
+#define UV_WAIT 3     /* the on_wait handler */
 
 /* ---- plain C layer ---------------------------------------------------------------------- */
 
@@ -264,12 +275,22 @@ static const char *check_text(lua_State *L, int idx, int param) {
   return s;
 }
 
+/* The connection is busy while its on_wait handler runs: a statement is in flight. */
+static void check_not_waiting(lua_State *L, const conn *c) {
+  if (c->waiting) {
+    tide_error_push(L, "usage",
+                    "connection is busy running a statement (called from its on_wait handler)");
+    lua_error(L);
+  }
+}
+
 static conn *check_conn(lua_State *L) {
   conn *c = luaL_checkudata(L, 1, TIDE_CONN);
   if (!c->pg) {
     tide_error_push(L, "usage", "connection is closed");
     lua_error(L);
   }
+  check_not_waiting(L, c);
   return c;
 }
 
@@ -278,7 +299,7 @@ static conn *check_conn(lua_State *L) {
 static void deliver_notices(lua_State *L, conn *c, int failing) {
   if (!c->pending.len)
     return;
-  if (lua_getiuservalue(L, 1, 1) == LUA_TFUNCTION) { /* [.., handler] */
+  if (lua_getiuservalue(L, 1, UV_NOTICE) == LUA_TFUNCTION) { /* [.., handler] */
     lua_pushlstring(L, c->pending.text, c->pending.len - 1);
     c->pending.len = 0;
     /* With a tide.Error about to be raised, a handler that fails must not replace it. */
@@ -293,13 +314,63 @@ static void deliver_notices(lua_State *L, conn *c, int failing) {
   }
 }
 
+static double monotonic_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Calls the on_wait handler with the statement's elapsed seconds, and hands over the notices
+ * that arrived meanwhile. Protected: a statement is in flight, so nothing may raise out of
+ * here, and the statement's outcome must not depend on a progress display. A handler that
+ * fails is dropped, with a warning on stderr. */
+static void call_wait_handler(lua_State *L, conn *c, double elapsed) {
+  c->waiting = 1;
+  deliver_notices(L, c, 1);
+  if (lua_getiuservalue(L, 1, UV_WAIT) != LUA_TFUNCTION) { /* [.., handler] */
+    lua_pop(L, 1);
+  } else {
+    lua_pushnumber(L, elapsed);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* [.., error] */
+      fprintf(stderr, "tide: warning: the progress display failed and is off: %s\n",
+              lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a string)");
+      lua_pop(L, 1);
+      c->wait_every = 0;
+    }
+  }
+  c->waiting = 0;
+}
+
+/* Between PQsend* and the PQgetResult that follows: when an on_wait handler is set, waits on
+ * the socket until a result is ready, calling the handler every wait_every seconds. It runs
+ * between libpq calls, never inside one. A connection that fails is left to PQgetResult to
+ * report. Without a handler PQgetResult simply blocks, as PQexec would. */
+static void wait_for_result(lua_State *L, conn *c, double started) {
+  double next = started + c->wait_every;
+  int fd = PQsocket(c->pg);
+  while (c->wait_every > 0 && fd >= 0 && PQisBusy(c->pg)) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    double left = next - monotonic_seconds();
+    int n = poll(&p, 1, left > 0 ? (int)(left * 1000) + 1 : 0);
+    if (n < 0 && errno != EINTR)
+      return;
+    if (n > 0 && !PQconsumeInput(c->pg))
+      return;
+    if (n == 0) {
+      double now = monotonic_seconds();
+      call_wait_handler(L, c, now - started);
+      next = now + c->wait_every;
+    }
+  }
+}
+
 /* core.connect(conninfo [, application_name]) -> conn | raises tide.Error{kind="connect"} */
 static int l_connect(lua_State *L) {
   const char *conninfo = luaL_optstring(L, 1, "");
   const char *appname = luaL_optstring(L, 2, "tide");
   tide_error err = {{0}, {0}};
   /* The userdata exists, closed, before the resource: an allocation failure cannot leak it. */
-  conn *c = lua_newuserdatauv(L, sizeof *c, 2); /* 1: notice handler, 2: prepared names */
+  conn *c = lua_newuserdatauv(L, sizeof *c, 3); /* UV_NOTICE, UV_PREPARED, UV_WAIT */
   memset(c, 0, sizeof *c);
   luaL_setmetatable(L, TIDE_CONN);
   c->pg = tide_pg_connect(conninfo, appname, &err);
@@ -314,9 +385,10 @@ static int l_conn_exec(lua_State *L) {
   conn *c = check_conn(L);
   const char *sql = check_text(L, 2, 0);
   PGresult **failed = push_result_box(L), *res;
+  double started = monotonic_seconds();
   int ok = PQsendQuery(c->pg, sql);
   /* Drain every result so the connection is ready for the next call, keep the first error. */
-  while (ok && (res = PQgetResult(c->pg))) {
+  while (ok && (wait_for_result(L, c, started), res = PQgetResult(c->pg))) {
     ExecStatusType st = PQresultStatus(res);
     if (is_copy(st))
       leave_copy(c->pg, st);
@@ -423,11 +495,11 @@ static const char *server_name(lua_State *L, const conn *c, const char *name, ch
 static void ensure_prepared(lua_State *L, conn *c, const char *name, const char *server,
                             const char *sql) {
   PGresult **box, *res;
-  if (lua_getiuservalue(L, 1, 2) != LUA_TTABLE) { /* [.., prepared] */
+  if (lua_getiuservalue(L, 1, UV_PREPARED) != LUA_TTABLE) { /* [.., prepared] */
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, 2);
+    lua_setiuservalue(L, 1, UV_PREPARED);
   }
   if (lua_getfield(L, -1, name) == LUA_TSTRING) { /* [.., prepared, sql] */
     int same = strcmp(lua_tostring(L, -1), sql) == 0;
@@ -462,21 +534,28 @@ static int run_statement(lua_State *L, conn *c, const char *name, const char *sq
   PGresult **box, *res;
   ExecStatusType st;
   int nrows, ncols;
+  PGresult *extra;
+  double started = monotonic_seconds();
+  int sent;
   box = push_result_box(L);
   if (name)
-    res = *box = PQexecPrepared(c->pg, name, nparams, values, NULL, NULL, 0);
+    sent = PQsendQueryPrepared(c->pg, name, nparams, values, NULL, NULL, 0);
   else
-    res = *box = PQexecParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+    sent = PQsendQueryParams(c->pg, sql, nparams, NULL, values, NULL, NULL, 0);
+  if (sent)
+    wait_for_result(L, c, started);
+  res = *box = sent ? PQgetResult(c->pg) : NULL;
   st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (is_copy(st)) { /* the statement's own result follows the COPY data */
-    PGresult *extra;
     leave_copy(c->pg, st);
     PQclear(res);
     res = *box = PQgetResult(c->pg);
-    while ((extra = PQgetResult(c->pg)))
-      PQclear(extra);
     st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   }
+  /* One statement, one result: drain to the end before anything can raise, so the connection
+   * is ready for the next call whatever happens below. */
+  while (sent && (extra = PQgetResult(c->pg)))
+    PQclear(extra);
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
     push_sql_error(L, c->pg, res, sql);
     PQclear(res);
@@ -549,7 +628,7 @@ static int l_conn_prepare(lua_State *L) {
 static int l_conn_forget_prepared(lua_State *L) {
   conn *c = check_conn(L);
   lua_pushnil(L);
-  lua_setiuservalue(L, 1, 2);
+  lua_setiuservalue(L, 1, UV_PREPARED);
   c->generation++;
   return 0;
 }
@@ -557,6 +636,7 @@ static int l_conn_forget_prepared(lua_State *L) {
 /* conn:close(): idempotent; also __gc and __close */
 static int l_conn_close(lua_State *L) {
   conn *c = luaL_checkudata(L, 1, TIDE_CONN);
+  check_not_waiting(L, c);
   if (c->pg) {
     PQfinish(c->pg);
     c->pg = NULL;
@@ -580,7 +660,25 @@ static int l_conn_on_notice(lua_State *L) {
   if (!lua_isnoneornil(L, 2))
     luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
-  lua_setiuservalue(L, 1, 1);
+  lua_setiuservalue(L, 1, UV_NOTICE);
+  return 0;
+}
+
+/* conn:on_wait(fn, seconds) | conn:on_wait(nil): while a statement of exec, query or prepared
+ * runs, fn(elapsed_seconds) is called every `seconds` (a progress display). fn runs between
+ * libpq calls with the statement in flight: the connection refuses to be used or closed from
+ * it, and an error in it does not fail the statement (the handler is dropped instead). */
+static int l_conn_on_wait(lua_State *L) {
+  conn *c = check_conn(L);
+  double every = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    every = luaL_checknumber(L, 3);
+    luaL_argcheck(L, every >= 0.01 && every <= 86400, 3, "seconds between 0.01 and 86400");
+  }
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, UV_WAIT);
+  c->wait_every = every;
   return 0;
 }
 
@@ -629,6 +727,7 @@ static const luaL_Reg conn_methods[] = {
     {"close", l_conn_close},
     {"closed", l_conn_closed},
     {"on_notice", l_conn_on_notice},
+    {"on_wait", l_conn_on_wait},
     {"info", l_conn_info},
     {"forget_prepared", l_conn_forget_prepared},
     {NULL, NULL},

@@ -392,6 +392,113 @@ describe("tide.Conn #db", function()
     end)
   end)
 
+  describe("conn:on_wait()", function()
+    it("calls the handler while a statement runs, with its elapsed seconds, for exec, query and prepared", function()
+      local conn <close> = core.connect(db.url)
+      local calls = {}
+      conn:on_wait(function(elapsed)
+        calls[#calls + 1] = elapsed
+      end, 0.05)
+      local rows, count = conn:query("SELECT pg_sleep(0.3), $1::int AS n", 7)
+      assert.same({ 7, 1 }, { rows[1].n, count })
+      assert.is_true(#calls >= 1)
+      for i, elapsed in ipairs(calls) do
+        assert.is_true(elapsed >= 0.05 and (i == 1 or elapsed > calls[i - 1]), tostring(elapsed))
+      end
+      calls = {}
+      conn:exec("SELECT 1; SELECT pg_sleep(0.3); CREATE TEMP TABLE waited (id int)")
+      assert.is_true(#calls >= 1)
+      calls = {}
+      conn:prepared("waits", "SELECT pg_sleep($1)", 0.3)
+      assert.is_true(#calls >= 1)
+      -- nil removes it
+      calls = {}
+      conn:on_wait(nil)
+      conn:query("SELECT pg_sleep(0.2)")
+      assert.same({}, calls)
+    end)
+
+    it("keeps results and errors as they are, and the connection usable after an error", function()
+      local conn <close> = core.connect(db.url)
+      conn:on_wait(function() end, 0.05)
+      local err = raises(conn.exec, conn, "SELECT pg_sleep(0.2); SELECT 1/0")
+      assert.same({ "22012", "SELECT 1/0" }, { err.sqlstate, err.query:match("SELECT 1/0") })
+      err = raises(conn.query, conn, "SELECT pg_sleep(0.2), 1/0")
+      assert.are.equal("22012", err.sqlstate)
+      local rows = conn:query("SELECT g FROM generate_series(1, 3) g")
+      assert.are.equal(3, #rows)
+      -- COPY's data is dropped and COPY FROM STDIN refused, as without a handler
+      conn:query("COPY (SELECT 1) TO STDOUT")
+      conn:exec("CREATE TEMP TABLE copied (id int)")
+      assert.matches("COPY FROM STDIN is not supported", raises(conn.query, conn, "COPY copied FROM STDIN").message)
+      assert.are.equal(1, conn:query("SELECT 1 AS one")[1].one)
+    end)
+
+    it("delivers the notices that arrived while the statement still runs", function()
+      local conn <close> = core.connect(db.url)
+      local seen, while_running = {}, false
+      conn:on_notice(function(text)
+        seen[#seen + 1] = text
+      end)
+      conn:on_wait(function()
+        while_running = while_running or #seen > 0
+      end, 0.1)
+      conn:exec("DO $$ BEGIN RAISE NOTICE 'early'; PERFORM pg_sleep(1); RAISE NOTICE 'late'; END $$")
+      assert.is_true(while_running)
+      assert.matches("NOTICE: early.*NOTICE: late", table.concat(seen, "\n"))
+    end)
+
+    it("refuses to use or close the connection from the handler: a statement is in flight", function()
+      local conn <close> = core.connect(db.url)
+      local errs = {}
+      conn:on_wait(function()
+        errs[#errs + 1] = H.error_of(conn.query, conn, "SELECT 1")
+        errs[#errs + 1] = H.error_of(conn.close, conn)
+      end, 0.05)
+      assert.are.equal(1, conn:query("SELECT 1 AS one FROM pg_sleep(0.2)")[1].one)
+      assert.is_true(#errs >= 2)
+      assert.matches("connection is busy running a statement", errs[1].message)
+      assert.matches("connection is busy running a statement", errs[2].message)
+      assert.is_false(conn:closed())
+    end)
+
+    it("drops a handler that fails, without failing the statement", function()
+      local conn <close> = core.connect(db.url)
+      local calls = 0
+      conn:on_wait(function()
+        calls = calls + 1
+        error("display broke")
+      end, 0.05)
+      assert.are.equal(1, conn:query("SELECT 1 AS one FROM pg_sleep(0.3)")[1].one)
+      assert.are.equal(1, calls)
+    end)
+
+    it("reports a connection lost while it waits", function()
+      local conn <close> = core.connect(db.url)
+      local pid, killed = conn:info().pid, false
+      conn:on_wait(function()
+        if not killed then
+          killed = true
+          H.sql(db, "SELECT pg_terminate_backend($1)", pid)
+        end
+      end, 0.05)
+      local err = raises(conn.query, conn, "SELECT pg_sleep(30)")
+      assert.is_true(killed)
+      assert.is_string(err.sqlstate)
+      assert.is_true(conn:closed())
+    end)
+
+    it("refuses a handler that is not a function, or an interval out of range", function()
+      local conn <close> = core.connect(db.url)
+      assert.matches("bad argument #2 to '%?' %(function expected, got number%)",
+        raises(conn.on_wait, conn, 42, 1))
+      assert.matches("bad argument #3 to '%?' %(seconds between 0.01 and 86400%)",
+        raises(conn.on_wait, conn, function() end, 0))
+      assert.matches("bad argument #3 to '%?' %(number expected, got no value%)",
+        raises(conn.on_wait, conn, function() end))
+    end)
+  end)
+
   describe("lifetime", function()
     it("closes twice without harm", function()
       local conn = core.connect(db.url)

@@ -1,6 +1,7 @@
 /* test_conn_faults.c: conn.c under failure: libpq parse errors that quote the password, and a
- * Lua allocation failure at every point of conn:query/conn:exec, which must not leak the
- * PGresult held at that moment. Results are counted with a libpq event procedure, so a leak
+ * Lua allocation failure at every point of conn:query/conn:exec (with and without an on_wait
+ * handler called while the statement runs), which must not leak the PGresult held at that
+ * moment nor leave the connection busy. Results are counted with a libpq event procedure, so a leak
  * shows in a plain build too, not only under LeakSanitizer. Needs the sandbox server. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,13 +73,28 @@ static int call_limited(lua_State *L, const char *method, const char *sql, long 
   return status;
 }
 
+/* [conn] -> [conn]: conn:on_wait(a handler that allocates, 0.01). A handler that fails (out
+ * of memory) is dropped, so it is set again before each call. */
+static void set_wait_handler(lua_State *L) {
+  lua_getfield(L, -1, "on_wait"); /* [conn, on_wait] */
+  lua_pushvalue(L, -2);
+  if (luaL_loadstring(L, "return function(s) return { s, tostring(s) } end") != LUA_OK)
+    lua_error(L);
+  lua_call(L, 0, 1);
+  lua_pushnumber(L, 0.01);
+  lua_call(L, 3, 0); /* [conn] */
+}
+
 static void frees_the_result_when_lua_runs_out_of_memory(void) {
   static const struct {
     const char *method, *sql;
+    int wait;
   } calls[] = {
-      {"query", "SELECT g AS n, 'row ' || g AS t, g::float8 AS f FROM generate_series(1, 40) g"},
-      {"query", "SELECT 1/0"},
-      {"exec", "SELECT 1; SELECT 1/0"},
+      {"query", "SELECT g AS n, 'row ' || g AS t, g::float8 AS f FROM generate_series(1, 40) g", 0},
+      {"query", "SELECT 1/0", 0},
+      {"exec", "SELECT 1; SELECT 1/0", 0},
+      {"query", "SELECT pg_sleep(0.02), g AS n FROM generate_series(1, 3) g", 1},
+      {"exec", "SELECT pg_sleep(0.02); SELECT 1/0", 1},
   };
   lua_State *L = lua_newstate(limited_alloc, NULL);
   PGconn *pg;
@@ -98,6 +114,8 @@ static void frees_the_result_when_lua_runs_out_of_memory(void) {
     int status = LUA_ERRMEM;
     long k;
     for (k = 0; k < 100000 && status == LUA_ERRMEM; k++) {
+      if (calls[i].wait)
+        set_wait_handler(L);
       status = call_limited(L, calls[i].method, calls[i].sql, k);
       lua_gc(L, LUA_GCCOLLECT);
       CHECK(results_alive == 0, "%s(%s) failing after %ld allocations leaks %d result(s)",
@@ -105,6 +123,9 @@ static void frees_the_result_when_lua_runs_out_of_memory(void) {
       results_alive = 0; /* report each leak once */
     }
     CHECK(k > 1, "%s(%s): the allocation limit never hit", calls[i].method, calls[i].sql);
+    /* whatever failed, the connection is ready for the next statement */
+    CHECK(call_limited(L, "exec", "SELECT 1", -1) == LUA_OK, "after %s(%s): connection busy",
+          calls[i].method, calls[i].sql);
   }
   lua_close(L);
 }
