@@ -518,4 +518,70 @@ return {
       assert.are.equal(1, #H.history(db))
     end)
   end)
+
+  describe("progress", function()
+    -- 001 sleeps `seconds`, in a step
+    local function slow(seconds)
+      return { ["001_slow.lua"] = [[
+return {
+  revision = "001", message = "slow backfill",
+  upgrade = function(db)
+    db:exec("CREATE TABLE slow (id int)")
+    db:step("fill", function(db) db:exec("SELECT pg_sleep(]] .. seconds .. [[)") end)
+  end,
+  downgrade = function(db) db:exec("DROP TABLE slow") end,
+}
+]],
+      ["002_steps.lua"] = [[
+return {
+  revision = "002", down_revision = "001", message = "index", transaction = false,
+  upgrade = function(db)
+    db:step("column", function(db) db:exec("ALTER TABLE slow ADD v int") end)
+    db:step("index", function(db) db:exec("CREATE INDEX CONCURRENTLY slow_v ON slow (v)") end)
+  end,
+  downgrade = function(db) db:exec("DROP INDEX slow_v; ALTER TABLE slow DROP v") end,
+}
+]],
+      }
+    end
+
+    it("prints a line as each revision and each step starts, as plain lines off a terminal", function()
+      local dir = H.project(slow(0))
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("tide: upgrade: 2 revisions to head\n"
+        .. "tide: [1/2] applying 001 slow backfill\n"
+        .. "tide:   step \"fill\"\n"
+        .. "tide: applied 001 slow backfill (%d ms)\n"
+        .. "tide: [2/2] applying 002 index\n"
+        .. "tide:   step \"column\"\n"
+        .. "tide:   step \"index\"\n"
+        .. "tide: applied 002 index (%d ms)\n",
+        (r.stderr:gsub("%(%d+ ms%)", "(%%d ms)")))
+      assert.is_nil(r.stderr:find("[\r\027]"), "no carriage return or escape code off a terminal")
+      r = H.tide({ "downgrade", "base", "--url", db.url, "--no-backup" }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("tide: %[1/2%] reverting 002 index\n.*tide: %[2/2%] reverting 001 slow backfill\n", r.stderr)
+      -- -q keeps stderr quiet
+      r = H.tide({ "upgrade", "-q", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("", r.stderr)
+    end)
+
+    it("shows the elapsed time of a long statement as a live line on a terminal", function()
+      local dir = H.project(slow(2.5))
+      -- script(1) gives tide a terminal on stdin, stdout and stderr
+      local out = os.tmpname()
+      local cmd = "unset DATABASE_URL; cd " .. H.shell_quote(dir) .. " && script -qec "
+        .. H.shell_quote(H.command { "upgrade", "--url", db.url }) .. " /dev/null > " .. H.shell_quote(out) .. " 2>&1"
+      assert.is_true(os.execute(cmd) == true, H.read(out))
+      local screen = H.read(out)
+      os.remove(out)
+      -- pg_sleep(2.5) outlasts the first second: the live line shows at least once, rewritten in place
+      assert.matches("\rtide: %[1/2%] applying 001 slow backfill: %d+ s, step \"fill\"\027%[K", screen)
+      -- and is cleared before the next ordinary line
+      assert.matches("\027%[K\r\027%[Ktide: applied 001 slow backfill %(%d+ ms%)", screen)
+      assert.are.same({ "001", "002" }, H.applied(db))
+    end)
+  end)
 end)

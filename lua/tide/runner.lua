@@ -280,6 +280,7 @@ local function attempt(conn, cfg, run, rev, direction, mode)
   db.on_session_reset = function()
     M.session(conn, cfg)
   end
+  db.on_step = mode.on_step
   local t0 = core.now()
   -- The functions are read from the file now: a file edited since tide loaded it fails here,
   -- as this revision's recorded failure, not as an error that escapes the run.
@@ -452,11 +453,44 @@ local function all_applied(conn, cfg, graph, target)
   return row.n == #graph.list and row.clean == true and row.hash == revisions.fingerprint(graph), inspected
 end
 
+-- "12 s", "3 min 05 s", "2 h 07 min"
+local function duration_text(seconds)
+  local s = math.floor(seconds)
+  if s < 60 then
+    return s .. " s"
+  elseif s < 3600 then
+    return string.format("%d min %02d s", s // 60, s % 60)
+  end
+  return string.format("%d h %02d min", s // 3600, s % 3600 // 60)
+end
+
+-- Progress of a run: a line as each revision and each db:step starts and, on a terminal, a live
+-- line with the revision's elapsed time while a statement runs longer than a second (conn
+-- calls back between libpq calls while it waits for the server).
+local function progress(conn, list, direction, mode)
+  local verb = direction == "upgrade" and "applying" or "reverting"
+  local now = {}
+  mode.on_step = function(name)
+    now.step = name
+    log.info("  step %q", name)
+  end
+  if log.live_enabled() then
+    conn:on_wait(function()
+      log.live("[%d/%d] %s %s %s: %s%s", now.i, #list, verb, now.rev.revision, now.rev.message,
+        duration_text(core.now() - now.t0), now.step and string.format(", step %q", now.step) or "")
+    end, 1)
+  end
+  return function(i, rev)
+    now.i, now.rev, now.t0, now.step = i, rev, core.now(), nil
+    log.info("[%d/%d] %s %s %s", i, #list, verb, rev.revision, rev.message)
+  end
+end
+
 --- Plans and runs an upgrade or downgrade.
 ---@param ctx table {cfg, graph, before_migrate}
 ---@param direction "upgrade"|"downgrade"
 ---@param target string
----@param opts table {single_transaction, no_backup, allow_drift, dry_run, progress, note}
+---@param opts table {single_transaction, no_backup, allow_drift, dry_run, note}
 ---@return table result {direction, target, revisions = {...}, nothing_to_do, run_id, dry_run}
 function M.migrate(ctx, direction, target, opts)
   opts = opts or {}
@@ -532,11 +566,9 @@ function M.migrate(ctx, direction, target, opts)
   elseif single then
     conn:exec("BEGIN")
   end
+  local starting = progress(conn, list, direction, mode)
   for i, rev in ipairs(list) do
-    if opts.progress then
-      log.info("[%d/%d] %s %s %s", i, #list, direction == "upgrade" and "applying" or "reverting", rev.revision,
-        rev.message)
-    end
+    starting(i, rev)
     if opts.dry_run and not rev.transaction then
       log.info("skipped %s %s: transaction = false cannot run inside the dry run's transaction", rev.revision,
         rev.message)

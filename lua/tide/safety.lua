@@ -873,7 +873,7 @@ command {
   usage = "auto",
   summary = "start-up upgrade: when AUTO_IMPROVE_DATABASE is true or 1, upgrade to head (with the backup)",
   details = "Otherwise does nothing and exits 0. Exits 8 when the database has revisions this code does not\n"
-    .. "know. Never waits for the lock when nothing is pending. Logs one line per revision.",
+    .. "know. Never waits for the lock when nothing is pending. Logs a line as each revision and step starts.",
   flags = (function()
     local list = { { "allow-drift", nil, "upgrade even if an applied revision's file changed since" } }
     for _, f in ipairs(require("tide.backup").migrate_flags) do -- --backup-to URL, --no-backup
@@ -891,7 +891,7 @@ command {
       return { auto = false, reason = "AUTO_IMPROVE_DATABASE is " .. (value and ("'" .. value .. "'") or "not set") }
     end
     ctx.before_migrate = require("tide.backup").hook(ctx, flags) -- the configured backup, as upgrade
-    local result = runner.migrate(ctx, "upgrade", "head", { progress = true, allow_drift = flags["allow-drift"],
+    local result = runner.migrate(ctx, "upgrade", "head", { allow_drift = flags["allow-drift"],
       note = "tide auto" })
     result.auto = true
     return result
