@@ -56,6 +56,9 @@ local CASES = {
   { id = "ambiguous-target", files = with { ["010_c.lua"] = rev("010", "002") }, args = { "upgrade", "0" } },
   { id = "unknown-command", args = { "upgrad" } },
   { id = "unknown-flag", args = { "upgrade", "--singel-transaction" } },
+  { id = "script-needs-data", args = { "upgrade", "--sql" }, files = with { ["003_c.lua"] = "return { revision = "
+    .. "'003', down_revision = '002', message = 'm', upgrade = function(db)\n  repeat\n    local _, n = "
+    .. "db:query('DELETE FROM t001 WHERE ctid IN (SELECT ctid FROM t001 LIMIT 100)')\n  until n == 0\nend }\n" } },
   { id = "bad-config", tide_lua = "return { ulr = 'x' }\n" },
   { id = "bad-url", url = "postgresql://tide@127.0.0.1:%zz/db" },
   { id = "wrong-password", url = function(db)
