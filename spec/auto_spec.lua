@@ -100,12 +100,14 @@ describe("tide test #db", function()
     local dir = H.project {
       ["001_f.lua"] = H.revision { revision = "001",
         up = "CREATE FUNCTION answer() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 42; END; "
-          .. "CREATE FUNCTION double(x int) RETURNS int LANGUAGE sql RETURN x * 2",
-        down_sql = "DROP FUNCTION answer(); DROP FUNCTION double(int)" },
+          .. "CREATE FUNCTION double(x int) RETURNS int LANGUAGE sql RETURN x * 2; "
+          .. "CREATE FUNCTION one() RETURNS int LANGUAGE sql IMMUTABLE RETURN 1",
+        down_sql = "DROP FUNCTION answer(); DROP FUNCTION double(int); DROP FUNCTION one()" },
       -- the downgrade forgets to put the old bodies back
       ["002_g.lua"] = H.revision { revision = "002", down_revision = "001",
         up = "CREATE OR REPLACE FUNCTION answer() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 43; END; "
-          .. "CREATE OR REPLACE FUNCTION double(x int) RETURNS int LANGUAGE sql RETURN x + x",
+          .. "CREATE OR REPLACE FUNCTION double(x int) RETURNS int LANGUAGE sql RETURN x + x; "
+          .. "ALTER FUNCTION one() VOLATILE SECURITY DEFINER",
         down_sql = "SELECT 1" },
     }
     local r = H.tide({ "test", "--url", db.url }, { dir = dir })
@@ -114,10 +116,34 @@ describe("tide test #db", function()
     assert.matches("%- function public.answer%(%) %x+", r.stdout)
     assert.matches("%+ function public.answer%(%) %x+", r.stdout)
     assert.matches("%- function public.double%(x integer%) %x+", r.stdout)
+    assert.matches("%- function public.one%(%) %x+", r.stdout)
     assert.matches("test failed: 1 of 2 revisions round%-tripped", r.stdout)
     -- 001's downgrade drops both: the database is left as found
     assert.same({}, H.applied(db))
-    assert.same({}, H.sql(db, "SELECT proname FROM pg_proc WHERE proname IN ('answer', 'double')"))
+    assert.same({}, H.sql(db, "SELECT proname FROM pg_proc WHERE proname IN ('answer', 'double', 'one')"))
+  end)
+
+  it("says so when it cannot leave the database as found: a revision without a downgrade", function()
+    local db = H.fresh_db()
+    local revs = H.chain(1)
+    revs["002_oneway.lua"] = [[
+return { revision = "002", down_revision = "001", message = "one way", upgrade = function(db)
+  db:exec("CREATE TABLE oneway ()")
+end }
+]]
+    local dir = H.project(revs)
+    local r = H.tide({ "test", "--url", db.url }, { dir = dir })
+    assert.equal(1, r.code, r.stdout .. r.stderr)
+    assert.matches("001%s+ok\n002%s+no downgrade\n", r.stdout)
+    assert.matches("problem: revision 002 %(.-002_oneway.lua%) has no downgrade function\n", r.stdout)
+    assert.matches("problem: the scratch database is not as tide test found it: reverting the revisions the test "
+      .. "applied failed: revision 002 %(.-002_oneway.lua%) has no downgrade function\n  recreate it before the next "
+      .. "run\n", r.stdout)
+    assert.matches("test failed: 1 of 2 revisions round%-tripped, 2 problems\n$", r.stdout)
+    -- the next run refuses, and says how to empty the database
+    r = H.tide({ "test", "--url", db.url }, { dir = dir })
+    assert.equal(2, r.code, r.output)
+    assert.matches("scratch database with no tide revisions applied", r.stderr)
   end)
 
   it("reports the first revision whose downgrade leaves a trace, with the difference", function()

@@ -254,6 +254,9 @@ return {
     assert.matches("not linted: revision 002 %(versions/002_reads.lua:5%): reads data there %(db:query or db:one of a "
       .. "statement that returns rows%); what it sends from there on is not known without a database", r.stdout)
     assert.matches("ok: 1 revision linted, 0 problems, 1 not linted %(reads data%)\n$", r.stdout)
+    local j = H.json(H.tide({ "lint", "--json", "--url", db.url }, { dir = dir }))
+    assert.equal("versions/002_reads.lua:5", j.unrecorded[1].where)
+    assert.same({}, j.problems)
     local c = H.tide({ "check", "--url", db.url }, { dir = dir })
     assert.equal(0, c.code, c.output)
     assert.matches("tide: not linted: revision 002", c.stderr)
@@ -263,5 +266,34 @@ return {
     r = H.tide({ "lint", "--url", db.url }, { dir = dir })
     assert.equal(1, r.code, r.output)
     assert.matches("lint not_null: revision 002", r.stdout)
+  end)
+
+  it("counts RETURNING as reading data, and an error after a db:query as not lintable, with the error", function()
+    local revs = H.chain(1)
+    revs["002_returning.lua"] = [[
+return {
+  revision = "002", down_revision = "001", message = "returning",
+  upgrade = function(db)
+    local row = db:one("INSERT INTO t1 (id) VALUES (1) RETURNING id")
+    db:exec("CREATE TABLE r" .. row.id .. " ()")
+  end,
+}
+]]
+    revs["003_count.lua"] = [[
+return {
+  revision = "003", down_revision = "002", message = "count",
+  upgrade = function(db)
+    local _, n = db:query("DELETE FROM t1 WHERE id > 1000")
+    assert(n > 0, "nothing deleted")
+  end,
+}
+]]
+    local dir = H.project(revs)
+    local r = H.tide({ "lint", "--all" }, { dir = dir })
+    assert.equal(0, r.code, r.output)
+    assert.matches("not linted: revision 002 %(versions/002_returning.lua:4%): reads data there", r.stdout)
+    assert.matches("not linted: revision 003 %(versions/003_count.lua:4%): reads data there %(db:query%), then raised "
+      .. "at versions/003_count.lua:5, perhaps because the recording answered no rows: nothing deleted", r.stdout)
+    assert.matches("ok: 1 revision linted, 0 problems, 2 not linted %(reads data%)\n$", r.stdout)
   end)
 end)
