@@ -146,9 +146,8 @@ local MIGRATE_FLAGS = {
   { "sql", nil, "print the SQL script the run would send (tide's bookkeeping marked); change nothing" },
   { "dry-run", nil, "run the revisions in one transaction, report, and roll back" },
   { "allow-drift", nil, "run even if an applied revision's file changed since it was applied" },
-  { "mark-unknown", nil, "with --sql: write the script even when a revision's SQL depends on what the database "
-    .. "returns, marking its place (the script stops there)" },
-  { "embed-sources", nil, "with --sql: store each revision's source text in the script's bookkeeping, as a run does" },
+  { "mark-unknown", nil, "with --sql: mark where a revision's SQL depends on db:query, instead of refusing" },
+  { "embed-sources", nil, "with --sql: store each revision's source in the script's bookkeeping, as a run does" },
 }
 for _, f in ipairs(require("tide.backup").migrate_flags) do -- --backup-to URL, --no-backup
   MIGRATE_FLAGS[#MIGRATE_FLAGS + 1] = f
