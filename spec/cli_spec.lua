@@ -508,10 +508,10 @@ describe("tide command line #db", function()
     end)
 
     it("refuses a tide.lua value of the wrong type (exit 2)", function()
-      local d = H.project(H.chain(1), 'return { lock_wait = "10" }\n')
+      local d = H.project(H.chain(1), 'return { cache = "yes" }\n')
       local r = tide({ "status" }, { dir = d })
       assert.are.equal(2, r.code, r.output)
-      assert.matches("`lock_wait` must be a number", r.stderr)
+      assert.matches("`cache` must be a boolean", r.stderr)
     end)
 
     it("refuses -C of a folder that does not exist (exit 2)", function()

@@ -15,7 +15,7 @@ local GLOBAL_FLAGS = {
   { "C", "DIR", "run as if tide was started in DIR (where tide.lua and versions/ are)" },
   { "versions", "DIR", "folder of revision files (default: versions/ beside tide.lua)" },
   { "schema", "NAME", "schema of tide's tracking tables (default: tide)" },
-  { "lock-wait", "SECONDS", "wait at most this long for another tide's lock (default: 60)" },
+  { "lock-wait", "DURATION", "wait at most this long for another tide's lock, e.g. 30s (default: 60s)" },
   { "lock-timeout", "DURATION", "lock_timeout for each revision's statements, e.g. 2s (default: 5s)" },
   { "lock-retries", "N", "retry a revision that hit lock_timeout up to N times, with backoff (default: 3)" },
   { "json", nil, "print the result as JSON on stdout" },
@@ -615,15 +615,6 @@ local function traceback(err)
   return debug.traceback(tostring(err), 2)
 end
 
--- The server's lock_timeout holds at most 2^31-1 ms (about 24 days).
-local function lock_wait_seconds(text)
-  local n = tonumber(text)
-  if not n or n < 0 or n > 2147483 then
-    errors.raise("usage", string.format("--lock-wait %s: give seconds between 0 and 2147483", text))
-  end
-  return n
-end
-
 ---@param args string[]
 ---@return integer exit code
 function M.main(args)
@@ -654,7 +645,7 @@ function M.main(args)
         versions = flags.versions,
         url = flags.url,
         schema = flags.schema,
-        lock_wait = flags["lock-wait"] and lock_wait_seconds(flags["lock-wait"]),
+        lock_wait = flags["lock-wait"],
         lock_timeout = flags["lock-timeout"],
         lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))
           or errors.raise("usage", "--lock-retries needs a whole number")),

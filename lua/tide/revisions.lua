@@ -18,8 +18,8 @@ M.fields = {
   upgrade = { ["function"] = true },
   downgrade = { ["nil"] = true, ["function"] = true },
   transaction = { ["nil"] = true, boolean = true },
-  lock_timeout = { ["nil"] = true, string = true },
-  statement_timeout = { ["nil"] = true, string = true },
+  lock_timeout = { ["nil"] = true, string = true, number = true }, -- a duration (tide.config)
+  statement_timeout = { ["nil"] = true, string = true, number = true },
   allow = { ["nil"] = true, table = true }, -- lint opt-outs: rule -> reason (tide.lint)
 }
 local field_names = {}
@@ -158,14 +158,27 @@ function M.load_file(path, source)
       fail(path, line_of(source, "down_revision"), "down_revision is an empty list (use nil for a root)")
     end
   end
+  -- Durations are parsed here, once, into what PostgreSQL is sent ("2000ms"): a bad one is a
+  -- load error at its line, before tide connects.
+  local timeouts = {}
+  for _, key in ipairs { "lock_timeout", "statement_timeout" } do
+    if t[key] ~= nil then
+      local ms, why = config.duration(t[key])
+      if not ms then
+        fail(path, line_of(source, key), string.format("%s %s: %s", key, type(t[key]) == "string"
+          and string.format("%q", t[key]:sub(1, 40)) or tostring(t[key]), why))
+      end
+      timeouts[key] = config.pg_duration(ms)
+    end
+  end
   local rev = setmetatable({
     revision = t.revision,
     parents = parents,
     message = t.message,
     has_downgrade = t.downgrade ~= nil,
     transaction = t.transaction ~= false,
-    lock_timeout = t.lock_timeout,
-    statement_timeout = t.statement_timeout,
+    lock_timeout = timeouts.lock_timeout,
+    statement_timeout = timeouts.statement_timeout,
     allow = t.allow,
     file = path,
     checksum = M.checksum(source),

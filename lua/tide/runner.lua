@@ -2,6 +2,7 @@
 --   plan from a lock-free read -> lock -> re-read and re-plan -> backup -> each revision in its
 --   own transaction with its state and history rows -> release -> summary.
 -- A run with nothing to do stops after the first read and never waits for the lock.
+local config = require "tide.config"
 local core = require "tide.core"
 local dbmod = require "tide.db"
 local errors = require "tide.errors"
@@ -192,6 +193,7 @@ local function run_failure(rev, direction, err, rolled_back)
   })
 end
 
+-- Both are what tide.config made of the user's durations: whole milliseconds ("5000ms").
 local function timeout_values(cfg, rev)
   return rev.lock_timeout or cfg.lock_timeout, rev.statement_timeout or cfg.statement_timeout
 end
@@ -364,7 +366,8 @@ local function apply(conn, cfg, run, rev, direction, mode)
     if is_lock_timeout(err) and n <= retries and safe and not mode.single and not mode.dry then
       local delay = math.min(30, 0.5 * 2 ^ (n - 1)) * (0.5 + math.random())
       log.warn("revision %s: lock timeout after %s (attempt %d of %d), blocked by %s; retrying in %.1fs",
-        rev.revision, (timeout_values(cfg, rev)), n, retries + 1, M.describe_blocker(blocker), delay)
+        rev.revision, config.format_duration(config.duration((timeout_values(cfg, rev)))), n, retries + 1,
+        M.describe_blocker(blocker), delay)
       pcall(track.record_failure, conn, cfg.schema, run, rev, direction, ms,
         { text = string.format("lock timeout (attempt %d of %d), retrying; blocked by %s", n, retries + 1,
           M.describe_blocker(blocker)), sqlstate = err.sqlstate })
