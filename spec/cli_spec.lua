@@ -17,6 +17,21 @@ local function ids(list)
   return out
 end
 
+-- The revision files of a project's versions/, in name order (what `ls` shows).
+local function files_of(d)
+  local names = assert(core.listdir(d .. "/versions"))
+  local out = {}
+  for _, n in ipairs(names) do
+    if n:match("%.lua$") then
+      out[#out + 1] = n
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+local ID = "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%d%-%x%x%x%x$"
+
 local function branched_project()
   return H.project {
     ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int)", down_sql = "DROP TABLE a" },
@@ -260,21 +275,101 @@ describe("tide command line #db", function()
   describe("new", function()
     it("writes the first revision as a root, and the next one on top of the head", function()
       local d = H.project {}
-      local r = tide({ "new", "Create users table" }, { dir = d })
+      local r = tide({ "new", "--json", "Create users table" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      local first = H.read(d .. "/versions/001_create_users_table.lua")
+      local first_id = H.json(r).revision
+      assert.matches(ID, first_id)
+      local first = H.read(d .. "/versions/" .. first_id .. "_create_users_table.lua")
       assert.truthy(first, r.output)
       assert.matches("down_revision = nil", first)
       r = tide({ "new", "--json", "add email" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
       local out = H.json(r)
-      assert.are.equal("002", out.revision)
-      assert.are.same({ "001" }, out.down_revision)
-      assert.matches('down_revision = "001"', H.read(d .. "/versions/002_add_email.lua"))
+      assert.matches(ID, out.revision)
+      assert.are.same({ first_id }, out.down_revision)
+      assert.truthy(H.read(d .. "/versions/" .. out.revision .. "_add_email.lua"):find(
+        'down_revision = "' .. first_id .. '"', 1, true))
       -- the files load and run
       r = tide({ "upgrade", "--url", db.url }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({ first_id, out.revision }, H.applied(db))
+    end)
+
+    -- Before: both branches got "004", and the merged code failed with `duplicate revision id`.
+    it("gives revisions written on two branches different ids: after the merge, `tide merge` joins them", function()
+      local a, b = H.project(H.chain(3)), H.project(H.chain(3))
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }, { dir = a }).code)
+      local ra = tide({ "new", "--json", "feature a" }, { dir = a })
+      local rb = tide({ "new", "--json", "feature b" }, { dir = b })
+      assert.are.equal(0, ra.code, ra.output)
+      assert.are.equal(0, rb.code, rb.output)
+      local ida, idb = H.json(ra).revision, H.json(rb).revision
+      assert.are_not.equal(ida, idb)
+      -- the merge of the two branches: b's file lands beside a's
+      H.write(a .. "/versions/" .. idb .. "_feature_b.lua", H.read(b .. "/versions/" .. idb .. "_feature_b.lua"))
+      local r = tide({ "upgrade", "--url", db.url }, { dir = a })
+      assert.are.equal(5, r.code, r.output)
+      assert.matches("multiple heads", r.stderr)
+      r = tide({ "merge", "-m", "join features" }, { dir = a })
+      assert.are.equal(0, r.code, r.output)
+      r = tide({ "upgrade", "--url", db.url }, { dir = a })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(6, #H.applied(db))
+    end)
+
+    it("names revisions so that files list in the order they were written, after numbered ones", function()
+      local d = H.project(H.chain(2))
+      local made = {}
+      for i = 1, 3 do
+        local r = tide({ "new", "--json", "step " .. i }, { dir = d })
+        assert.are.equal(0, r.code, r.output)
+        made[i] = H.json(r).revision .. "_step_" .. i .. ".lua"
+      end
+      assert.are.same({ "001_t1.lua", "002_t2.lua", made[1], made[2], made[3] }, files_of(d))
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      -- the id column fits the generated ids: the messages start in one column
+      local columns = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        local at = line:find("create t%d") or line:find("step %d")
+        if at then
+          columns[#columns + 1] = at
+        end
+      end
+      assert.are.equal(5, #columns, r.stdout)
+      for _, c in ipairs(columns) do
+        assert.are.equal(columns[1], c, r.stdout)
+      end
+    end)
+
+    it("takes the id from --rev-id, as Alembic's revision --rev-id does", function()
+      local d = H.project(H.chain(2))
+      local r = tide({ "new", "--rev-id", "003", "third" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches('revision = "003"', H.read(d .. "/versions/003_third.lua"))
+      assert.matches('down_revision = "002"', H.read(d .. "/versions/003_third.lua"))
+      r = tide({ "new", "--rev-id", "003", "again" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches('revision "003" already exists', r.stderr)
+      for _, bad in ipairs { "a b", "head", "-1", string.rep("x", 65) } do
+        r = tide({ "new", "--rev-id", bad, "bad" }, { dir = d })
+        assert.are.equal(2, r.code, bad .. ": " .. r.output)
+        assert.matches("%-%-rev%-id", r.stderr)
+      end
+      assert.are.same({ "001_t1.lua", "002_t2.lua", "003_third.lua" }, files_of(d))
+    end)
+
+    it("says how to fix a duplicate id (exit 5)", function()
+      local d = H.project(H.chain(3))
+      H.write(d .. "/versions/003_other.lua", H.revision { revision = "003", down_revision = "002" })
+      local r = tide({ "heads" }, { dir = d })
+      assert.are.equal(5, r.code, r.output)
+      local first, hint = r.stderr:match("^tide: ([^\n]*)\n  hint: ([^\n]*)")
+      assert.matches('duplicate revision id "003" %(also in versions/003_', first)
+      assert.truthy(hint, r.stderr)
+      assert.matches("Give one of them a new id %(for example revision = \"%d+T%d+%-%x+\" in versions/003_", hint)
+      assert.matches('change down_revision = "003" to it', hint)
+      assert.matches("`tide merge`", hint)
     end)
 
     it("refuses when there are several heads (exit 5) and writes nothing", function()
@@ -282,7 +377,7 @@ describe("tide command line #db", function()
       local r = tide({ "new", "more" }, { dir = d })
       assert.are.equal(5, r.code, r.output)
       assert.matches("multiple heads", r.stderr)
-      assert.is_nil(H.read(d .. "/versions/004_more.lua"))
+      assert.are.same({ "001_a.lua", "002_b.lua", "003_c.lua" }, files_of(d))
     end)
 
     it("needs a message (exit 2)", function()
@@ -291,9 +386,9 @@ describe("tide command line #db", function()
 
     it("creates the versions folder in a new project", function()
       local d = H.tmpdir {}
-      local r = tide({ "new", "first" }, { dir = d })
+      local r = tide({ "new", "--json", "first" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      assert.truthy(H.read(d .. "/versions/001_first.lua"))
+      assert.truthy(H.read(d .. "/versions/" .. H.json(r).revision .. "_first.lua"))
     end)
 
     it("writes a file that loads even when the message has several lines", function()
@@ -312,13 +407,13 @@ describe("tide command line #db", function()
       local r = tide({ "merge", "-m", "join branches", "--json" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
       local out = H.json(r)
-      assert.are.equal("004", out.revision)
+      assert.matches(ID, out.revision)
       assert.are.same({ "002", "003" }, out.down_revision)
-      assert.truthy(H.read(d .. "/versions/004_join_branches.lua"))
-      assert.are.same({ "004" }, ids(H.json(tide({ "heads", "--json" }, { dir = d })).heads))
+      assert.truthy(H.read(d .. "/versions/" .. out.revision .. "_join_branches.lua"))
+      assert.are.same({ out.revision }, ids(H.json(tide({ "heads", "--json" }, { dir = d })).heads))
       r = tide({ "upgrade", "--url", db.url }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      assert.are.same({ "001", "002", "003", "004" }, H.applied(db))
+      assert.are.same({ "001", "002", "003", out.revision }, H.applied(db))
     end)
 
     it("refuses when there is only one head (exit 2)", function()

@@ -77,17 +77,24 @@ local function slug(message)
   return s:sub(1, 40):gsub("_+$", "")
 end
 
--- The next "NNN" after the highest numbered file in versions/.
-local function next_number(graph)
-  local top = 0
-  for _, rev in ipairs(graph.list) do
-    local n = tonumber(rev.file:match("([%d]+)[^/]*%.lua$") or "")
-    if n and n > top then
-      top = n
-    end
+-- The id of a new revision: --rev-id, checked as the loader would and kept clear of target
+-- words, or a generated one (revisions.new_id: time and randomness, no collisions across branches).
+local function new_id(ctx, flags)
+  local id = flags["rev-id"]
+  if not id then
+    return revisions.new_id(ctx.graph)
   end
-  return string.format("%03d", top + 1)
+  if not id:match("^[%w_.-]+$") or #id > 64 then
+    errors.raise("usage", string.format("--rev-id %q: use up to 64 letters, digits, '.', '_' and '-'", id:sub(1, 64)))
+  end
+  if id == "head" or id == "heads" or id == "base" or id:match("^[-+]%d+$") then
+    errors.raise("usage", string.format("--rev-id %s: that is a target word (head, heads, base, +N, -N); choose "
+      .. "an id that names only this revision", id))
+  end
+  return id
 end
+
+local REV_ID_FLAG = { "rev-id", "ID", "the revision's id instead of a generated one (letters, digits, '.', '_', '-')" }
 
 local TEMPLATE = [[
 -- %s
@@ -276,15 +283,19 @@ command("status", {
   -- One line per revision, written at once: a project of thousands prints thousands of lines.
   print = function(result)
     local lines = { "database: " .. result.database }
+    local width = 12 -- the id column fits the longest id (generated ids have 20 characters)
+    for _, r in ipairs(result.revisions) do
+      width = math.max(width, #r.revision)
+    end
+    local applied_line = "[x] %-" .. width .. "s %-40s applied %s by %s%s"
+    local other_line = "%s %-" .. width .. "s %-40s %s%s"
     for _, r in ipairs(result.revisions) do
       local changed = r.changed and "  (file changed since)" or ""
       if r.state == "applied" then
-        lines[#lines + 1] = string.format("[x] %-12s %-40s applied %s by %s%s", r.revision, r.message, r.applied_at,
-          r.applied_by, changed)
+        lines[#lines + 1] = string.format(applied_line, r.revision, r.message, r.applied_at, r.applied_by, changed)
       else
         local extra = r.state == "pending" and "pending" or r.partial or "applied, but not in versions/"
-        lines[#lines + 1] = string.format("%s %-12s %-40s %s%s", STATUS_MARKS[r.state], r.revision, r.message, extra,
-          changed)
+        lines[#lines + 1] = string.format(other_line, STATUS_MARKS[r.state], r.revision, r.message, extra, changed)
       end
     end
     lines[#lines + 1] = string.format("%d pending; head%s: %s", result.pending, #result.heads == 1 and "" or "s",
@@ -353,17 +364,20 @@ command("heads", {
 })
 
 command("new", {
-  usage = 'new "MESSAGE"',
-  summary = "write the next versions/NNN_slug.lua, its parent the single head",
+  usage = 'new "MESSAGE" [--rev-id ID]',
+  summary = "write a new revision file in versions/, its parent the single head",
+  details = "The file is versions/ID_slug.lua. ID is the UTC time and four random hex digits\n"
+    .. "(20261124T101834-3f2a), so revisions written on two branches never share an id; --rev-id chooses it.",
+  flags = { REV_ID_FLAG },
   creates_versions = true,
   min_args = 1,
   max_args = 1,
-  run = function(ctx, args)
+  run = function(ctx, args, flags)
     local parents = {}
     if #ctx.graph.list > 0 then
       parents = { revisions.head(ctx.graph) }
     end
-    local id = next_number(ctx.graph)
+    local id = new_id(ctx, flags)
     return { revision = id, down_revision = parents, file = write_revision(ctx, id, parents, args[1]) }
   end,
   print = function(result)
@@ -372,14 +386,14 @@ command("new", {
 })
 
 command("merge", {
-  usage = 'merge [-m "MESSAGE"]',
+  usage = 'merge [-m "MESSAGE"] [--rev-id ID]',
   summary = "write a merge revision whose parents are the current heads",
-  flags = { { "message", "MESSAGE", "the merge revision's message", "m" } },
+  flags = { { "message", "MESSAGE", "the merge revision's message", "m" }, REV_ID_FLAG },
   run = function(ctx, _, flags)
     if #ctx.graph.heads < 2 then
       errors.raise("usage", "nothing to merge: there is only one head")
     end
-    local id = next_number(ctx.graph)
+    local id = new_id(ctx, flags)
     local message = flags.message or ("merge " .. table.concat(ctx.graph.heads, " and "))
     return { revision = id, down_revision = ctx.graph.heads,
       file = write_revision(ctx, id, ctx.graph.heads, message) }

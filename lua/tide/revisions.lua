@@ -259,6 +259,38 @@ local function load_all(dir, names, use_cache)
   return revs, used == #revs and count == #revs and fingerprint ~= "" and fingerprint or nil
 end
 
+-- Revision ids -------------------------------------------------------------------------------
+-- `tide new` on two branches must not give two revisions one id (a numbered "008" on each
+-- branch fails the run after the merge). A new id is the UTC time to the second and 16 random
+-- bits, "20261124T101834-3f2a": it sorts by creation time, so files list in the order they were
+-- written (and after numbered ids such as 001), and two developers collide only by writing
+-- their revisions in the same second and drawing the same 1-in-65536 suffix.
+
+M.ID_PATTERN = "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%d%-%x%x%x%x$"
+
+--- A new revision id that no revision in graph has and that sorts after every id of graph made
+--- in the same second (several `tide new` in one second still list in order).
+---@param graph table|nil
+---@return string
+function M.new_id(graph)
+  local stamp = os.date("!%Y%m%dT%H%M%S")
+  local floor = ""
+  for _, rev in ipairs(graph and graph.list or {}) do
+    if rev.revision:sub(1, #stamp) == stamp and rev.revision > floor then
+      floor = rev.revision
+    end
+  end
+  for _ = 1, 64 do
+    local bytes = core.random_bytes(2)
+    local id = string.format("%s-%02x%02x", stamp, bytes:byte(1), bytes:byte(2))
+    if id > floor then
+      return id
+    end
+  end
+  core.sleep(1) -- this second's suffixes are used up: take the next second's
+  return M.new_id(graph)
+end
+
 --- Loads every versions/*.lua and builds the graph. opts.cache = false leaves dir's
 --- .tide-cache alone (tide.lua's `cache = false`).
 ---@param dir string
@@ -275,8 +307,12 @@ function M.load(dir, opts)
   for _, rev in ipairs(revs) do
     local other = graph.by_id[rev.revision]
     if other then
-      fail(rev.file, line_of(rev.source, "revision"), string.format("duplicate revision id %q (also in %s:%d)",
-        rev.revision, other.file, line_of(other.source, "revision")))
+      fail(rev.file, line_of(rev.source, "revision"), string.format("duplicate revision id %q (also in %s:%d)\n"
+        .. "  hint: two revisions were given one id, usually by `tide new` on two branches. Give one of them a new "
+        .. "id (for example revision = %q in %s) and change down_revision = %q to it in the revisions written on "
+        .. "top of that one; if both are heads then, join them with `tide merge`. Ids from this tide's `tide new` "
+        .. "do not collide.", rev.revision, other.file, line_of(other.source, "revision"), M.new_id(),
+        rev.file, rev.revision))
     end
     graph.by_id[rev.revision] = rev
     graph.list[#graph.list + 1] = rev
