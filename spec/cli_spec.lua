@@ -5,8 +5,8 @@ local H = require "spec.support.helpers"
 local core = require "tide.core"
 local json = require "tide.json"
 
-local COMMANDS = { "upgrade", "downgrade", "current", "status", "history", "heads", "new", "merge", "stamp", "check",
-  "version" }
+local COMMANDS = { "upgrade", "downgrade", "current", "status", "history", "heads", "show", "branches", "new",
+  "revision", "merge", "init", "stamp", "check", "version", "help" }
 
 -- The revisions ids of a list of JSON objects.
 local function ids(list)
@@ -151,6 +151,20 @@ describe("tide command line #db", function()
       local r = tide { "downgrade", "--no-backup", "--url", db.url }
       assert.are.equal(2, r.code, r.output)
       assert.matches("usage: tide downgrade", r.stderr)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+
+    -- Before: `unknown target "+1" ... (did you mean `001`?)`, an id unrelated to the intent.
+    it("explains what a downgrade target is when given head, heads or +N (exit 2)", function()
+      for _, target in ipairs { "head", "heads", "+1" } do
+        local r = tide { "downgrade", target, "--url", db.url }
+        assert.are.equal(2, r.code, r.output)
+        assert.truthy(r.stderr:find("tide: downgrade target " .. target .. ": a downgrade target is where to stop, "
+          .. "below what is applied: a revision (it stays applied), -N (revert the last N applied revisions) or "
+          .. "base (revert them all)", 1, true), r.stderr)
+        assert.matches("To revert the latest revision: `tide downgrade %-1`", r.stderr)
+        assert.is_nil(r.stderr:find("did you mean", 1, true), r.stderr)
+      end
       assert.are.same({ "001", "002", "003" }, H.applied(db))
     end)
   end)
@@ -513,6 +527,119 @@ describe("tide command line #db", function()
       assert.are.equal("tide " .. core.version .. "\n", r.stdout)
       assert.are.equal(core.version, H.json(H.tide({ "--json", "version" }, { dir = "/" })).version)
     end)
+
+    it("answers --version as most programs do, whatever else is on the line", function()
+      for _, args in ipairs { { "--version" }, { "upgrade", "head", "--version" } } do
+        local r = H.tide(args, { dir = "/" })
+        assert.are.equal(0, r.code, r.output)
+        assert.are.equal("tide " .. core.version .. "\n", r.stdout)
+      end
+      assert.are.equal(core.version, H.json(H.tide({ "--version", "--json" }, { dir = "/" })).version)
+    end)
+  end)
+
+  describe("help", function()
+    it("is `tide --help` as a command, and `tide help COMMAND` is the command's --help", function()
+      local r = H.tide({ "help" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(H.tide({ "--help" }, { dir = "/" }).stdout, r.stdout)
+      r = H.tide({ "help", "upgrade" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(H.tide({ "upgrade", "--help" }, { dir = "/" }).stdout, r.stdout)
+      assert.matches("usage: tide upgrade", r.stdout)
+    end)
+
+    it("refuses an unknown command with a suggestion (exit 2)", function()
+      local r = H.tide({ "help", "upgade" }, { dir = "/" })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("unknown command `upgade` %(did you mean `upgrade`%?%)", r.stderr)
+    end)
+  end)
+
+  describe("Alembic's words", function()
+    it("writes a revision with `revision -m`, as `new` does", function()
+      local d = H.project(H.chain(1))
+      local r = tide({ "revision", "-m", "add email", "--json" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.matches(ID, out.revision)
+      assert.are.same({ "001" }, out.down_revision)
+      assert.matches('message = "add email"', H.read(d .. "/versions/" .. out.revision .. "_add_email.lua"))
+      r = tide({ "new", "-m", "add name", "--rev-id", "003" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.truthy(H.read(d .. "/versions/003_add_name.lua"):find('down_revision = "' .. out.revision .. '"', 1,
+        true))
+    end)
+
+    it("needs the message once (exit 2)", function()
+      local d = H.project(H.chain(1))
+      for _, args in ipairs { { "revision" }, { "new", "x", "-m", "y" } } do
+        local r = tide(args, { dir = d })
+        assert.are.equal(2, r.code, r.output)
+        assert.matches('give the message once, as "MESSAGE" or %-m "MESSAGE"', r.stderr)
+      end
+      assert.are.same({ "001_t1.lua" }, files_of(d))
+    end)
+
+    it("shows one revision with `show REV`, from the files alone", function()
+      local r = tide({ "show", "002", "--url", "postgresql://nobody@127.0.0.1:" .. H.closed_port() .. "/x" },
+        { dir = branched_project() })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("revision: +002 %(head%)\n", r.stdout)
+      assert.matches("parents: +001\n", r.stdout)
+      assert.matches("children: +none\n", r.stdout)
+      assert.matches("file: +versions/002_b%.lua\n", r.stdout)
+      assert.matches("message: +revision 002\n", r.stdout)
+      local out = H.json(tide({ "show", "00", "--json" }, { dir = H.project(H.chain(1)) }))
+      assert.are.equal("001", out.revision)
+      assert.are.same({}, out.down_revision)
+      assert.is_true(out.transaction)
+      r = tide({ "show", "1" }, { dir = branched_project() })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches('unknown target "1"', r.stderr)
+    end)
+
+    it("shows the branch points with `branches`", function()
+      local r = tide({ "branches" }, { dir = branched_project() })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("001 (branch point), revision 001\n  -> 002 (head), revision 002\n"
+        .. "  -> 003 (head), revision 003\n", r.stdout)
+      r = tide { "branches" }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("no branch points", r.stdout)
+      assert.are.same({}, H.json(tide { "branches", "--json" }).branches)
+    end)
+
+    it("starts a project with `init`: a tide.lua that loads and an empty versions/, keeping what exists", function()
+      local d = H.tmpdir {}
+      local r = H.tide({ "init" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("created tide.lua\ncreated versions/\n", r.stdout)
+      assert.is_true(core.isdir(d .. "/versions"))
+      assert.are.equal(".tide-cache*\n", H.read(d .. "/versions/.gitignore"))
+      local written = H.read(d .. "/tide.lua")
+      assert.matches('versions = "versions"', written)
+      -- the scaffold loads, and the project works from there
+      r = H.tide({ "new", "first" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      r = H.tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(1, #H.applied(db))
+      -- a second init changes nothing
+      H.write(d .. "/tide.lua", written .. "-- mine\n")
+      r = H.tide({ "init" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("kept tide.lua %(it exists%)\nkept versions/ %(it exists%)", r.stdout)
+      assert.are.equal(written .. "-- mine\n", H.read(d .. "/tide.lua"))
+      -- -C and --versions
+      r = H.tide({ "init", "-C", d .. "/other", "--versions", "db" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert(os.execute("mkdir " .. H.shell_quote(d .. "/other")))
+      r = H.tide({ "init", "-C", d .. "/other", "--versions", "db" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.is_true(core.isdir(d .. "/other/db"))
+      assert.matches('versions = "db"', H.read(d .. "/other/tide.lua"))
+    end)
   end)
 
   describe("--help", function()
@@ -526,6 +653,19 @@ describe("tide command line #db", function()
         end
       end)
     end
+
+    it("lists a command's own flags and points to `tide --help` for the global ones", function()
+      local r = H.tide({ "upgrade", "--help" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("\n  %-%-single%-transaction +run every revision in one transaction", r.stdout)
+      assert.matches("\n  %-%-backup%-to URL +backup destination", r.stdout)
+      assert.matches("global flags: see `tide %-%-help` %(%-%-url, %-C, ", r.stdout)
+      assert.is_nil(r.stdout:find("retry a revision that hit lock_timeout", 1, true), r.stdout)
+      r = H.tide({ "status", "--help" }, { dir = "/" })
+      assert.is_nil(r.stdout:find("single-transaction", 1, true), r.stdout)
+      assert.is_nil(r.stdout:find("database to migrate", 1, true), r.stdout)
+      assert.matches("see `tide %-%-help`", r.stdout)
+    end)
 
     it("lists every command with `tide --help`", function()
       local r = H.tide({ "--help" }, { dir = "/" })

@@ -19,6 +19,7 @@ local GLOBAL_FLAGS = {
   { "lock-timeout", "DURATION", "lock_timeout for each revision's statements, e.g. 2s (default: 5s)" },
   { "lock-retries", "N", "retry a revision that hit lock_timeout up to N times, with backoff (default: 3)" },
   { "json", nil, "print the result as JSON on stdout" },
+  { "version", nil, "print tide's version" },
   { "quiet", nil, "print only errors on stderr", "q" },
   { "verbose", nil, "print more on stderr", "v" },
   { "help", nil, "show help", "h" },
@@ -363,27 +364,111 @@ command("heads", {
   end,
 })
 
-command("new", {
-  usage = 'new "MESSAGE" [--rev-id ID]',
+-- Alembic's `show REV`: one revision as the files describe it (no database needed).
+command("show", {
+  usage = "show REV",
+  summary = "show one revision: id, parents, children, file, message, settings",
+  details = "REV: a revision id or unique prefix, or head. Reads the files only.",
+  min_args = 1,
+  max_args = 1,
+  run = function(ctx, args)
+    local id = args[1] == "head" and revisions.head(ctx.graph) or revisions.find(ctx.graph, args[1])
+    local rev = ctx.graph.by_id[id]
+    local children = ctx.graph.children[id] or {}
+    return { revision = id, down_revision = rev.parents, children = children, head = #children == 0,
+      file = rev.file, message = rev.message, transaction = rev.transaction, downgrade = rev.has_downgrade,
+      lock_timeout = rev.lock_timeout, statement_timeout = rev.statement_timeout, checksum = rev.checksum }
+  end,
+  print = function(r)
+    local kinds = {}
+    kinds[#kinds + 1] = r.head and "head" or nil
+    kinds[#kinds + 1] = #r.down_revision == 0 and "base" or nil
+    kinds[#kinds + 1] = #r.down_revision > 1 and "merge" or nil
+    kinds[#kinds + 1] = #r.children > 1 and "branch point" or nil
+    local function list(ids)
+      return #ids > 0 and table.concat(ids, ", ") or "none"
+    end
+    local function duration(ms_text)
+      return ms_text and config.format_duration(config.duration(ms_text)) or "the configured one"
+    end
+    out("revision:          %s%s", r.revision, #kinds > 0 and (" (" .. table.concat(kinds, ", ") .. ")") or "")
+    out("parents:           %s", list(r.down_revision))
+    out("children:          %s", list(r.children))
+    out("file:              %s", r.file)
+    out("message:           %s", r.message)
+    out("transaction:       %s", r.transaction and "yes" or "no (transaction = false)")
+    out("downgrade:         %s", r.downgrade and "yes" or "no")
+    out("lock_timeout:      %s", duration(r.lock_timeout))
+    out("statement_timeout: %s", duration(r.statement_timeout))
+    out("checksum:          %s", r.checksum)
+  end,
+})
+
+-- Alembic's `branches`: the revisions the graph forks at, and where each fork leads.
+command("branches", {
+  usage = "branches",
+  summary = "show the branch points: revisions with more than one child",
+  run = function(ctx)
+    local heads = {}
+    for _, h in ipairs(ctx.graph.heads) do
+      heads[h] = true
+    end
+    local list = {}
+    for _, rev in ipairs(ctx.graph.list) do
+      local children = ctx.graph.children[rev.revision]
+      if #children > 1 then
+        local kids = {}
+        for i, c in ipairs(children) do
+          kids[i] = { revision = c, message = ctx.graph.by_id[c].message, head = heads[c] or false }
+        end
+        list[#list + 1] = { revision = rev.revision, message = rev.message, children = kids }
+      end
+    end
+    return { branches = list }
+  end,
+  print = function(result)
+    if #result.branches == 0 then
+      out("no branch points: every revision has at most one child")
+    end
+    for _, b in ipairs(result.branches) do
+      out("%s (branch point), %s", b.revision, b.message)
+      for _, c in ipairs(b.children) do
+        out("  -> %s%s, %s", c.revision, c.head and " (head)" or "", c.message)
+      end
+    end
+  end,
+})
+
+local NEW = {
   summary = "write a new revision file in versions/, its parent the single head",
   details = "The file is versions/ID_slug.lua. ID is the UTC time and four random hex digits\n"
     .. "(20261124T101834-3f2a), so revisions written on two branches never share an id; --rev-id chooses it.",
-  flags = { REV_ID_FLAG },
+  flags = { { "message", "MESSAGE", "the revision's message (instead of the argument)", "m" }, REV_ID_FLAG },
   creates_versions = true,
-  min_args = 1,
   max_args = 1,
   run = function(ctx, args, flags)
+    local message = flags.message or args[1]
+    if not message or (flags.message and args[1]) then
+      errors.raise("usage", string.format('usage: tide %s: give the message once, as "MESSAGE" or -m "MESSAGE"',
+        ctx.command.usage))
+    end
     local parents = {}
     if #ctx.graph.list > 0 then
       parents = { revisions.head(ctx.graph) }
     end
     local id = new_id(ctx, flags)
-    return { revision = id, down_revision = parents, file = write_revision(ctx, id, parents, args[1]) }
+    return { revision = id, down_revision = parents, file = write_revision(ctx, id, parents, message) }
   end,
   print = function(result)
     out("created %s (revision %s)", result.file, result.revision)
   end,
-})
+}
+
+command("new", setmetatable({ usage = 'new "MESSAGE" [--rev-id ID]' }, { __index = NEW }))
+
+-- Alembic's word for it: `alembic revision -m "add users"`.
+command("revision", setmetatable({ usage = 'revision -m "MESSAGE" [--rev-id ID]',
+  summary = "the same as `new` (Alembic's `revision -m`)" }, { __index = NEW }))
 
 command("merge", {
   usage = 'merge [-m "MESSAGE"] [--rev-id ID]',
@@ -400,6 +485,92 @@ command("merge", {
   end,
   print = function(result)
     out("created %s (revision %s, merging %s)", result.file, result.revision, table.concat(result.down_revision, ", "))
+  end,
+})
+
+-- What `tide init` writes: every key optional, the defaults shown, nothing that changes them.
+local TIDE_LUA_TEMPLATE = [[
+-- tide.lua: this project's tide settings. Every key is optional; unknown keys are an error.
+-- The database: --url, else DATABASE_URL, else `url` below, else libpq's PG* variables.
+return {
+  -- url = os.getenv("APP_DATABASE_URL"),
+  versions = %q,                  -- the folder of revision files, relative to this file
+  -- schema = "tide",                     -- schema of tide's tracking tables
+  -- search_path = "public",              -- set before any revision runs
+  -- lock_wait = "60s",                   -- how long to wait for another tide's lock
+  -- lock_timeout = "5s",                 -- each revision's lock_timeout (a bare number is seconds)
+  -- statement_timeout = 0,               -- each revision's statement_timeout (0: off)
+  -- backup = {                           -- a verified backup before every run that changes something
+  --   to = "file:///var/backups/app/",   -- or s3://bucket/prefix/ or https://host/path/
+  --   keep = 14,                         -- complete backups to keep
+  -- },
+}
+]]
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then
+    f:close()
+  end
+  return f ~= nil
+end
+
+-- Alembic's `init`: a project to start from. Nothing that exists is touched.
+command("init", {
+  usage = "init",
+  summary = "start a project: a commented tide.lua and an empty versions/ folder (keeps what exists)",
+  details = "With -C DIR, in DIR; with --versions DIR, that folder instead of versions/.",
+  no_project = true,
+  run = function(_, _, flags)
+    local dir = flags.C or "."
+    if not core.isdir(dir) then
+      errors.raise("usage", string.format("-C %s: no such directory", dir))
+    end
+    local result = { created = {}, kept = {} }
+    local file = config.join(dir, "tide.lua")
+    local versions = flags.versions or "versions"
+    if exists(file) then
+      result.kept[#result.kept + 1] = file
+      versions = config.load({ dir = dir, versions = flags.versions }).versions_dir
+    else
+      local f, why = io.open(file, "w")
+      if not f then
+        errors.raise("usage", "cannot create " .. why)
+      end
+      f:write(string.format(TIDE_LUA_TEMPLATE, versions))
+      f:close()
+      result.created[#result.created + 1] = file
+      versions = config.join(dir, versions)
+    end
+    if core.isdir(versions) then
+      result.kept[#result.kept + 1] = versions .. "/"
+    else
+      local made, why = core.mkdir(versions)
+      if not made then
+        errors.raise("usage", "cannot create the versions folder " .. why)
+      end
+      result.created[#result.created + 1] = versions .. "/"
+    end
+    -- the revision cache is this machine's, never the repository's
+    local ignore = config.join(versions, ".gitignore")
+    if not exists(ignore) then
+      local f = io.open(ignore, "w")
+      if f then
+        f:write(".tide-cache*\n")
+        f:close()
+        result.created[#result.created + 1] = ignore
+      end
+    end
+    return result
+  end,
+  print = function(result)
+    for _, f in ipairs(result.created) do
+      out("created %s", f)
+    end
+    for _, f in ipairs(result.kept) do
+      out("kept %s (it exists)", f)
+    end
+    out('next: tide new "first revision", then tide upgrade')
   end,
 })
 
@@ -582,13 +753,30 @@ local function flag_help(list)
   return table.concat(lines, "\n")
 end
 
+-- "--url, -C, --versions ...": the global flags by name, for a command's help, in lines of
+-- at most about 100 characters.
+local function global_names()
+  local lines, line = {}, "global flags: see `tide --help` ("
+  for i, f in ipairs(GLOBAL_FLAGS) do
+    local name = (#f[1] == 1 and "-" or "--") .. f[1] .. (i < #GLOBAL_FLAGS and ", " or ").")
+    if #line + #name > 100 then
+      lines[#lines + 1] = line:gsub("%s+$", "")
+      line = "  "
+    end
+    line = line .. name
+  end
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n")
+end
+
+-- A command's help shows its own flags; the global ones are named and explained by `tide --help`.
 local function help(cmd)
   if cmd then
-    out("usage: tide %s [global flags]\n\n%s.%s", cmd.usage, cmd.summary, cmd.details and ("\n" .. cmd.details) or "")
+    out("usage: tide %s [flags]\n\n%s.%s", cmd.usage, cmd.summary, cmd.details and ("\n" .. cmd.details) or "")
     if cmd.flags and #cmd.flags > 0 then
       out("\nflags:\n%s", flag_help(cmd.flags))
     end
-    out("\nglobal flags:\n%s", flag_help(GLOBAL_FLAGS))
+    out("\n%s", global_names())
     return
   end
   out("usage: tide COMMAND [ARGS] [flags]\n\ntide runs PostgreSQL schema migrations written in Lua.\n\ncommands:")
@@ -596,8 +784,26 @@ local function help(cmd)
     out("  %-12s %s", name, commands[name].summary)
   end
   out("\nglobal flags (before or after the command):\n%s", flag_help(GLOBAL_FLAGS))
-  out("\n`tide COMMAND --help` shows a command's own flags. Exit codes: see README.md.")
+  out("\n`tide help COMMAND` or `tide COMMAND --help` shows a command's own flags. Exit codes: see README.md.")
 end
+
+command("help", {
+  usage = "help [COMMAND]",
+  summary = "show this help, or a command's",
+  no_project = true,
+  max_args = 1,
+  run = function(_, args)
+    local name = args[1]
+    if name and not commands[name] then
+      errors.raise("usage", string.format("unknown command `%s`%s; see `tide --help`", name,
+        errors.did_you_mean(name, command_order)))
+    end
+    return { command = name }
+  end,
+  print = function(result)
+    help(result.command and commands[result.command])
+  end,
+})
 
 -- main ----------------------------------------------------------------------------------------
 
@@ -645,6 +851,9 @@ function M.main(args)
   local ok, result = xpcall(function()
     local cmd, positional, flags = parse(args)
     log.level = flags.quiet and 0 or flags.verbose and 2 or 1
+    if flags.version and not flags.help then
+      cmd, positional = commands.version, {}
+    end
     if flags.help or not cmd then
       help(cmd)
       return cmd == nil and not flags.help and errors.exit_codes.usage or 0
@@ -652,7 +861,7 @@ function M.main(args)
     if (cmd.min_args and #positional < cmd.min_args) or #positional > (cmd.max_args or 0) then
       errors.raise("usage", "usage: tide " .. cmd.usage)
     end
-    local ctx = {}
+    local ctx = { command = cmd }
     if not cmd.no_project then
       ctx.cfg = config.load {
         dir = flags.C,

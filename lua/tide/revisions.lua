@@ -494,6 +494,17 @@ function M.plan_upgrade(graph, applied, target)
   return ordered(graph, wanted)
 end
 
+-- `downgrade head` and `downgrade +1` read as "down from head" and "one down": say what a
+-- downgrade target is rather than looking them up as revision ids.
+local function refuse_upward(target)
+  if target:match("^%+%d+$") or target == "head" or target == "heads" then
+    errors.raise("usage", string.format("downgrade target %s: a downgrade target is where to stop, below what is "
+      .. "applied: a revision (it stays applied), -N (revert the last N applied revisions) or base (revert them "
+      .. "all); %s names revisions to apply (`tide upgrade %s`). To revert the latest revision: `tide downgrade -1`",
+      target, target:sub(1, 1) == "+" and "+N" or target, target))
+  end
+end
+
 --- Revisions to revert, in order (children first), to reach target from the applied set.
 function M.plan_downgrade(graph, applied, target)
   local n = target:match("^%-(%d+)$")
@@ -506,9 +517,7 @@ function M.plan_downgrade(graph, applied, target)
     end
     return out
   end
-  if target:match("^%+%d+$") or target == "head" or target == "heads" then
-    errors.raise("usage", "downgrade target " .. target .. " goes up: use `tide upgrade " .. target .. "`")
-  end
+  refuse_upward(target)
   local keep = {}
   if target ~= "base" then
     local id = M.find(graph, target)
@@ -532,6 +541,7 @@ function M.check_target(graph, direction, target)
   if direction == "upgrade" then
     M.plan_upgrade(graph, {}, target)
   elseif not target:match("^%-%d+$") and target ~= "base" then
+    refuse_upward(target)
     M.plan_downgrade(graph, { [M.find(graph, target)] = true }, target)
   end
 end
