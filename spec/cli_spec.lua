@@ -64,7 +64,7 @@ describe("tide command line #db", function()
     it("applies every pending revision and says which", function()
       local r = tide { "upgrade", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
-      assert.matches("applied 3 revisions to head", r.stdout)
+      assert.matches("^applied 3 revisions in %d+ ms: 001, 002, 003; the database is now at 003 %(head%)\n$", r.stdout)
       assert.are.same({ "001", "002", "003" }, H.applied(db))
       assert.are.same({ "t1", "t2", "t3" }, H.tables(db))
     end)
@@ -72,7 +72,9 @@ describe("tide command line #db", function()
     it("stops at a target and then at +N", function()
       assert.are.equal(0, tide({ "upgrade", "001", "--url", db.url }).code)
       assert.are.same({ "001" }, H.applied(db))
-      assert.are.equal(0, tide({ "upgrade", "+1", "--url", db.url }).code)
+      local r = tide { "upgrade", "+1", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("^applied 1 revision in %d+ ms: 002; the database is now at 002\n$", r.stdout)
       assert.are.same({ "001", "002" }, H.applied(db))
     end)
 
@@ -125,15 +127,24 @@ describe("tide command line #db", function()
     it("reverts down to a target, which stays applied", function()
       local r = tide { "downgrade", "--no-backup", "001", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
-      assert.matches("reverted 2 revisions", r.stdout)
+      assert.matches("^reverted 2 revisions in %d+ ms: 003, 002; the database is now at 001\n$", r.stdout)
       assert.are.same({ "001" }, H.applied(db))
       assert.are.same({ "t1" }, H.tables(db))
     end)
 
-    it("reverts the last N with -N, and everything with base", function()
-      assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
+    -- Before: "reverted 1 revision to -1": the flag, not where the database is.
+    it("reverts the last N with -N, and everything with base, naming the revision reached", function()
+      local r = tide { "downgrade", "--no-backup", "-1", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("^reverted 1 revision in %d+ ms: 003; the database is now at 002\n$", r.stdout)
       assert.are.same({ "001", "002" }, H.applied(db))
-      assert.are.equal(0, tide({ "downgrade", "--no-backup", "base", "--url", db.url }).code)
+      r = tide { "downgrade", "--no-backup", "base", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({}, H.json(r).reached)
+      assert.are.equal(0, tide({ "upgrade", "+1", "--url", db.url }).code)
+      r = tide { "downgrade", "--no-backup", "base", "--url", db.url }
+      assert.matches("^reverted 1 revision in %d+ ms: 001; the database is now at base %(no revision applied%)\n$",
+        r.stdout)
       assert.are.same({}, H.applied(db))
       assert.are.same({}, H.tables(db))
     end)
@@ -222,6 +233,46 @@ describe("tide command line #db", function()
       assert.is_string(out.revisions[1].applied_at)
     end)
 
+    -- Before: "database: (PG* environment)", naming nothing.
+    it("names the database it reached, host:port/database, wherever the address came from", function()
+      local port = os.getenv("PGPORT")
+      local r = tide({ "status" }, { env = { PGDATABASE = db.name }, unset = { "DATABASE_URL" } })
+      assert.are.equal(0, r.code, r.output)
+      assert.truthy(r.stdout:find("database: 127.0.0.1:" .. port .. "/" .. db.name
+        .. ", from libpq environment (PG* variables)\n", 1, true), r.stdout)
+      r = tide { "status", "--json", "--url", db.url }
+      assert.are.equal("127.0.0.1:" .. port .. "/" .. db.name, H.json(r).database)
+      assert.are.equal("--url", H.json(r).url_source)
+    end)
+
+    -- Before: %-40s padded bytes, so a line with "é" or "表" in its message ended its column early.
+    it("aligns its columns by display width, whatever the messages' language", function()
+      local d = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", message = "ajouter la colonne créée" },
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", message = "添加发票表" },
+        ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", message = "plain" },
+      }
+      assert.are.equal(0, tide({ "upgrade", "001", "--url", db.url }, { dir = d }).code)
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      -- the display column at which "applied" / "pending" starts, counting CJK as two columns
+      local function column(line)
+        local before = line:match("^(.- +)applied ") or line:match("^(.- +)pending$")
+        local w = 0
+        for _, c in utf8.codes(before) do
+          w = w + ((c >= 0x4E00 and c <= 0x9FFF) and 2 or 1)
+        end
+        return w
+      end
+      local columns = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        if line:match("^%[") then
+          columns[#columns + 1] = column(line)
+        end
+      end
+      assert.are.same({ columns[1], columns[1], columns[1] }, columns)
+    end)
+
     it("marks a file changed since it was applied", function()
       assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
       local path = dir .. "/versions/002_t2.lua"
@@ -249,7 +300,7 @@ describe("tide command line #db", function()
       assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
       local r = tide { "history", "--applied", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
-      assert.matches("downgrade%s+003%s+applied", r.stdout)
+      assert.matches("downgrade%s+003%s+reverted", r.stdout)
       local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
       assert.are.equal(4, #out.applied)
       assert.are.equal("downgrade", out.applied[1].direction)
@@ -258,6 +309,52 @@ describe("tide command line #db", function()
       assert.are.equal("001", out.applied[4].revision)
       assert.are.equal(core.version, out.applied[1].tide_version)
       assert.are.equal(os.getenv("PGUSER"), out.applied[1].db_user)
+    end)
+
+    -- Before: silently ignored, printing the whole graph.
+    it("refuses --limit without --applied (exit 2)", function()
+      local r = tide { "history", "--limit", "2" }
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("tide: %-%-limit goes with %-%-applied", r.stderr)
+      assert.are.equal("", r.stdout)
+    end)
+
+    it("shows each run's backup reference and a --no-backup note with --applied", function()
+      local backups = H.tmpdir {}
+      local r = tide { "upgrade", "--backup-to", "file://" .. backups .. "/", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      r = tide { "downgrade", "-1", "--no-backup", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      r = tide { "history", "--applied", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      local lines = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        lines[#lines + 1] = line
+      end
+      assert.are.equal(4, #lines, r.stdout)
+      assert.matches(" downgrade 003 +reverted .* note: %-%-no%-backup$", lines[1])
+      assert.is_nil(lines[1]:find("backup: ", 1, true))
+      for i = 2, 4 do
+        assert.truthy(lines[i]:find("  backup: file://" .. backups .. "/", 1, true), lines[i])
+      end
+    end)
+
+    -- Before: a downgrade's row said `applied`.
+    it("says reverted for downgrades, in rows written before too", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
+      assert.are.equal("reverted",
+        H.sql(db, "SELECT outcome FROM tide.history WHERE direction = 'downgrade'")[1].outcome)
+      -- a row as tides before this one wrote it
+      H.sql(db, "INSERT INTO tide.history (run_id, revision, direction, outcome, started_at, duration_ms, os_user, "
+        .. "host, tide_version) VALUES ('old', '002', 'downgrade', 'applied', now(), 1, 'u', 'h', '0.0.1')")
+      local r = tide { "history", "--applied", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("downgrade 002 +reverted ", r.stdout)
+      assert.matches("downgrade 003 +reverted ", r.stdout)
+      assert.is_nil(r.stdout:find("downgrade %S+ +applied"), r.stdout)
+      local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
+      assert.are.same({ "reverted", "reverted" }, { out.applied[1].outcome, out.applied[2].outcome })
     end)
 
     it("limits --applied to --limit rows", function()
@@ -405,6 +502,23 @@ describe("tide command line #db", function()
       assert.truthy(H.read(d .. "/versions/" .. H.json(r).revision .. "_first.lua"))
     end)
 
+    -- Before: "Añadir código" made a_adir_c_digo.
+    it("keeps the file name ASCII: Latin letters lose their accents, other scripts are left out", function()
+      local d = H.project {}
+      for _, case in ipairs { { "Añadir código ñandú", "_anadir_codigo_nandu.lua" },
+        { "Straße für Größen", "_strasse_fur_grossen.lua" }, { "添加发票表", "_revision.lua" },
+        { "Łódź: nowa tabela 表", "_lodz_nowa_tabela.lua" } } do
+        local r = tide({ "new", "--json", case[1] }, { dir = d })
+        assert.are.equal(0, r.code, r.output)
+        local out = H.json(r)
+        assert.are.equal("versions/" .. out.revision .. case[2], out.file)
+        assert.truthy(H.read(d .. "/" .. out.file), out.file)
+      end
+      -- and the messages are kept as written
+      local r = tide({ "heads", "--json" }, { dir = d })
+      assert.are.equal("Łódź: nowa tabela 表", H.json(r).heads[1].message)
+    end)
+
     it("writes a file that loads even when the message has several lines", function()
       local d = H.project {}
       local r = tide({ "new", "first line\nsecond line" }, { dir = d })
@@ -510,6 +624,14 @@ describe("tide command line #db", function()
     it("checks only the files with --offline", function()
       local r = tide { "check", "--offline", "--url", "postgresql://x@127.0.0.1:" .. H.closed_port() .. "/x" }
       assert.are.equal(0, r.code, r.output)
+    end)
+
+    it("counts in singular and plural", function()
+      local r = tide({ "check", "--offline" }, { dir = H.project(H.chain(1)) })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("ok: 1 revision, 0 pending\n", r.stdout)
+      r = tide { "check", "--offline" }
+      assert.are.equal("ok: 3 revisions, 0 pending\n", r.stdout)
     end)
 
     it("fails (exit 5) with a file that does not load", function()
@@ -808,6 +930,35 @@ describe("tide command line #db", function()
       assert.are.equal("22012", out.error.sqlstate)
       assert.matches("versions/004_bad.lua$", out.error.file)
       assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+
+    -- Before: `statement: BEGIN; SET LOCAL lock_timeout = '5s'; ... SELECT 1/0`.
+    it("names the revision's own statement, without the BEGIN and SET LOCAL tide sent with it", function()
+      H.write(dir .. "/versions/004_bad.lua", H.revision { revision = "004", down_revision = "003",
+        up = "SELECT 1/0" })
+      local r = tide { "upgrade", "--url", db.url }
+      assert.are.equal(6, r.code, r.output)
+      assert.matches("\n  statement: SELECT 1/0\n", r.stderr)
+      assert.is_nil(r.stderr:find("SET LOCAL", 1, true), r.stderr)
+    end)
+
+    -- Before: "revision 004 (versions/004_bad.lua:5) failed in upgrade: versions/004_bad.lua:5: unknown ...".
+    it("names the file and line of a DSL error once", function()
+      H.write(dir .. "/versions/004_bad.lua", [[
+local schema = require "tide.schema"
+return { revision = "004", down_revision = "003", message = "typo",
+  upgrade = function(db)
+    db:exec("CREATE TABLE bad (id int)")
+    schema.create_polcy(db, "bad", "p", { using = "true" })
+  end }
+]])
+      local r = tide { "upgrade", "--url", db.url }
+      assert.are.equal(6, r.code, r.output)
+      local first = r.stderr:match("tide: (revision 004 [^\n]*)")
+      assert.are.equal("revision 004 (versions/004_bad.lua:5) failed in upgrade: unknown function "
+        .. "`schema.create_polcy`: did you mean `rls.create_policy`?", first)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+      assert.is_false(H.exists(db, "bad"))
     end)
 
     it("is 2 for a tide.lua with an unknown key", function()

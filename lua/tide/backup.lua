@@ -482,8 +482,9 @@ function M.hook(ctx, flags)
   local hooks = ctx.cfg.hooks or {}
   return function(info)
     if flags["no-backup"] then
+      -- recorded even when no backup is configured: it is what let a destructive downgrade run
+      info.run.note = (info.run.note and (info.run.note .. "; ") or "") .. "--no-backup"
       if s or hooks.before_migrate then
-        info.run.note = (info.run.note and (info.run.note .. "; ") or "") .. "--no-backup"
         log.warn("backup: skipped (--no-backup); recorded in the history")
       end
       return nil
@@ -594,9 +595,10 @@ function M.restore(ctx, id, opts)
     application_name = "tide-restore", search_path = "pg_catalog" })
   local objects = user_objects(conn)
   if (objects.relations > 0 or objects.schemas > 0) and not opts.clean then
-    errors.raise("usage", string.format("the target database is not empty (%d relations, %d schemas): restore into "
-      .. "an empty database, or pass --clean to drop and replace the backup's objects", objects.relations,
-      objects.schemas))
+    local count = require("tide.text").count
+    errors.raise("usage", string.format("the target database is not empty (%s, %s): restore into "
+      .. "an empty database, or pass --clean to drop and replace the backup's objects",
+      count(objects.relations, "relation"), count(objects.schemas, "schema")))
   end
   if not opts.yes then
     if not (core.isatty(0) and core.isatty(2)) then

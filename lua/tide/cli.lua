@@ -6,6 +6,7 @@ local errors = require "tide.errors"
 local json = require "tide.json"
 local log = require "tide.log"
 local revisions = require "tide.revisions"
+local text = require "tide.text"
 
 local M = {}
 
@@ -53,30 +54,6 @@ local function ids_of(list)
   return ids
 end
 
--- The applied revisions with no applied children: what Alembic calls the current revision(s).
-local function current_of(graph, applied)
-  local current = {}
-  for id in pairs(applied) do
-    local covered = false
-    for _, child in ipairs(graph.children[id] or {}) do
-      if applied[child] then
-        covered = true
-      end
-    end
-    if not covered then
-      current[#current + 1] = id
-    end
-  end
-  table.sort(current, function(a, b)
-    return (graph.index[a] or math.maxinteger) < (graph.index[b] or math.maxinteger)
-  end)
-  return current
-end
-
-local function slug(message)
-  local s = message:lower():gsub("[^%w]+", "_"):gsub("^_+", ""):gsub("_+$", "")
-  return s:sub(1, 40):gsub("_+$", "")
-end
 
 -- The id of a new revision: --rev-id, checked as the loader would and kept clear of target
 -- words, or a generated one (revisions.new_id: time and randomness, no collisions across branches).
@@ -117,7 +94,8 @@ return {
 ]]
 
 local function write_revision(ctx, id, parents, message)
-  local name = string.format("%s_%s.lua", id, slug(message) ~= "" and slug(message) or "revision")
+  local slug = text.slug(message)
+  local name = string.format("%s_%s.lua", id, slug ~= "" and slug or "revision")
   local path = config.join(ctx.cfg.versions_dir, name)
   if ctx.graph.by_id[id] then
     errors.raise("usage", string.format("revision %q already exists (%s)", id, ctx.graph.by_id[id].file))
@@ -194,8 +172,10 @@ local function print_migrate(result)
   if #ids > 10 then -- the first and the last few; --json and history --applied have them all
     ids = { ids[1], ids[2], ids[3], "...", ids[#ids - 2], ids[#ids - 1], ids[#ids] }
   end
-  out("%s %d revision%s to %s in %.0f ms: %s", result.direction == "upgrade" and "applied" or "reverted",
-    #result.revisions, #result.revisions == 1 and "" or "s", result.target, total, table.concat(ids, ", "))
+  local reached = #result.reached > 0 and table.concat(result.reached, ", ") or "base (no revision applied)"
+  out("%s %d revision%s in %.0f ms: %s; the database is now at %s%s", result.direction == "upgrade" and "applied"
+    or "reverted", #result.revisions, #result.revisions == 1 and "" or "s", total, table.concat(ids, ", "), reached,
+    result.at_head and #result.reached > 0 and " (head)" or "")
 end
 
 command("upgrade", {
@@ -225,7 +205,7 @@ command("current", {
   run = function(ctx)
     local conn <close> = connect(ctx)
     local applied = require("tide.runner").state(conn, ctx.cfg)
-    local current = current_of(ctx.graph, applied)
+    local current = revisions.current(ctx.graph, applied)
     local heads = {}
     for _, h in ipairs(ctx.graph.heads) do
       heads[h] = true
@@ -247,6 +227,17 @@ command("current", {
     end
   end,
 })
+
+-- "host:port/dbname" of the live connection: the database tide reached, wherever its address
+-- came from (--url, DATABASE_URL, tide.lua or libpq's PG* variables and defaults).
+local function reached(conn)
+  local info = conn:info()
+  local host = info.host or "?"
+  if host:find(":", 1, true) then
+    host = "[" .. host .. "]" -- an IPv6 address
+  end
+  return string.format("%s:%s/%s", host, info.port or "?", info.dbname or "?")
+end
 
 local STATUS_MARKS = { applied = "[x]", pending = "[ ]", unknown = "[?]", partial = "[~]" }
 
@@ -279,24 +270,26 @@ command("status", {
         applied_at = applied[id].applied_at, applied_by = applied[id].applied_by }
     end
     return { revisions = list, pending = pending, heads = ctx.graph.heads, schema = ctx.cfg.schema,
-      database = config.redact(ctx.cfg.url ~= "" and ctx.cfg.url or "(PG* environment)") }
+      database = reached(conn), url_source = ctx.cfg.url_source }
   end,
   -- One line per revision, written at once: a project of thousands prints thousands of lines.
   print = function(result)
-    local lines = { "database: " .. result.database }
-    local width = 12 -- the id column fits the longest id (generated ids have 20 characters)
+    local lines = { string.format("database: %s, from %s", result.database, result.url_source) }
+    -- Columns by display width, not bytes: a message in any language keeps the next column
+    -- straight. The id column fits the longest id (generated ids have 20 characters).
+    local width = 12
     for _, r in ipairs(result.revisions) do
-      width = math.max(width, #r.revision)
+      width = math.max(width, text.width(r.revision))
     end
-    local applied_line = "[x] %-" .. width .. "s %-40s applied %s by %s%s"
-    local other_line = "%s %-" .. width .. "s %-40s %s%s"
     for _, r in ipairs(result.revisions) do
       local changed = r.changed and "  (file changed since)" or ""
+      local id, message = text.pad(r.revision, width), text.pad(r.message, 40)
       if r.state == "applied" then
-        lines[#lines + 1] = string.format(applied_line, r.revision, r.message, r.applied_at, r.applied_by, changed)
+        lines[#lines + 1] = string.format("[x] %s %s applied %s by %s%s", id, message, r.applied_at, r.applied_by,
+          changed)
       else
         local extra = r.state == "pending" and "pending" or r.partial or "applied, but not in versions/"
-        lines[#lines + 1] = string.format(other_line, STATUS_MARKS[r.state], r.revision, r.message, extra, changed)
+        lines[#lines + 1] = string.format("%s %s %s %s%s", STATUS_MARKS[r.state], id, message, extra, changed)
       end
     end
     lines[#lines + 1] = string.format("%d pending; head%s: %s", result.pending, #result.heads == 1 and "" or "s",
@@ -313,6 +306,10 @@ command("history", {
     { "limit", "N", "with --applied: at most N rows, newest first (default: 50)" },
   },
   run = function(ctx, _, flags)
+    if flags.limit and not flags.applied then
+      errors.raise("usage", "--limit goes with --applied (it limits the rows of what ran on the database); "
+        .. "the revision graph from the files is shown whole")
+    end
     if flags.applied then
       local conn <close> = connect(ctx)
       if not require("tide.track").exists(conn, ctx.cfg.schema) then
@@ -331,11 +328,22 @@ command("history", {
   end,
   print = function(result)
     if result.applied then
+      local width = 8
+      for _, h in ipairs(result.applied) do
+        width = math.max(width, h.revision ~= core.null and text.width(h.revision) or 1)
+      end
+      local function first_line(value, prefix)
+        if value == core.null or value == nil or value == "" then
+          return ""
+        end
+        local first = value:gsub("\n.*", "")
+        return prefix .. (#first > 200 and (first:sub(1, 200) .. " ...") or first)
+      end
       for _, h in ipairs(result.applied) do
         local revision = h.revision ~= core.null and h.revision or "-"
-        out("%s  %-9s %-8s %-7s %s  %s@%s as %s%s", h.started_at, h.direction, revision,
-          h.outcome, string.format("%.0f ms", h.duration_ms), h.os_user, h.host, h.db_user,
-          h.error ~= core.null and ("  " .. h.error:gsub("\n.*", "")) or "")
+        out("%s  %s %s %s %s  %s@%s as %s%s%s%s", h.started_at, text.pad(h.direction, 9), text.pad(revision, width),
+          text.pad(h.outcome, 8), string.format("%.0f ms", h.duration_ms), h.os_user, h.host, h.db_user,
+          first_line(h.backup, "  backup: "), first_line(h.note, "  note: "), first_line(h.error, "  "))
       end
       return
     end
@@ -624,7 +632,8 @@ command("check", {
     for _, p in ipairs(result.problems) do
       out("problem: %s", p)
     end
-    out("%s: %d revisions, %d pending", result.ok and "ok" or "check failed", result.revisions, result.pending)
+    out("%s: %s, %d pending", result.ok and "ok" or "check failed", text.count(result.revisions, "revision"),
+      result.pending)
   end,
 })
 

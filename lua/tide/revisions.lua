@@ -408,6 +408,34 @@ function M.ancestors(graph, id, into)
   return into
 end
 
+--- The applied revisions with no applied children, in graph order (ids the files do not know
+--- last): what Alembic calls the current revision(s). Empty means base.
+---@param graph table
+---@param applied table set (or map) of applied ids
+---@return string[]
+function M.current(graph, applied)
+  local current = {}
+  for id in pairs(applied) do
+    local covered = false
+    for _, child in ipairs(graph.children[id] or {}) do
+      if applied[child] then
+        covered = true
+      end
+    end
+    if not covered then
+      current[#current + 1] = id
+    end
+  end
+  table.sort(current, function(a, b)
+    local ia, ib = graph.index[a] or math.maxinteger, graph.index[b] or math.maxinteger
+    if ia ~= ib then
+      return ia < ib
+    end
+    return a < b
+  end)
+  return current
+end
+
 --- Resolves a revision id or unique prefix to an id.
 function M.find(graph, word)
   if graph.by_id[word] then
