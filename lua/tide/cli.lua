@@ -479,10 +479,16 @@ command("revision", setmetatable({ usage = 'revision -m "MESSAGE" [--rev-id ID]'
   summary = "the same as `new` (Alembic's `revision -m`)" }, { __index = NEW }))
 
 command("merge", {
-  usage = 'merge [-m "MESSAGE"] [--rev-id ID]',
+  usage = 'merge [-m "MESSAGE"] [--rev-id ID] [heads]',
   summary = "write a merge revision whose parents are the current heads",
+  details = "It always joins every head; `heads` may be written, as in Alembic's `merge -m \"x\" heads`.",
   flags = { { "message", "MESSAGE", "the merge revision's message", "m" }, REV_ID_FLAG },
-  run = function(ctx, _, flags)
+  max_args = 1,
+  run = function(ctx, args, flags)
+    if args[1] and args[1] ~= "heads" then
+      errors.raise("usage", string.format("tide merge joins every head: write `heads` or nothing, not %q",
+        args[1]:sub(1, 64)))
+    end
     if #ctx.graph.heads < 2 then
       errors.raise("usage", "nothing to merge: there is only one head")
     end
