@@ -434,6 +434,7 @@ describe("tide command line #db", function()
       for i = 1, 3 do
         local r = tide({ "new", "--json", "step " .. i }, { dir = d })
         assert.are.equal(0, r.code, r.output)
+        assert.matches(ID, H.json(r).revision)
         made[i] = H.json(r).revision .. "_step_" .. i .. ".lua"
       end
       assert.are.same({ "001_t1.lua", "002_t2.lua", made[1], made[2], made[3] }, files_of(d))
