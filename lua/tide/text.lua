@@ -67,17 +67,26 @@ function M.count(n, singular, plural)
 end
 
 -- Latin letters with diacritics and ligatures, as their ASCII spelling (Latin-1 Supplement and
--- Latin Extended-A, which cover the languages written with Latin letters in Europe).
-local LATIN = {}
-for ascii, letters in pairs {
-  a = "àáâãäåāăąÀÁÂÃÄÅĀĂĄ", c = "çćĉċčÇĆĈĊČ", d = "ďđĎĐ", e = "èéêëēĕėęěÈÉÊËĒĔĖĘĚ", g = "ĝğġģĜĞĠĢ",
-  h = "ĥħĤĦ", i = "ìíîïĩīĭįıÌÍÎÏĨĪĬĮİ", j = "ĵĴ", k = "ķĶ", l = "ĺļľŀłĹĻĽĿŁ", n = "ñńņňŉÑŃŅŇ",
-  o = "òóôõöøōŏőÒÓÔÕÖØŌŎŐ", r = "ŕŗřŔŖŘ", s = "śŝşšŚŜŞŠ", t = "ţťŧŢŤŦ", u = "ùúûüũūŭůűųÙÚÛÜŨŪŬŮŰŲ",
-  w = "ŵŴ", y = "ýÿŷÝŶŸ", z = "źżžŹŻŽ", ae = "æÆ", oe = "œŒ", ss = "ß", th = "þÞ", dh = "ðÐ", ij = "ĳĲ",
-} do
-  for _, c in utf8.codes(letters) do
-    LATIN[c] = ascii
+-- Latin Extended-A, which cover the languages written with Latin letters in Europe). Built on
+-- first use: only `tide new` needs it, and every start loads this module.
+local LATIN
+
+local function latin()
+  if LATIN then
+    return LATIN
   end
+  LATIN = {}
+  for ascii, letters in pairs {
+    a = "àáâãäåāăąÀÁÂÃÄÅĀĂĄ", c = "çćĉċčÇĆĈĊČ", d = "ďđĎĐ", e = "èéêëēĕėęěÈÉÊËĒĔĖĘĚ", g = "ĝğġģĜĞĠĢ",
+    h = "ĥħĤĦ", i = "ìíîïĩīĭįıÌÍÎÏĨĪĬĮİ", j = "ĵĴ", k = "ķĶ", l = "ĺļľŀłĹĻĽĿŁ", n = "ñńņňŉÑŃŅŇ",
+    o = "òóôõöøōŏőÒÓÔÕÖØŌŎŐ", r = "ŕŗřŔŖŘ", s = "śŝşšŚŜŞŠ", t = "ţťŧŢŤŦ", u = "ùúûüũūŭůűųÙÚÛÜŨŪŬŮŰŲ",
+    w = "ŵŴ", y = "ýÿŷÝŶŸ", z = "źżžŹŻŽ", ae = "æÆ", oe = "œŒ", ss = "ß", th = "þÞ", dh = "ðÐ", ij = "ĳĲ",
+  } do
+    for _, c in utf8.codes(letters) do
+      LATIN[c] = ascii
+    end
+  end
+  return LATIN
 end
 
 --- A file-name slug of message: lower-case ASCII words joined by "_", at most 40 bytes. Latin
@@ -87,9 +96,10 @@ end
 function M.slug(message)
   local ascii = message
   if utf8.len(message) then
+    local letters = latin()
     local parts = {}
     for _, c in utf8.codes(message) do
-      parts[#parts + 1] = c < 0x80 and string.char(c) or LATIN[c] or " "
+      parts[#parts + 1] = c < 0x80 and string.char(c) or letters[c] or " "
     end
     ascii = table.concat(parts)
   end
