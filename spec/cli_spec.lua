@@ -545,6 +545,17 @@ describe("tide command line #db", function()
       assert.are.same({ "001", "002", "003", out.revision }, H.applied(db))
     end)
 
+    it("takes Alembic's `heads` argument, and nothing else", function()
+      local d = branched_project()
+      local r = tide({ "merge", "-m", "join", "nope" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches('tide merge joins every head: write `heads` or nothing, not "nope"', r.stderr)
+      assert.are.same({ "001_a.lua", "002_b.lua", "003_c.lua" }, files_of(d))
+      r = tide({ "merge", "-m", "join", "heads", "--json" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "002", "003" }, H.json(r).down_revision)
+    end)
+
     it("refuses when there is only one head (exit 2)", function()
       local r = tide { "merge" }
       assert.are.equal(2, r.code, r.output)
