@@ -5,8 +5,8 @@ local H = require "spec.support.helpers"
 local core = require "tide.core"
 local json = require "tide.json"
 
-local COMMANDS = { "upgrade", "downgrade", "current", "status", "history", "heads", "new", "merge", "stamp", "check",
-  "version" }
+local COMMANDS = { "upgrade", "downgrade", "current", "status", "history", "heads", "show", "branches", "new",
+  "revision", "merge", "init", "stamp", "check", "version", "help" }
 
 -- The revisions ids of a list of JSON objects.
 local function ids(list)
@@ -16,6 +16,21 @@ local function ids(list)
   end
   return out
 end
+
+-- The revision files of a project's versions/, in name order (what `ls` shows).
+local function files_of(d)
+  local names = assert(core.listdir(d .. "/versions"))
+  local out = {}
+  for _, n in ipairs(names) do
+    if n:match("%.lua$") then
+      out[#out + 1] = n
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+local ID = "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%d%-%x%x%x%x$"
 
 local function branched_project()
   return H.project {
@@ -49,7 +64,7 @@ describe("tide command line #db", function()
     it("applies every pending revision and says which", function()
       local r = tide { "upgrade", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
-      assert.matches("applied 3 revisions to head", r.stdout)
+      assert.matches("^applied 3 revisions in %d+ ms: 001, 002, 003; the database is now at 003 %(head%)\n$", r.stdout)
       assert.are.same({ "001", "002", "003" }, H.applied(db))
       assert.are.same({ "t1", "t2", "t3" }, H.tables(db))
     end)
@@ -57,7 +72,9 @@ describe("tide command line #db", function()
     it("stops at a target and then at +N", function()
       assert.are.equal(0, tide({ "upgrade", "001", "--url", db.url }).code)
       assert.are.same({ "001" }, H.applied(db))
-      assert.are.equal(0, tide({ "upgrade", "+1", "--url", db.url }).code)
+      local r = tide { "upgrade", "+1", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("^applied 1 revision in %d+ ms: 002; the database is now at 002\n$", r.stdout)
       assert.are.same({ "001", "002" }, H.applied(db))
     end)
 
@@ -110,15 +127,24 @@ describe("tide command line #db", function()
     it("reverts down to a target, which stays applied", function()
       local r = tide { "downgrade", "--no-backup", "001", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
-      assert.matches("reverted 2 revisions", r.stdout)
+      assert.matches("^reverted 2 revisions in %d+ ms: 003, 002; the database is now at 001\n$", r.stdout)
       assert.are.same({ "001" }, H.applied(db))
       assert.are.same({ "t1" }, H.tables(db))
     end)
 
-    it("reverts the last N with -N, and everything with base", function()
-      assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
+    -- Before: "reverted 1 revision to -1": the flag, not where the database is.
+    it("reverts the last N with -N, and everything with base, naming the revision reached", function()
+      local r = tide { "downgrade", "--no-backup", "-1", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("^reverted 1 revision in %d+ ms: 003; the database is now at 002\n$", r.stdout)
       assert.are.same({ "001", "002" }, H.applied(db))
-      assert.are.equal(0, tide({ "downgrade", "--no-backup", "base", "--url", db.url }).code)
+      r = tide { "downgrade", "--no-backup", "base", "--json", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({}, H.json(r).reached)
+      assert.are.equal(0, tide({ "upgrade", "+1", "--url", db.url }).code)
+      r = tide { "downgrade", "--no-backup", "base", "--url", db.url }
+      assert.matches("^reverted 1 revision in %d+ ms: 001; the database is now at base %(no revision applied%)\n$",
+        r.stdout)
       assert.are.same({}, H.applied(db))
       assert.are.same({}, H.tables(db))
     end)
@@ -136,6 +162,20 @@ describe("tide command line #db", function()
       local r = tide { "downgrade", "--no-backup", "--url", db.url }
       assert.are.equal(2, r.code, r.output)
       assert.matches("usage: tide downgrade", r.stderr)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+
+    -- Before: `unknown target "+1" ... (did you mean `001`?)`, an id unrelated to the intent.
+    it("explains what a downgrade target is when given head, heads or +N (exit 2)", function()
+      for _, target in ipairs { "head", "heads", "+1" } do
+        local r = tide { "downgrade", target, "--url", db.url }
+        assert.are.equal(2, r.code, r.output)
+        assert.truthy(r.stderr:find("tide: downgrade target " .. target .. ": a downgrade target is where to stop, "
+          .. "below what is applied: a revision (it stays applied), -N (revert the last N applied revisions) or "
+          .. "base (revert them all)", 1, true), r.stderr)
+        assert.matches("To revert the latest revision: `tide downgrade %-1`", r.stderr)
+        assert.is_nil(r.stderr:find("did you mean", 1, true), r.stderr)
+      end
       assert.are.same({ "001", "002", "003" }, H.applied(db))
     end)
   end)
@@ -193,6 +233,46 @@ describe("tide command line #db", function()
       assert.is_string(out.revisions[1].applied_at)
     end)
 
+    -- Before: "database: (PG* environment)", naming nothing.
+    it("names the database it reached, host:port/database, wherever the address came from", function()
+      local port = os.getenv("PGPORT")
+      local r = tide({ "status" }, { env = { PGDATABASE = db.name }, unset = { "DATABASE_URL" } })
+      assert.are.equal(0, r.code, r.output)
+      assert.truthy(r.stdout:find("database: 127.0.0.1:" .. port .. "/" .. db.name
+        .. ", from libpq environment (PG* variables)\n", 1, true), r.stdout)
+      r = tide { "status", "--json", "--url", db.url }
+      assert.are.equal("127.0.0.1:" .. port .. "/" .. db.name, H.json(r).database)
+      assert.are.equal("--url", H.json(r).url_source)
+    end)
+
+    -- Before: %-40s padded bytes, so a line with "é" or "表" in its message ended its column early.
+    it("aligns its columns by display width, whatever the messages' language", function()
+      local d = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", message = "ajouter la colonne créée" },
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", message = "添加发票表" },
+        ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", message = "plain" },
+      }
+      assert.are.equal(0, tide({ "upgrade", "001", "--url", db.url }, { dir = d }).code)
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      -- the display column at which "applied" / "pending" starts, counting CJK as two columns
+      local function column(line)
+        local before = line:match("^(.- +)applied ") or line:match("^(.- +)pending$")
+        local w = 0
+        for _, c in utf8.codes(before) do
+          w = w + ((c >= 0x4E00 and c <= 0x9FFF) and 2 or 1)
+        end
+        return w
+      end
+      local columns = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        if line:match("^%[") then
+          columns[#columns + 1] = column(line)
+        end
+      end
+      assert.are.same({ columns[1], columns[1], columns[1] }, columns)
+    end)
+
     it("marks a file changed since it was applied", function()
       assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
       local path = dir .. "/versions/002_t2.lua"
@@ -220,7 +300,7 @@ describe("tide command line #db", function()
       assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
       local r = tide { "history", "--applied", "--url", db.url }
       assert.are.equal(0, r.code, r.output)
-      assert.matches("downgrade%s+003%s+applied", r.stdout)
+      assert.matches("downgrade%s+003%s+reverted", r.stdout)
       local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
       assert.are.equal(4, #out.applied)
       assert.are.equal("downgrade", out.applied[1].direction)
@@ -229,6 +309,52 @@ describe("tide command line #db", function()
       assert.are.equal("001", out.applied[4].revision)
       assert.are.equal(core.version, out.applied[1].tide_version)
       assert.are.equal(os.getenv("PGUSER"), out.applied[1].db_user)
+    end)
+
+    -- Before: silently ignored, printing the whole graph.
+    it("refuses --limit without --applied (exit 2)", function()
+      local r = tide { "history", "--limit", "2" }
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("tide: %-%-limit goes with %-%-applied", r.stderr)
+      assert.are.equal("", r.stdout)
+    end)
+
+    it("shows each run's backup reference and a --no-backup note with --applied", function()
+      local backups = H.tmpdir {}
+      local r = tide { "upgrade", "--backup-to", "file://" .. backups .. "/", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      r = tide { "downgrade", "-1", "--no-backup", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      r = tide { "history", "--applied", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      local lines = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        lines[#lines + 1] = line
+      end
+      assert.are.equal(4, #lines, r.stdout)
+      assert.matches(" downgrade 003 +reverted .* note: %-%-no%-backup$", lines[1])
+      assert.is_nil(lines[1]:find("backup: ", 1, true))
+      for i = 2, 4 do
+        assert.truthy(lines[i]:find("  backup: file://" .. backups .. "/", 1, true), lines[i])
+      end
+    end)
+
+    -- Before: a downgrade's row said `applied`.
+    it("says reverted for downgrades, in rows written before too", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      assert.are.equal(0, tide({ "downgrade", "--no-backup", "-1", "--url", db.url }).code)
+      assert.are.equal("reverted",
+        H.sql(db, "SELECT outcome FROM tide.history WHERE direction = 'downgrade'")[1].outcome)
+      -- a row as tides before this one wrote it
+      H.sql(db, "INSERT INTO tide.history (run_id, revision, direction, outcome, started_at, duration_ms, os_user, "
+        .. "host, tide_version) VALUES ('old', '002', 'downgrade', 'applied', now(), 1, 'u', 'h', '0.0.1')")
+      local r = tide { "history", "--applied", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("downgrade 002 +reverted ", r.stdout)
+      assert.matches("downgrade 003 +reverted ", r.stdout)
+      assert.is_nil(r.stdout:find("downgrade %S+ +applied"), r.stdout)
+      local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
+      assert.are.same({ "reverted", "reverted" }, { out.applied[1].outcome, out.applied[2].outcome })
     end)
 
     it("limits --applied to --limit rows", function()
@@ -260,21 +386,102 @@ describe("tide command line #db", function()
   describe("new", function()
     it("writes the first revision as a root, and the next one on top of the head", function()
       local d = H.project {}
-      local r = tide({ "new", "Create users table" }, { dir = d })
+      local r = tide({ "new", "--json", "Create users table" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      local first = H.read(d .. "/versions/001_create_users_table.lua")
+      local first_id = H.json(r).revision
+      assert.matches(ID, first_id)
+      local first = H.read(d .. "/versions/" .. first_id .. "_create_users_table.lua")
       assert.truthy(first, r.output)
       assert.matches("down_revision = nil", first)
       r = tide({ "new", "--json", "add email" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
       local out = H.json(r)
-      assert.are.equal("002", out.revision)
-      assert.are.same({ "001" }, out.down_revision)
-      assert.matches('down_revision = "001"', H.read(d .. "/versions/002_add_email.lua"))
+      assert.matches(ID, out.revision)
+      assert.are.same({ first_id }, out.down_revision)
+      assert.truthy(H.read(d .. "/versions/" .. out.revision .. "_add_email.lua"):find(
+        'down_revision = "' .. first_id .. '"', 1, true))
       -- the files load and run
       r = tide({ "upgrade", "--url", db.url }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({ first_id, out.revision }, H.applied(db))
+    end)
+
+    -- Before: both branches got "004", and the merged code failed with `duplicate revision id`.
+    it("gives revisions written on two branches different ids: after the merge, `tide merge` joins them", function()
+      local a, b = H.project(H.chain(3)), H.project(H.chain(3))
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }, { dir = a }).code)
+      local ra = tide({ "new", "--json", "feature a" }, { dir = a })
+      local rb = tide({ "new", "--json", "feature b" }, { dir = b })
+      assert.are.equal(0, ra.code, ra.output)
+      assert.are.equal(0, rb.code, rb.output)
+      local ida, idb = H.json(ra).revision, H.json(rb).revision
+      assert.are_not.equal(ida, idb)
+      -- the merge of the two branches: b's file lands beside a's
+      H.write(a .. "/versions/" .. idb .. "_feature_b.lua", H.read(b .. "/versions/" .. idb .. "_feature_b.lua"))
+      local r = tide({ "upgrade", "--url", db.url }, { dir = a })
+      assert.are.equal(5, r.code, r.output)
+      assert.matches("multiple heads", r.stderr)
+      r = tide({ "merge", "-m", "join features" }, { dir = a })
+      assert.are.equal(0, r.code, r.output)
+      r = tide({ "upgrade", "--url", db.url }, { dir = a })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(6, #H.applied(db))
+    end)
+
+    it("names revisions so that files list in the order they were written, after numbered ones", function()
+      local d = H.project(H.chain(2))
+      local made = {}
+      for i = 1, 3 do
+        local r = tide({ "new", "--json", "step " .. i }, { dir = d })
+        assert.are.equal(0, r.code, r.output)
+        assert.matches(ID, H.json(r).revision)
+        made[i] = H.json(r).revision .. "_step_" .. i .. ".lua"
+      end
+      assert.are.same({ "001_t1.lua", "002_t2.lua", made[1], made[2], made[3] }, files_of(d))
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      -- the id column fits the generated ids: the messages start in one column
+      local columns = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        local at = line:find("create t%d") or line:find("step %d")
+        if at then
+          columns[#columns + 1] = at
+        end
+      end
+      assert.are.equal(5, #columns, r.stdout)
+      for _, c in ipairs(columns) do
+        assert.are.equal(columns[1], c, r.stdout)
+      end
+    end)
+
+    it("takes the id from --rev-id, as Alembic's revision --rev-id does", function()
+      local d = H.project(H.chain(2))
+      local r = tide({ "new", "--rev-id", "003", "third" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches('revision = "003"', H.read(d .. "/versions/003_third.lua"))
+      assert.matches('down_revision = "002"', H.read(d .. "/versions/003_third.lua"))
+      r = tide({ "new", "--rev-id", "003", "again" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches('revision "003" already exists', r.stderr)
+      for _, bad in ipairs { "a b", "head", "-1", string.rep("x", 65) } do
+        r = tide({ "new", "--rev-id", bad, "bad" }, { dir = d })
+        assert.are.equal(2, r.code, bad .. ": " .. r.output)
+        assert.matches("%-%-rev%-id", r.stderr)
+      end
+      assert.are.same({ "001_t1.lua", "002_t2.lua", "003_third.lua" }, files_of(d))
+    end)
+
+    it("says how to fix a duplicate id (exit 5)", function()
+      local d = H.project(H.chain(3))
+      H.write(d .. "/versions/003_other.lua", H.revision { revision = "003", down_revision = "002" })
+      local r = tide({ "heads" }, { dir = d })
+      assert.are.equal(5, r.code, r.output)
+      local first, hint = r.stderr:match("^tide: ([^\n]*)\n  hint: ([^\n]*)")
+      assert.matches('duplicate revision id "003" %(also in versions/003_', first)
+      assert.truthy(hint, r.stderr)
+      assert.matches("Give one of them a new id %(for example revision = \"%d+T%d+%-%x+\" in versions/003_", hint)
+      assert.matches('change down_revision = "003" to it', hint)
+      assert.matches("`tide merge`", hint)
     end)
 
     it("refuses when there are several heads (exit 5) and writes nothing", function()
@@ -282,7 +489,7 @@ describe("tide command line #db", function()
       local r = tide({ "new", "more" }, { dir = d })
       assert.are.equal(5, r.code, r.output)
       assert.matches("multiple heads", r.stderr)
-      assert.is_nil(H.read(d .. "/versions/004_more.lua"))
+      assert.are.same({ "001_a.lua", "002_b.lua", "003_c.lua" }, files_of(d))
     end)
 
     it("needs a message (exit 2)", function()
@@ -291,9 +498,26 @@ describe("tide command line #db", function()
 
     it("creates the versions folder in a new project", function()
       local d = H.tmpdir {}
-      local r = tide({ "new", "first" }, { dir = d })
+      local r = tide({ "new", "--json", "first" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      assert.truthy(H.read(d .. "/versions/001_first.lua"))
+      assert.truthy(H.read(d .. "/versions/" .. H.json(r).revision .. "_first.lua"))
+    end)
+
+    -- Before: "Añadir código" made a_adir_c_digo.
+    it("keeps the file name ASCII: Latin letters lose their accents, other scripts are left out", function()
+      local d = H.project {}
+      for _, case in ipairs { { "Añadir código ñandú", "_anadir_codigo_nandu.lua" },
+        { "Straße für Größen", "_strasse_fur_grossen.lua" }, { "添加发票表", "_revision.lua" },
+        { "Łódź: nowa tabela 表", "_lodz_nowa_tabela.lua" } } do
+        local r = tide({ "new", "--json", case[1] }, { dir = d })
+        assert.are.equal(0, r.code, r.output)
+        local out = H.json(r)
+        assert.are.equal("versions/" .. out.revision .. case[2], out.file)
+        assert.truthy(H.read(d .. "/" .. out.file), out.file)
+      end
+      -- and the messages are kept as written
+      local r = tide({ "heads", "--json" }, { dir = d })
+      assert.are.equal("Łódź: nowa tabela 表", H.json(r).heads[1].message)
     end)
 
     it("writes a file that loads even when the message has several lines", function()
@@ -312,13 +536,24 @@ describe("tide command line #db", function()
       local r = tide({ "merge", "-m", "join branches", "--json" }, { dir = d })
       assert.are.equal(0, r.code, r.output)
       local out = H.json(r)
-      assert.are.equal("004", out.revision)
+      assert.matches(ID, out.revision)
       assert.are.same({ "002", "003" }, out.down_revision)
-      assert.truthy(H.read(d .. "/versions/004_join_branches.lua"))
-      assert.are.same({ "004" }, ids(H.json(tide({ "heads", "--json" }, { dir = d })).heads))
+      assert.truthy(H.read(d .. "/versions/" .. out.revision .. "_join_branches.lua"))
+      assert.are.same({ out.revision }, ids(H.json(tide({ "heads", "--json" }, { dir = d })).heads))
       r = tide({ "upgrade", "--url", db.url }, { dir = d })
       assert.are.equal(0, r.code, r.output)
-      assert.are.same({ "001", "002", "003", "004" }, H.applied(db))
+      assert.are.same({ "001", "002", "003", out.revision }, H.applied(db))
+    end)
+
+    it("takes Alembic's `heads` argument, and nothing else", function()
+      local d = branched_project()
+      local r = tide({ "merge", "-m", "join", "nope" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches('tide merge joins every head: write `heads` or nothing, not "nope"', r.stderr)
+      assert.are.same({ "001_a.lua", "002_b.lua", "003_c.lua" }, files_of(d))
+      r = tide({ "merge", "-m", "join", "heads", "--json" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "002", "003" }, H.json(r).down_revision)
     end)
 
     it("refuses when there is only one head (exit 2)", function()
@@ -403,6 +638,14 @@ describe("tide command line #db", function()
       assert.are.equal(0, r.code, r.output)
     end)
 
+    it("counts in singular and plural", function()
+      local r = tide({ "check", "--offline" }, { dir = H.project(H.chain(1)) })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("ok: 1 revision, 0 pending\n", r.stdout)
+      r = tide { "check", "--offline" }
+      assert.are.equal("ok: 3 revisions, 0 pending\n", r.stdout)
+    end)
+
     it("fails (exit 5) with a file that does not load", function()
       H.write(dir .. "/versions/004_bad.lua", "return {")
       local r = tide { "check", "--offline" }
@@ -418,6 +661,119 @@ describe("tide command line #db", function()
       assert.are.equal("tide " .. core.version .. "\n", r.stdout)
       assert.are.equal(core.version, H.json(H.tide({ "--json", "version" }, { dir = "/" })).version)
     end)
+
+    it("answers --version as most programs do, whatever else is on the line", function()
+      for _, args in ipairs { { "--version" }, { "upgrade", "head", "--version" } } do
+        local r = H.tide(args, { dir = "/" })
+        assert.are.equal(0, r.code, r.output)
+        assert.are.equal("tide " .. core.version .. "\n", r.stdout)
+      end
+      assert.are.equal(core.version, H.json(H.tide({ "--version", "--json" }, { dir = "/" })).version)
+    end)
+  end)
+
+  describe("help", function()
+    it("is `tide --help` as a command, and `tide help COMMAND` is the command's --help", function()
+      local r = H.tide({ "help" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(H.tide({ "--help" }, { dir = "/" }).stdout, r.stdout)
+      r = H.tide({ "help", "upgrade" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(H.tide({ "upgrade", "--help" }, { dir = "/" }).stdout, r.stdout)
+      assert.matches("usage: tide upgrade", r.stdout)
+    end)
+
+    it("refuses an unknown command with a suggestion (exit 2)", function()
+      local r = H.tide({ "help", "upgade" }, { dir = "/" })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("unknown command `upgade` %(did you mean `upgrade`%?%)", r.stderr)
+    end)
+  end)
+
+  describe("Alembic's words", function()
+    it("writes a revision with `revision -m`, as `new` does", function()
+      local d = H.project(H.chain(1))
+      local r = tide({ "revision", "-m", "add email", "--json" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      local out = H.json(r)
+      assert.matches(ID, out.revision)
+      assert.are.same({ "001" }, out.down_revision)
+      assert.matches('message = "add email"', H.read(d .. "/versions/" .. out.revision .. "_add_email.lua"))
+      r = tide({ "new", "-m", "add name", "--rev-id", "003" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.truthy(H.read(d .. "/versions/003_add_name.lua"):find('down_revision = "' .. out.revision .. '"', 1,
+        true))
+    end)
+
+    it("needs the message once (exit 2)", function()
+      local d = H.project(H.chain(1))
+      for _, args in ipairs { { "revision" }, { "new", "x", "-m", "y" } } do
+        local r = tide(args, { dir = d })
+        assert.are.equal(2, r.code, r.output)
+        assert.matches('give the message once, as "MESSAGE" or %-m "MESSAGE"', r.stderr)
+      end
+      assert.are.same({ "001_t1.lua" }, files_of(d))
+    end)
+
+    it("shows one revision with `show REV`, from the files alone", function()
+      local r = tide({ "show", "002", "--url", "postgresql://nobody@127.0.0.1:" .. H.closed_port() .. "/x" },
+        { dir = branched_project() })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("revision: +002 %(head%)\n", r.stdout)
+      assert.matches("parents: +001\n", r.stdout)
+      assert.matches("children: +none\n", r.stdout)
+      assert.matches("file: +versions/002_b%.lua\n", r.stdout)
+      assert.matches("message: +revision 002\n", r.stdout)
+      local out = H.json(tide({ "show", "00", "--json" }, { dir = H.project(H.chain(1)) }))
+      assert.are.equal("001", out.revision)
+      assert.are.same({}, out.down_revision)
+      assert.is_true(out.transaction)
+      r = tide({ "show", "1" }, { dir = branched_project() })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches('unknown target "1"', r.stderr)
+    end)
+
+    it("shows the branch points with `branches`", function()
+      local r = tide({ "branches" }, { dir = branched_project() })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal("001 (branch point), revision 001\n  -> 002 (head), revision 002\n"
+        .. "  -> 003 (head), revision 003\n", r.stdout)
+      r = tide { "branches" }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("no branch points", r.stdout)
+      assert.are.same({}, H.json(tide { "branches", "--json" }).branches)
+    end)
+
+    it("starts a project with `init`: a tide.lua that loads and an empty versions/, keeping what exists", function()
+      local d = H.tmpdir {}
+      local r = H.tide({ "init" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("created tide.lua\ncreated versions/\n", r.stdout)
+      assert.is_true(core.isdir(d .. "/versions"))
+      assert.are.equal(".tide-cache*\n", H.read(d .. "/versions/.gitignore"))
+      local written = H.read(d .. "/tide.lua")
+      assert.matches('versions = "versions"', written)
+      -- the scaffold loads, and the project works from there
+      r = H.tide({ "new", "first" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      r = H.tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(1, #H.applied(db))
+      -- a second init changes nothing
+      H.write(d .. "/tide.lua", written .. "-- mine\n")
+      r = H.tide({ "init" }, { dir = d })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("kept tide.lua %(it exists%)\nkept versions/ %(it exists%)", r.stdout)
+      assert.are.equal(written .. "-- mine\n", H.read(d .. "/tide.lua"))
+      -- -C and --versions
+      r = H.tide({ "init", "-C", d .. "/other", "--versions", "db" }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert(os.execute("mkdir " .. H.shell_quote(d .. "/other")))
+      r = H.tide({ "init", "-C", d .. "/other", "--versions", "db" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.is_true(core.isdir(d .. "/other/db"))
+      assert.matches('versions = "db"', H.read(d .. "/other/tide.lua"))
+    end)
   end)
 
   describe("--help", function()
@@ -431,6 +787,19 @@ describe("tide command line #db", function()
         end
       end)
     end
+
+    it("lists a command's own flags and points to `tide --help` for the global ones", function()
+      local r = H.tide({ "upgrade", "--help" }, { dir = "/" })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("\n  %-%-single%-transaction +run every revision in one transaction", r.stdout)
+      assert.matches("\n  %-%-backup%-to URL +backup destination", r.stdout)
+      assert.matches("global flags: see `tide %-%-help` %(%-%-url, %-C, ", r.stdout)
+      assert.is_nil(r.stdout:find("retry a revision that hit lock_timeout", 1, true), r.stdout)
+      r = H.tide({ "status", "--help" }, { dir = "/" })
+      assert.is_nil(r.stdout:find("single-transaction", 1, true), r.stdout)
+      assert.is_nil(r.stdout:find("database to migrate", 1, true), r.stdout)
+      assert.matches("see `tide %-%-help`", r.stdout)
+    end)
 
     it("lists every command with `tide --help`", function()
       local r = H.tide({ "--help" }, { dir = "/" })
@@ -508,10 +877,10 @@ describe("tide command line #db", function()
     end)
 
     it("refuses a tide.lua value of the wrong type (exit 2)", function()
-      local d = H.project(H.chain(1), 'return { lock_wait = "10" }\n')
+      local d = H.project(H.chain(1), 'return { cache = "yes" }\n')
       local r = tide({ "status" }, { dir = d })
       assert.are.equal(2, r.code, r.output)
-      assert.matches("`lock_wait` must be a number", r.stderr)
+      assert.matches("`cache` must be a boolean", r.stderr)
     end)
 
     it("refuses -C of a folder that does not exist (exit 2)", function()
@@ -573,6 +942,35 @@ describe("tide command line #db", function()
       assert.are.equal("22012", out.error.sqlstate)
       assert.matches("versions/004_bad.lua$", out.error.file)
       assert.are.same({ "001", "002", "003" }, H.applied(db))
+    end)
+
+    -- Before: `statement: BEGIN; SET LOCAL lock_timeout = '5s'; ... SELECT 1/0`.
+    it("names the revision's own statement, without the BEGIN and SET LOCAL tide sent with it", function()
+      H.write(dir .. "/versions/004_bad.lua", H.revision { revision = "004", down_revision = "003",
+        up = "SELECT 1/0" })
+      local r = tide { "upgrade", "--url", db.url }
+      assert.are.equal(6, r.code, r.output)
+      assert.matches("\n  statement: SELECT 1/0\n", r.stderr)
+      assert.is_nil(r.stderr:find("SET LOCAL", 1, true), r.stderr)
+    end)
+
+    -- Before: "revision 004 (versions/004_bad.lua:5) failed in upgrade: versions/004_bad.lua:5: unknown ...".
+    it("names the file and line of a DSL error once", function()
+      H.write(dir .. "/versions/004_bad.lua", [[
+local schema = require "tide.schema"
+return { revision = "004", down_revision = "003", message = "typo",
+  upgrade = function(db)
+    db:exec("CREATE TABLE bad (id int)")
+    schema.create_polcy(db, "bad", "p", { using = "true" })
+  end }
+]])
+      local r = tide { "upgrade", "--url", db.url }
+      assert.are.equal(6, r.code, r.output)
+      local first = r.stderr:match("tide: (revision 004 [^\n]*)")
+      assert.are.equal("revision 004 (versions/004_bad.lua:5) failed in upgrade: unknown function "
+        .. "`schema.create_polcy`: did you mean `rls.create_policy`?", first)
+      assert.are.same({ "001", "002", "003" }, H.applied(db))
+      assert.is_false(H.exists(db, "bad"))
     end)
 
     it("is 2 for a tide.lua with an unknown key", function()

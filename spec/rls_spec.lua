@@ -135,6 +135,22 @@ describe("tide.rls", function()
       end
     end)
 
+    it("refuses a misspelled function at the caller's line, with the closest one in tide.rls or tide.schema", function()
+      raises("unknown function `rls.create_polcy`: did you mean `rls.create_policy`?", function()
+        return rls.create_polcy
+      end)
+      raises("unknown function `rls.create_index`: did you mean `schema.create_index`?", function()
+        return rls.create_index
+      end)
+      raises("unknown function `rls.sql.drop_polcy`: did you mean `rls.sql.drop_policy`?", function()
+        return build.drop_polcy
+      end)
+      raises("unknown function `rls.frobnicate`: tide.rls has create_policy, disable_rls, drop_policy, enable_rls",
+        function()
+          return rls.frobnicate
+        end)
+    end)
+
     it("refuses a call without db", function()
       raises("enable_rls: the first argument must be the db passed to upgrade/downgrade, got string",
         rls.enable_rls, "users", { force = true })

@@ -27,10 +27,12 @@ local function failures(db, schema)
   return out
 end
 
+-- The revisions whose upgrade was applied, or whose downgrade reverted them, in history order.
 local function applied_rows(db, direction, schema)
   local out = {}
+  local done = direction == "downgrade" and "reverted" or "applied"
   for _, h in ipairs(H.history(db, schema)) do
-    if h.outcome == "applied" and h.direction == direction then
+    if h.outcome == done and h.direction == direction then
       out[#out + 1] = h.revision
     end
   end

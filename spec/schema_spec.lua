@@ -416,6 +416,27 @@ CREATE TABLE %s (
       end
     end)
 
+    -- Before: "attempt to call a nil value (field 'create_polcy')", located nowhere useful.
+    it("refuses a misspelled function at the caller's line, with the closest one in tide.schema or tide.rls", function()
+      raises("unknown function `schema.create_polcy`: did you mean `rls.create_policy`?", function()
+        return schema.create_polcy
+      end)
+      raises("unknown function `schema.crate_table`: did you mean `schema.create_table`?", function()
+        return schema.crate_table
+      end)
+      raises("unknown function `schema.sql.create_tabel`: did you mean `schema.sql.create_table`?", function()
+        return build.create_tabel
+      end)
+      raises("unknown function `sql.rwa`: did you mean `sql.raw`?", function()
+        return sql.rwa
+      end)
+      local ok, err = pcall(function()
+        return schema.frobnicate
+      end)
+      assert.is_false(ok)
+      assert.matches("unknown function `schema.frobnicate`: tide.schema has add_column, alter_column, ", err)
+    end)
+
     it("refuses a call without db, naming the mistake", function()
       raises("create_table: the first argument must be the db passed to upgrade/downgrade, got string",
         schema.create_table, "users", { columns = { { "id", "bigint" } } })

@@ -12,6 +12,7 @@
 --      archive removed and never gets a manifest.
 -- Objects: <destination>/<id>/archive.dump and <destination>/<id>/manifest.json, where
 -- id = <UTC time>-<database>-<random>, so names sort by time.
+local config = require "tide.config"
 local core = require "tide.core"
 local errors = require "tide.errors"
 local json = require "tide.json"
@@ -25,7 +26,7 @@ M.keys = {
   keep = "number", -- keep this many complete backups (older ones are pruned after a new one)
   tmp_dir = "string", -- where the archive is written before the upload (default $TMPDIR or /tmp)
   pg_bindir = "string", -- where pg_dump and pg_restore are (default: newest /usr/lib/postgresql/*/bin)
-  lock_wait_timeout = "string", -- pg_dump --lock-wait-timeout (default 30s)
+  lock_wait_timeout = "duration", -- pg_dump --lock-wait-timeout (default 30s; 0: wait forever)
   space_check = "boolean", -- refuse to start when tmp_dir has less free space than the database's size
   region = "string", -- else AWS_REGION, AWS_DEFAULT_REGION, us-east-1
   endpoint = "string", -- else AWS_ENDPOINT_URL (path-style addressing then)
@@ -35,13 +36,13 @@ M.keys = {
   headers = "table", -- http(s): extra headers, {Name = "value"}; "${VAR}" is replaced from the environment
   bearer_token_env = "string", -- http(s): Authorization: Bearer $VAR
   ca_file = "string", -- a CA bundle for TLS (verification is always on)
-  deadline = "number", -- seconds for one upload or download, retries included (default 900)
+  deadline = "duration", -- for one upload or download, retries included (default 900s)
   max_attempts = "number", -- per request (default 8)
-  backoff_base = "number",
-  backoff_cap = "number",
+  backoff_base = "duration",
+  backoff_cap = "duration",
   low_speed_limit = "number", -- bytes/s under which a transfer counts as stalled (default 1024)
-  low_speed_time = "number", -- for this many seconds (default 30)
-  connect_timeout = "number",
+  low_speed_time = "duration", -- for this long (default 30s; whole seconds, rounded up)
+  connect_timeout = "duration", -- whole seconds, rounded up (default 10s)
   multipart_threshold = "number", -- bytes; above it S3 uploads are multipart (default 64 MiB)
   part_size = "number", -- bytes per part (default 16 MiB, at least 5 MiB)
 }
@@ -58,6 +59,15 @@ function M.validate(tbl, where)
     if not M.keys[k] then
       errors.raise("config", string.format("%s: unknown key `backup.%s`%s", where, tostring(k),
         errors.did_you_mean(tostring(k), names)))
+    elseif M.keys[k] == "duration" then
+      local ms, why = config.duration(v)
+      if ms == 0 and k ~= "lock_wait_timeout" then
+        ms, why = nil, "must be more than 0"
+      end
+      if not ms then
+        errors.raise("config", string.format("%s: `backup.%s` %s: %s", where, k, type(v) == "string"
+          and string.format("%q", v:sub(1, 40)) or tostring(v), why))
+      end
     elseif type(v) ~= M.keys[k] then
       errors.raise("config", string.format("%s: `backup.%s` must be a %s, got %s", where, k, M.keys[k], type(v)))
     end
@@ -82,6 +92,16 @@ function M.settings(cfg, flags)
   local s = {}
   for k, v in pairs(b) do
     s[k] = v
+    if M.keys[k] == "duration" then -- validated above
+      local ms = config.duration(v)
+      if k == "lock_wait_timeout" then
+        s[k] = config.pg_duration(ms) -- pg_dump hands it to the server's lock_timeout
+      elseif k == "low_speed_time" or k == "connect_timeout" then
+        s[k] = math.ceil(ms / 1000) -- libcurl counts these in whole seconds
+      else
+        s[k] = ms / 1000
+      end
+    end
   end
   if flags and flags["backup-to"] then
     s.to = flags["backup-to"]
@@ -462,8 +482,9 @@ function M.hook(ctx, flags)
   local hooks = ctx.cfg.hooks or {}
   return function(info)
     if flags["no-backup"] then
+      -- recorded even when no backup is configured: it is what let a destructive downgrade run
+      info.run.note = (info.run.note and (info.run.note .. "; ") or "") .. "--no-backup"
       if s or hooks.before_migrate then
-        info.run.note = (info.run.note and (info.run.note .. "; ") or "") .. "--no-backup"
         log.warn("backup: skipped (--no-backup); recorded in the history")
       end
       return nil
@@ -574,9 +595,10 @@ function M.restore(ctx, id, opts)
     application_name = "tide-restore", search_path = "pg_catalog" })
   local objects = user_objects(conn)
   if (objects.relations > 0 or objects.schemas > 0) and not opts.clean then
-    errors.raise("usage", string.format("the target database is not empty (%d relations, %d schemas): restore into "
-      .. "an empty database, or pass --clean to drop and replace the backup's objects", objects.relations,
-      objects.schemas))
+    local count = require("tide.text").count
+    errors.raise("usage", string.format("the target database is not empty (%s, %s): restore into "
+      .. "an empty database, or pass --clean to drop and replace the backup's objects",
+      count(objects.relations, "relation"), count(objects.schemas, "schema")))
   end
   if not opts.yes then
     if not (core.isatty(0) and core.isatty(2)) then

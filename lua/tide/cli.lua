@@ -6,6 +6,7 @@ local errors = require "tide.errors"
 local json = require "tide.json"
 local log = require "tide.log"
 local revisions = require "tide.revisions"
+local text = require "tide.text"
 
 local M = {}
 
@@ -15,10 +16,11 @@ local GLOBAL_FLAGS = {
   { "C", "DIR", "run as if tide was started in DIR (where tide.lua and versions/ are)" },
   { "versions", "DIR", "folder of revision files (default: versions/ beside tide.lua)" },
   { "schema", "NAME", "schema of tide's tracking tables (default: tide)" },
-  { "lock-wait", "SECONDS", "wait at most this long for another tide's lock (default: 60)" },
+  { "lock-wait", "DURATION", "wait at most this long for another tide's lock, e.g. 30s (default: 60s)" },
   { "lock-timeout", "DURATION", "lock_timeout for each revision's statements, e.g. 2s (default: 5s)" },
   { "lock-retries", "N", "retry a revision that hit lock_timeout up to N times, with backoff (default: 3)" },
   { "json", nil, "print the result as JSON on stdout" },
+  { "version", nil, "print tide's version" },
   { "quiet", nil, "print only errors on stderr", "q" },
   { "verbose", nil, "print more on stderr", "v" },
   { "help", nil, "show help", "h" },
@@ -52,42 +54,25 @@ local function ids_of(list)
   return ids
 end
 
--- The applied revisions with no applied children: what Alembic calls the current revision(s).
-local function current_of(graph, applied)
-  local current = {}
-  for id in pairs(applied) do
-    local covered = false
-    for _, child in ipairs(graph.children[id] or {}) do
-      if applied[child] then
-        covered = true
-      end
-    end
-    if not covered then
-      current[#current + 1] = id
-    end
+
+-- The id of a new revision: --rev-id, checked as the loader would and kept clear of target
+-- words, or a generated one (revisions.new_id: time and randomness, no collisions across branches).
+local function new_id(ctx, flags)
+  local id = flags["rev-id"]
+  if not id then
+    return revisions.new_id(ctx.graph)
   end
-  table.sort(current, function(a, b)
-    return (graph.index[a] or math.maxinteger) < (graph.index[b] or math.maxinteger)
-  end)
-  return current
+  if not id:match("^[%w_.-]+$") or #id > 64 then
+    errors.raise("usage", string.format("--rev-id %q: use up to 64 letters, digits, '.', '_' and '-'", id:sub(1, 64)))
+  end
+  if id == "head" or id == "heads" or id == "base" or id:match("^[-+]%d+$") then
+    errors.raise("usage", string.format("--rev-id %s: that is a target word (head, heads, base, +N, -N); choose "
+      .. "an id that names only this revision", id))
+  end
+  return id
 end
 
-local function slug(message)
-  local s = message:lower():gsub("[^%w]+", "_"):gsub("^_+", ""):gsub("_+$", "")
-  return s:sub(1, 40):gsub("_+$", "")
-end
-
--- The next "NNN" after the highest numbered file in versions/.
-local function next_number(graph)
-  local top = 0
-  for _, rev in ipairs(graph.list) do
-    local n = tonumber(rev.file:match("([%d]+)[^/]*%.lua$") or "")
-    if n and n > top then
-      top = n
-    end
-  end
-  return string.format("%03d", top + 1)
-end
+local REV_ID_FLAG = { "rev-id", "ID", "the revision's id instead of a generated one (letters, digits, '.', '_', '-')" }
 
 local TEMPLATE = [[
 -- %s
@@ -109,7 +94,8 @@ return {
 ]]
 
 local function write_revision(ctx, id, parents, message)
-  local name = string.format("%s_%s.lua", id, slug(message) ~= "" and slug(message) or "revision")
+  local slug = text.slug(message)
+  local name = string.format("%s_%s.lua", id, slug ~= "" and slug or "revision")
   local path = config.join(ctx.cfg.versions_dir, name)
   if ctx.graph.by_id[id] then
     errors.raise("usage", string.format("revision %q already exists (%s)", id, ctx.graph.by_id[id].file))
@@ -194,8 +180,10 @@ local function print_migrate(result)
   if #ids > 10 then -- the first and the last few; --json and history --applied have them all
     ids = { ids[1], ids[2], ids[3], "...", ids[#ids - 2], ids[#ids - 1], ids[#ids] }
   end
-  out("%s %d revision%s to %s in %.0f ms: %s", result.direction == "upgrade" and "applied" or "reverted",
-    #result.revisions, #result.revisions == 1 and "" or "s", result.target, total, table.concat(ids, ", "))
+  local reached = #result.reached > 0 and table.concat(result.reached, ", ") or "base (no revision applied)"
+  out("%s %d revision%s in %.0f ms: %s; the database is now at %s%s", result.direction == "upgrade" and "applied"
+    or "reverted", #result.revisions, #result.revisions == 1 and "" or "s", total, table.concat(ids, ", "), reached,
+    result.at_head and #result.reached > 0 and " (head)" or "")
 end
 
 command("upgrade", {
@@ -225,7 +213,7 @@ command("current", {
   run = function(ctx)
     local conn <close> = connect(ctx)
     local applied = require("tide.runner").state(conn, ctx.cfg)
-    local current = current_of(ctx.graph, applied)
+    local current = revisions.current(ctx.graph, applied)
     local heads = {}
     for _, h in ipairs(ctx.graph.heads) do
       heads[h] = true
@@ -247,6 +235,17 @@ command("current", {
     end
   end,
 })
+
+-- "host:port/dbname" of the live connection: the database tide reached, wherever its address
+-- came from (--url, DATABASE_URL, tide.lua or libpq's PG* variables and defaults).
+local function reached(conn)
+  local info = conn:info()
+  local host = info.host or "?"
+  if host:find(":", 1, true) then
+    host = "[" .. host .. "]" -- an IPv6 address
+  end
+  return string.format("%s:%s/%s", host, info.port or "?", info.dbname or "?")
+end
 
 local STATUS_MARKS = { applied = "[x]", pending = "[ ]", unknown = "[?]", partial = "[~]" }
 
@@ -279,20 +278,26 @@ command("status", {
         applied_at = applied[id].applied_at, applied_by = applied[id].applied_by }
     end
     return { revisions = list, pending = pending, heads = ctx.graph.heads, schema = ctx.cfg.schema,
-      database = config.redact(ctx.cfg.url ~= "" and ctx.cfg.url or "(PG* environment)") }
+      database = reached(conn), url_source = ctx.cfg.url_source }
   end,
   -- One line per revision, written at once: a project of thousands prints thousands of lines.
   print = function(result)
-    local lines = { "database: " .. result.database }
+    local lines = { string.format("database: %s, from %s", result.database, result.url_source) }
+    -- Columns by display width, not bytes: a message in any language keeps the next column
+    -- straight. The id column fits the longest id (generated ids have 20 characters).
+    local width = 12
+    for _, r in ipairs(result.revisions) do
+      width = math.max(width, text.width(r.revision))
+    end
     for _, r in ipairs(result.revisions) do
       local changed = r.changed and "  (file changed since)" or ""
+      local id, message = text.pad(r.revision, width), text.pad(r.message, 40)
       if r.state == "applied" then
-        lines[#lines + 1] = string.format("[x] %-12s %-40s applied %s by %s%s", r.revision, r.message, r.applied_at,
-          r.applied_by, changed)
+        lines[#lines + 1] = string.format("[x] %s %s applied %s by %s%s", id, message, r.applied_at, r.applied_by,
+          changed)
       else
         local extra = r.state == "pending" and "pending" or r.partial or "applied, but not in versions/"
-        lines[#lines + 1] = string.format("%s %-12s %-40s %s%s", STATUS_MARKS[r.state], r.revision, r.message, extra,
-          changed)
+        lines[#lines + 1] = string.format("%s %s %s %s%s", STATUS_MARKS[r.state], id, message, extra, changed)
       end
     end
     lines[#lines + 1] = string.format("%d pending; head%s: %s", result.pending, #result.heads == 1 and "" or "s",
@@ -309,6 +314,10 @@ command("history", {
     { "limit", "N", "with --applied: at most N rows, newest first (default: 50)" },
   },
   run = function(ctx, _, flags)
+    if flags.limit and not flags.applied then
+      errors.raise("usage", "--limit goes with --applied (it limits the rows of what ran on the database); "
+        .. "the revision graph from the files is shown whole")
+    end
     if flags.applied then
       local conn <close> = connect(ctx)
       if not require("tide.track").exists(conn, ctx.cfg.schema) then
@@ -327,11 +336,22 @@ command("history", {
   end,
   print = function(result)
     if result.applied then
+      local width = 8
+      for _, h in ipairs(result.applied) do
+        width = math.max(width, h.revision ~= core.null and text.width(h.revision) or 1)
+      end
+      local function first_line(value, prefix)
+        if value == core.null or value == nil or value == "" then
+          return ""
+        end
+        local first = value:gsub("\n.*", "")
+        return prefix .. (#first > 200 and (first:sub(1, 200) .. " ...") or first)
+      end
       for _, h in ipairs(result.applied) do
         local revision = h.revision ~= core.null and h.revision or "-"
-        out("%s  %-9s %-8s %-7s %s  %s@%s as %s%s", h.started_at, h.direction, revision,
-          h.outcome, string.format("%.0f ms", h.duration_ms), h.os_user, h.host, h.db_user,
-          h.error ~= core.null and ("  " .. h.error:gsub("\n.*", "")) or "")
+        out("%s  %s %s %s %s  %s@%s as %s%s%s%s", h.started_at, text.pad(h.direction, 9), text.pad(revision, width),
+          text.pad(h.outcome, 8), string.format("%.0f ms", h.duration_ms), h.os_user, h.host, h.db_user,
+          first_line(h.backup, "  backup: "), first_line(h.note, "  note: "), first_line(h.error, "  "))
       end
       return
     end
@@ -360,40 +380,219 @@ command("heads", {
   end,
 })
 
-command("new", {
-  usage = 'new "MESSAGE"',
-  summary = "write the next versions/NNN_slug.lua, its parent the single head",
-  creates_versions = true,
+-- Alembic's `show REV`: one revision as the files describe it (no database needed).
+command("show", {
+  usage = "show REV",
+  summary = "show one revision: id, parents, children, file, message, settings",
+  details = "REV: a revision id or unique prefix, or head. Reads the files only.",
   min_args = 1,
   max_args = 1,
   run = function(ctx, args)
+    local id = args[1] == "head" and revisions.head(ctx.graph) or revisions.find(ctx.graph, args[1])
+    local rev = ctx.graph.by_id[id]
+    local children = ctx.graph.children[id] or {}
+    return { revision = id, down_revision = rev.parents, children = children, head = #children == 0,
+      file = rev.file, message = rev.message, transaction = rev.transaction, downgrade = rev.has_downgrade,
+      lock_timeout = rev.lock_timeout, statement_timeout = rev.statement_timeout, checksum = rev.checksum }
+  end,
+  print = function(r)
+    local kinds = {}
+    kinds[#kinds + 1] = r.head and "head" or nil
+    kinds[#kinds + 1] = #r.down_revision == 0 and "base" or nil
+    kinds[#kinds + 1] = #r.down_revision > 1 and "merge" or nil
+    kinds[#kinds + 1] = #r.children > 1 and "branch point" or nil
+    local function list(ids)
+      return #ids > 0 and table.concat(ids, ", ") or "none"
+    end
+    local function duration(ms_text)
+      return ms_text and config.format_duration(config.duration(ms_text)) or "the configured one"
+    end
+    out("revision:          %s%s", r.revision, #kinds > 0 and (" (" .. table.concat(kinds, ", ") .. ")") or "")
+    out("parents:           %s", list(r.down_revision))
+    out("children:          %s", list(r.children))
+    out("file:              %s", r.file)
+    out("message:           %s", r.message)
+    out("transaction:       %s", r.transaction and "yes" or "no (transaction = false)")
+    out("downgrade:         %s", r.downgrade and "yes" or "no")
+    out("lock_timeout:      %s", duration(r.lock_timeout))
+    out("statement_timeout: %s", duration(r.statement_timeout))
+    out("checksum:          %s", r.checksum)
+  end,
+})
+
+-- Alembic's `branches`: the revisions the graph forks at, and where each fork leads.
+command("branches", {
+  usage = "branches",
+  summary = "show the branch points: revisions with more than one child",
+  run = function(ctx)
+    local heads = {}
+    for _, h in ipairs(ctx.graph.heads) do
+      heads[h] = true
+    end
+    local list = {}
+    for _, rev in ipairs(ctx.graph.list) do
+      local children = ctx.graph.children[rev.revision]
+      if #children > 1 then
+        local kids = {}
+        for i, c in ipairs(children) do
+          kids[i] = { revision = c, message = ctx.graph.by_id[c].message, head = heads[c] or false }
+        end
+        list[#list + 1] = { revision = rev.revision, message = rev.message, children = kids }
+      end
+    end
+    return { branches = list }
+  end,
+  print = function(result)
+    if #result.branches == 0 then
+      out("no branch points: every revision has at most one child")
+    end
+    for _, b in ipairs(result.branches) do
+      out("%s (branch point), %s", b.revision, b.message)
+      for _, c in ipairs(b.children) do
+        out("  -> %s%s, %s", c.revision, c.head and " (head)" or "", c.message)
+      end
+    end
+  end,
+})
+
+local NEW = {
+  summary = "write a new revision file in versions/, its parent the single head",
+  details = "The file is versions/ID_slug.lua. ID is the UTC time and four random hex digits\n"
+    .. "(20261124T101834-3f2a), so revisions written on two branches never share an id; --rev-id chooses it.",
+  flags = { { "message", "MESSAGE", "the revision's message (instead of the argument)", "m" }, REV_ID_FLAG },
+  creates_versions = true,
+  max_args = 1,
+  run = function(ctx, args, flags)
+    local message = flags.message or args[1]
+    if not message or (flags.message and args[1]) then
+      errors.raise("usage", string.format('usage: tide %s: give the message once, as "MESSAGE" or -m "MESSAGE"',
+        ctx.command.usage))
+    end
     local parents = {}
     if #ctx.graph.list > 0 then
       parents = { revisions.head(ctx.graph) }
     end
-    local id = next_number(ctx.graph)
-    return { revision = id, down_revision = parents, file = write_revision(ctx, id, parents, args[1]) }
+    local id = new_id(ctx, flags)
+    return { revision = id, down_revision = parents, file = write_revision(ctx, id, parents, message) }
   end,
   print = function(result)
     out("created %s (revision %s)", result.file, result.revision)
   end,
-})
+}
+
+command("new", setmetatable({ usage = 'new "MESSAGE" [--rev-id ID]' }, { __index = NEW }))
+
+-- Alembic's word for it: `alembic revision -m "add users"`.
+command("revision", setmetatable({ usage = 'revision -m "MESSAGE" [--rev-id ID]',
+  summary = "the same as `new` (Alembic's `revision -m`)" }, { __index = NEW }))
 
 command("merge", {
-  usage = 'merge [-m "MESSAGE"]',
+  usage = 'merge [-m "MESSAGE"] [--rev-id ID] [heads]',
   summary = "write a merge revision whose parents are the current heads",
-  flags = { { "message", "MESSAGE", "the merge revision's message", "m" } },
-  run = function(ctx, _, flags)
+  details = "It always joins every head; `heads` may be written, as in Alembic's `merge -m \"x\" heads`.",
+  flags = { { "message", "MESSAGE", "the merge revision's message", "m" }, REV_ID_FLAG },
+  max_args = 1,
+  run = function(ctx, args, flags)
+    if args[1] and args[1] ~= "heads" then
+      errors.raise("usage", string.format("tide merge joins every head: write `heads` or nothing, not %q",
+        args[1]:sub(1, 64)))
+    end
     if #ctx.graph.heads < 2 then
       errors.raise("usage", "nothing to merge: there is only one head")
     end
-    local id = next_number(ctx.graph)
+    local id = new_id(ctx, flags)
     local message = flags.message or ("merge " .. table.concat(ctx.graph.heads, " and "))
     return { revision = id, down_revision = ctx.graph.heads,
       file = write_revision(ctx, id, ctx.graph.heads, message) }
   end,
   print = function(result)
     out("created %s (revision %s, merging %s)", result.file, result.revision, table.concat(result.down_revision, ", "))
+  end,
+})
+
+-- What `tide init` writes: every key optional, the defaults shown, nothing that changes them.
+local TIDE_LUA_TEMPLATE = [[
+-- tide.lua: this project's tide settings. Every key is optional; unknown keys are an error.
+-- The database: --url, else DATABASE_URL, else `url` below, else libpq's PG* variables.
+return {
+  -- url = os.getenv("APP_DATABASE_URL"),
+  versions = %q,                  -- the folder of revision files, relative to this file
+  -- schema = "tide",                     -- schema of tide's tracking tables
+  -- search_path = "public",              -- set before any revision runs
+  -- lock_wait = "60s",                   -- how long to wait for another tide's lock
+  -- lock_timeout = "5s",                 -- each revision's lock_timeout (a bare number is seconds)
+  -- statement_timeout = 0,               -- each revision's statement_timeout (0: off)
+  -- backup = {                           -- a verified backup before every run that changes something
+  --   to = "file:///var/backups/app/",   -- or s3://bucket/prefix/ or https://host/path/
+  --   keep = 14,                         -- complete backups to keep
+  -- },
+}
+]]
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then
+    f:close()
+  end
+  return f ~= nil
+end
+
+-- Alembic's `init`: a project to start from. Nothing that exists is touched.
+command("init", {
+  usage = "init",
+  summary = "start a project: a commented tide.lua and an empty versions/ folder (keeps what exists)",
+  details = "With -C DIR, in DIR; with --versions DIR, that folder instead of versions/.",
+  no_project = true,
+  run = function(_, _, flags)
+    local dir = flags.C or "."
+    if not core.isdir(dir) then
+      errors.raise("usage", string.format("-C %s: no such directory", dir))
+    end
+    local result = { created = {}, kept = {} }
+    local file = config.join(dir, "tide.lua")
+    local versions = flags.versions or "versions"
+    if exists(file) then
+      result.kept[#result.kept + 1] = file
+      versions = config.load({ dir = dir, versions = flags.versions }).versions_dir
+    else
+      local f, why = io.open(file, "w")
+      if not f then
+        errors.raise("usage", "cannot create " .. why)
+      end
+      f:write(string.format(TIDE_LUA_TEMPLATE, versions))
+      f:close()
+      result.created[#result.created + 1] = file
+      versions = config.join(dir, versions)
+    end
+    if core.isdir(versions) then
+      result.kept[#result.kept + 1] = versions .. "/"
+    else
+      local made, why = core.mkdir(versions)
+      if not made then
+        errors.raise("usage", "cannot create the versions folder " .. why)
+      end
+      result.created[#result.created + 1] = versions .. "/"
+    end
+    -- the revision cache is this machine's, never the repository's
+    local ignore = config.join(versions, ".gitignore")
+    if not exists(ignore) then
+      local f = io.open(ignore, "w")
+      if f then
+        f:write(".tide-cache*\n")
+        f:close()
+        result.created[#result.created + 1] = ignore
+      end
+    end
+    return result
+  end,
+  print = function(result)
+    for _, f in ipairs(result.created) do
+      out("created %s", f)
+    end
+    for _, f in ipairs(result.kept) do
+      out("kept %s (it exists)", f)
+    end
+    out('next: tide new "first revision", then tide upgrade')
   end,
 })
 
@@ -449,7 +648,8 @@ command("check", {
     for _, p in ipairs(result.problems) do
       out("problem: %s", p)
     end
-    out("%s: %d revisions, %d pending", result.ok and "ok" or "check failed", result.revisions, result.pending)
+    out("%s: %s, %d pending", result.ok and "ok" or "check failed", text.count(result.revisions, "revision"),
+      result.pending)
   end,
 })
 
@@ -578,13 +778,30 @@ local function flag_help(list)
   return table.concat(lines, "\n")
 end
 
+-- "--url, -C, --versions ...": the global flags by name, for a command's help, in lines of
+-- at most about 100 characters.
+local function global_names()
+  local lines, line = {}, "global flags: see `tide --help` ("
+  for i, f in ipairs(GLOBAL_FLAGS) do
+    local name = (#f[1] == 1 and "-" or "--") .. f[1] .. (i < #GLOBAL_FLAGS and ", " or ").")
+    if #line + #name > 100 then
+      lines[#lines + 1] = line:gsub("%s+$", "")
+      line = "  "
+    end
+    line = line .. name
+  end
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n")
+end
+
+-- A command's help shows its own flags; the global ones are named and explained by `tide --help`.
 local function help(cmd)
   if cmd then
-    out("usage: tide %s [global flags]\n\n%s.%s", cmd.usage, cmd.summary, cmd.details and ("\n" .. cmd.details) or "")
+    out("usage: tide %s [flags]\n\n%s.%s", cmd.usage, cmd.summary, cmd.details and ("\n" .. cmd.details) or "")
     if cmd.flags and #cmd.flags > 0 then
       out("\nflags:\n%s", flag_help(cmd.flags))
     end
-    out("\nglobal flags:\n%s", flag_help(GLOBAL_FLAGS))
+    out("\n%s", global_names())
     return
   end
   out("usage: tide COMMAND [ARGS] [flags]\n\ntide runs PostgreSQL schema migrations written in Lua.\n\ncommands:")
@@ -592,8 +809,26 @@ local function help(cmd)
     out("  %-12s %s", name, commands[name].summary)
   end
   out("\nglobal flags (before or after the command):\n%s", flag_help(GLOBAL_FLAGS))
-  out("\n`tide COMMAND --help` shows a command's own flags. Exit codes: see README.md.")
+  out("\n`tide help COMMAND` or `tide COMMAND --help` shows a command's own flags. Exit codes: see README.md.")
 end
+
+command("help", {
+  usage = "help [COMMAND]",
+  summary = "show this help, or a command's",
+  no_project = true,
+  max_args = 1,
+  run = function(_, args)
+    local name = args[1]
+    if name and not commands[name] then
+      errors.raise("usage", string.format("unknown command `%s`%s; see `tide --help`", name,
+        errors.did_you_mean(name, command_order)))
+    end
+    return { command = name }
+  end,
+  print = function(result)
+    help(result.command and commands[result.command])
+  end,
+})
 
 -- main ----------------------------------------------------------------------------------------
 
@@ -625,15 +860,6 @@ local function traceback(err)
   return debug.traceback(tostring(err), 2)
 end
 
--- The server's lock_timeout holds at most 2^31-1 ms (about 24 days).
-local function lock_wait_seconds(text)
-  local n = tonumber(text)
-  if not n or n < 0 or n > 2147483 then
-    errors.raise("usage", string.format("--lock-wait %s: give seconds between 0 and 2147483", text))
-  end
-  return n
-end
-
 ---@param args string[]
 ---@return integer exit code
 function M.main(args)
@@ -650,6 +876,9 @@ function M.main(args)
   local ok, result = xpcall(function()
     local cmd, positional, flags = parse(args)
     log.level = flags.quiet and 0 or flags.verbose and 2 or 1
+    if flags.version and not flags.help then
+      cmd, positional = commands.version, {}
+    end
     if flags.help or not cmd then
       help(cmd)
       return cmd == nil and not flags.help and errors.exit_codes.usage or 0
@@ -657,14 +886,14 @@ function M.main(args)
     if (cmd.min_args and #positional < cmd.min_args) or #positional > (cmd.max_args or 0) then
       errors.raise("usage", "usage: tide " .. cmd.usage)
     end
-    local ctx = {}
+    local ctx = { command = cmd }
     if not cmd.no_project then
       ctx.cfg = config.load {
         dir = flags.C,
         versions = flags.versions,
         url = flags.url,
         schema = flags.schema,
-        lock_wait = flags["lock-wait"] and lock_wait_seconds(flags["lock-wait"]),
+        lock_wait = flags["lock-wait"],
         lock_timeout = flags["lock-timeout"],
         lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))
           or errors.raise("usage", "--lock-retries needs a whole number")),

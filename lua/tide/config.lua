@@ -11,17 +11,18 @@ local errors = require "tide.errors"
 
 local M = {}
 
--- Keys tide.lua may set, with the type each must have. Modules that own a key validate its
--- contents (tide.backup validates `backup`).
+-- Keys tide.lua may set, with the type each must have ("duration": a number of seconds or a
+-- string with a unit, see M.duration). Modules that own a key validate its contents
+-- (tide.backup validates `backup`).
 M.keys = {
   url = "string",
   versions = "string",
   schema = "string",
   search_path = "string",
   application_name = "string",
-  lock_wait = "number",
-  lock_timeout = "string",
-  statement_timeout = "string",
+  lock_wait = "duration",
+  lock_timeout = "duration",
+  statement_timeout = "duration",
   lock_retries = "number",
   backup = "table",
   hooks = "table",
@@ -39,6 +40,75 @@ M.defaults = {
   lock_retries = 3,
   cache = true,
 }
+
+-- Durations -----------------------------------------------------------------------------------
+-- Every duration tide reads (flags, tide.lua, revision keys, backup settings) is parsed here, once:
+-- a number, or a string without a unit, is seconds; a string may carry a unit (ms, s, min, h).
+-- PostgreSQL reads a bare number as milliseconds for lock_timeout and as seconds elsewhere, so
+-- tide never hands it one: the server gets whole milliseconds with their unit ("5000ms").
+
+local UNITS = { ms = 1, s = 1000, min = 60000, h = 3600000 }
+
+-- PostgreSQL's timeouts are a 32-bit count of milliseconds (about 24.8 days).
+M.MAX_DURATION_MS = 2147483647
+
+--- A duration as whole milliseconds (fractions round to the nearest millisecond), or nil and why.
+--- 0 is allowed: for PostgreSQL's timeouts it means "off".
+---@param value number|string 2, 0.5, "2", "1.5s", "500ms", "5min", "1h"
+---@return integer|nil ms
+---@return string|nil why
+function M.duration(value)
+  local number, unit
+  if type(value) == "number" then
+    number, unit = value, "s"
+  elseif type(value) == "string" then
+    if value:match("^%s*%-") then
+      return nil, "a duration cannot be negative"
+    end
+    local digits, word = value:match("^%s*([%d.]+)%s*(%a*)%s*$")
+    number, unit = tonumber(digits or ""), word ~= "" and word or "s"
+    if not number then
+      return nil, "not a duration: give seconds, or a number with a unit (500ms, 2s, 5min, 1h)"
+    end
+    if not UNITS[unit] then
+      return nil, string.format("unknown unit `%s`: use ms, s, min or h (a bare number is seconds)%s", unit,
+        unit == "m" and "; `m` is ambiguous: write `min` for minutes or `ms` for milliseconds" or "")
+    end
+  else
+    return nil, "a duration must be a number of seconds or a string such as \"5s\", got " .. type(value)
+  end
+  if number ~= number or number < 0 then
+    return nil, "a duration cannot be negative"
+  end
+  local ms = number * UNITS[unit]
+  if ms > M.MAX_DURATION_MS + 0.5 then
+    return nil, "longer than PostgreSQL's limit for a timeout, 2147483647ms (about 24.8 days)"
+  end
+  local whole = math.floor(ms + 0.5)
+  if whole == 0 and ms > 0 then
+    return nil, "shorter than a millisecond (0 would mean no timeout at all)"
+  end
+  return math.tointeger(whole)
+end
+
+--- What PostgreSQL is sent for a duration of ms: whole milliseconds with their unit.
+---@param ms integer
+---@return string
+function M.pg_duration(ms)
+  return string.format("%dms", ms)
+end
+
+--- A duration of ms for people: "500ms", "2s", "1.5s", "5min", "2h".
+---@param ms integer
+---@return string
+function M.format_duration(ms)
+  for _, u in ipairs { { "h", 3600000 }, { "min", 60000 }, { "s", 1000 } } do
+    if ms >= u[2] and (ms * 10) % u[2] == 0 then
+      return string.format("%g%s", ms / u[2], u[1])
+    end
+  end
+  return string.format("%dms", ms)
+end
 
 --- Replaces the password in a URL or keyword conninfo with ****, for every message tide prints.
 ---@param url string
@@ -185,7 +255,10 @@ local function load_file(path)
           "config",
           string.format("%s: unknown key `%s`%s", path, tostring(k), errors.did_you_mean(tostring(k), names))
         )
-      elseif type(v) ~= M.keys[k] then
+      elseif M.keys[k] == "duration" and type(v) ~= "number" and type(v) ~= "string" then
+        errors.raise("config", string.format("%s: `%s` must be a duration (seconds, or a string such as \"5s\"), "
+          .. "got %s", path, k, type(v)))
+      elseif M.keys[k] ~= "duration" and type(v) ~= M.keys[k] then
         errors.raise("config", string.format("%s: `%s` must be a %s, got %s", path, k, M.keys[k], type(v)))
       end
       cfg[k] = v
@@ -236,8 +309,16 @@ function M.load(flags)
       cfg[k] = flags[k]
     end
   end
-  if cfg.lock_wait < 0 or cfg.lock_wait > 2147483 then
-    errors.raise("config", string.format("lock_wait %s: give seconds between 0 and 2147483", cfg.lock_wait))
+  -- Durations are checked before anything connects; the lock wait stays in seconds (tide.lock),
+  -- the timeouts become what PostgreSQL is sent.
+  for _, k in ipairs { "lock_wait", "lock_timeout", "statement_timeout" } do
+    local ms, why = M.duration(cfg[k])
+    if not ms then
+      local where = flags[k] ~= nil and ("--" .. k:gsub("_", "-")) or ((cfg.file or "tide.lua") .. ": `" .. k .. "`")
+      errors.raise(flags[k] ~= nil and "usage" or "config", string.format("%s %s: %s", where,
+        type(cfg[k]) == "string" and string.format("%q", cfg[k]:sub(1, 40)) or tostring(cfg[k]), why))
+    end
+    cfg[k] = k == "lock_wait" and ms / 1000 or M.pg_duration(ms)
   end
   if not cfg.schema:match("^[%a_][%w_]*$") then
     errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _)", cfg.schema))

@@ -75,10 +75,11 @@ function DB:exec(sql)
     self.prelude = nil
     local ok, err = pcall(self.conn.exec, self.conn, prelude .. sql)
     if not ok then
-      -- report the revision's own statement, not the prelude tide put in front of it
+      -- report the revision's own statement, not the prelude tide put in front of it (unless
+      -- the error is in the prelude itself)
       local shift = utf8.len(prelude) or #prelude
-      if type(err) == "table" and err.position and err.position > shift then
-        err.position = err.position - shift
+      if type(err) == "table" and not (err.position and err.position <= shift) then
+        err.position = err.position and err.position - shift
         err.query = sql
       end
       error(err, 0)

@@ -196,6 +196,68 @@ function dsl.keyword(what, word, allowed)
   dsl.fail("unknown %s `%s`: %s", what, word, dsl.hint(normalized, allowed))
 end
 
+-- Misspelled functions. A module made strict raises at the revision file's line when asked for
+-- a function it does not have, naming the closest DSL function wherever it lives
+-- (`schema.create_polcy` -> `rls.create_policy`), instead of Lua's "attempt to call a nil value".
+-- Modules are looked up by name when the error happens, so tide.schema and tide.rls can point at
+-- each other without requiring each other.
+local NEIGHBOURS = {
+  schema = { "schema", "rls" },
+  rls = { "rls", "schema" },
+  sql = { "sql" },
+  ["schema.sql"] = { "schema.sql", "rls.sql" },
+  ["rls.sql"] = { "rls.sql", "schema.sql" },
+}
+
+local function functions_of(name)
+  local ok, module = pcall(require, "tide." .. name:match("^%w+"))
+  if ok and name:find("%.sql$") then
+    module = rawget(module, "sql")
+  end
+  local names = {}
+  for key, value in pairs(ok and module or {}) do
+    if type(key) == "string" and type(value) == "function" then
+      names[#names + 1] = key
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+---Makes `module` (known to revisions as `name`: "schema", "rls.sql" ...) raise on a function it
+---does not have.
+---@param module table
+---@param name string
+---@return table module
+function dsl.strict(module, name)
+  return setmetatable(module, {
+    __index = function(_, key)
+      dsl.unknown_function(name, key)
+    end,
+  })
+end
+
+---Raises "unknown function `schema.create_polcy`: did you mean `rls.create_policy`?" at the
+---revision file's line.
+---@param name string the module as revisions know it
+---@param key any what was asked for
+function dsl.unknown_function(name, key)
+  local candidates, owner = {}, {}
+  for _, neighbour in ipairs(NEIGHBOURS[name]) do
+    for _, f in ipairs(functions_of(neighbour)) do
+      if not owner[f] then
+        candidates[#candidates + 1], owner[f] = f, neighbour
+      end
+    end
+  end
+  local best = type(key) == "string" and dsl.suggest(key, candidates)
+  if best then
+    dsl.fail("unknown function `%s.%s`: did you mean `%s.%s`?", name, tostring(key), owner[best], best)
+  end
+  dsl.fail("unknown function `%s.%s`: tide.%s has %s", name, tostring(key), name,
+    table.concat(functions_of(name), ", "))
+end
+
 ---Checks that `db` looks like the object the engine passes to upgrade/downgrade, so that
 ---`schema.create_table("users", ...)` (db forgotten) fails with a message that says so.
 ---@param what string

@@ -18,8 +18,8 @@ M.fields = {
   upgrade = { ["function"] = true },
   downgrade = { ["nil"] = true, ["function"] = true },
   transaction = { ["nil"] = true, boolean = true },
-  lock_timeout = { ["nil"] = true, string = true },
-  statement_timeout = { ["nil"] = true, string = true },
+  lock_timeout = { ["nil"] = true, string = true, number = true }, -- a duration (tide.config)
+  statement_timeout = { ["nil"] = true, string = true, number = true },
   allow = { ["nil"] = true, table = true }, -- lint opt-outs: rule -> reason (tide.lint)
 }
 local field_names = {}
@@ -158,14 +158,27 @@ function M.load_file(path, source)
       fail(path, line_of(source, "down_revision"), "down_revision is an empty list (use nil for a root)")
     end
   end
+  -- Durations are parsed here, once, into what PostgreSQL is sent ("2000ms"): a bad one is a
+  -- load error at its line, before tide connects.
+  local timeouts = {}
+  for _, key in ipairs { "lock_timeout", "statement_timeout" } do
+    if t[key] ~= nil then
+      local ms, why = config.duration(t[key])
+      if not ms then
+        fail(path, line_of(source, key), string.format("%s %s: %s", key, type(t[key]) == "string"
+          and string.format("%q", t[key]:sub(1, 40)) or tostring(t[key]), why))
+      end
+      timeouts[key] = config.pg_duration(ms)
+    end
+  end
   local rev = setmetatable({
     revision = t.revision,
     parents = parents,
     message = t.message,
     has_downgrade = t.downgrade ~= nil,
     transaction = t.transaction ~= false,
-    lock_timeout = t.lock_timeout,
-    statement_timeout = t.statement_timeout,
+    lock_timeout = timeouts.lock_timeout,
+    statement_timeout = timeouts.statement_timeout,
     allow = t.allow,
     file = path,
     checksum = M.checksum(source),
@@ -246,6 +259,38 @@ local function load_all(dir, names, use_cache)
   return revs, used == #revs and count == #revs and fingerprint ~= "" and fingerprint or nil
 end
 
+-- Revision ids -------------------------------------------------------------------------------
+-- `tide new` on two branches must not give two revisions one id (a numbered "008" on each
+-- branch fails the run after the merge). A new id is the UTC time to the second and 16 random
+-- bits, "20261124T101834-3f2a": it sorts by creation time, so files list in the order they were
+-- written (and after numbered ids such as 001), and two developers collide only by writing
+-- their revisions in the same second and drawing the same 1-in-65536 suffix.
+
+M.ID_PATTERN = "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%d%-%x%x%x%x$"
+
+--- A new revision id that no revision in graph has and that sorts after every id of graph made
+--- in the same second (several `tide new` in one second still list in order).
+---@param graph table|nil
+---@return string
+function M.new_id(graph)
+  local stamp = os.date("!%Y%m%dT%H%M%S")
+  local floor = ""
+  for _, rev in ipairs(graph and graph.list or {}) do
+    if rev.revision:sub(1, #stamp) == stamp and rev.revision > floor then
+      floor = rev.revision
+    end
+  end
+  for _ = 1, 64 do
+    local bytes = core.random_bytes(2)
+    local id = string.format("%s-%02x%02x", stamp, bytes:byte(1), bytes:byte(2))
+    if id > floor then
+      return id
+    end
+  end
+  core.sleep(1) -- this second's suffixes are used up: take the next second's
+  return M.new_id(graph)
+end
+
 --- Loads every versions/*.lua and builds the graph. opts.cache = false leaves dir's
 --- .tide-cache alone (tide.lua's `cache = false`).
 ---@param dir string
@@ -262,8 +307,12 @@ function M.load(dir, opts)
   for _, rev in ipairs(revs) do
     local other = graph.by_id[rev.revision]
     if other then
-      fail(rev.file, line_of(rev.source, "revision"), string.format("duplicate revision id %q (also in %s:%d)",
-        rev.revision, other.file, line_of(other.source, "revision")))
+      fail(rev.file, line_of(rev.source, "revision"), string.format("duplicate revision id %q (also in %s:%d)\n"
+        .. "  hint: two revisions were given one id, usually by `tide new` on two branches. Give one of them a new "
+        .. "id (for example revision = %q in %s) and change down_revision = %q to it in the revisions written on "
+        .. "top of that one; if both are heads then, join them with `tide merge`. Ids from this tide's `tide new` "
+        .. "do not collide.", rev.revision, other.file, line_of(other.source, "revision"), M.new_id(),
+        rev.file, rev.revision))
     end
     graph.by_id[rev.revision] = rev
     graph.list[#graph.list + 1] = rev
@@ -359,6 +408,34 @@ function M.ancestors(graph, id, into)
   return into
 end
 
+--- The applied revisions with no applied children, in graph order (ids the files do not know
+--- last): what Alembic calls the current revision(s). Empty means base.
+---@param graph table
+---@param applied table set (or map) of applied ids
+---@return string[]
+function M.current(graph, applied)
+  local current = {}
+  for id in pairs(applied) do
+    local covered = false
+    for _, child in ipairs(graph.children[id] or {}) do
+      if applied[child] then
+        covered = true
+      end
+    end
+    if not covered then
+      current[#current + 1] = id
+    end
+  end
+  table.sort(current, function(a, b)
+    local ia, ib = graph.index[a] or math.maxinteger, graph.index[b] or math.maxinteger
+    if ia ~= ib then
+      return ia < ib
+    end
+    return a < b
+  end)
+  return current
+end
+
 --- Resolves a revision id or unique prefix to an id.
 function M.find(graph, word)
   if graph.by_id[word] then
@@ -445,6 +522,17 @@ function M.plan_upgrade(graph, applied, target)
   return ordered(graph, wanted)
 end
 
+-- `downgrade head` and `downgrade +1` read as "down from head" and "one down": say what a
+-- downgrade target is rather than looking them up as revision ids.
+local function refuse_upward(target)
+  if target:match("^%+%d+$") or target == "head" or target == "heads" then
+    errors.raise("usage", string.format("downgrade target %s: a downgrade target is where to stop, below what is "
+      .. "applied: a revision (it stays applied), -N (revert the last N applied revisions) or base (revert them "
+      .. "all); %s names revisions to apply (`tide upgrade %s`). To revert the latest revision: `tide downgrade -1`",
+      target, target:sub(1, 1) == "+" and "+N" or target, target))
+  end
+end
+
 --- Revisions to revert, in order (children first), to reach target from the applied set.
 function M.plan_downgrade(graph, applied, target)
   local n = target:match("^%-(%d+)$")
@@ -457,9 +545,7 @@ function M.plan_downgrade(graph, applied, target)
     end
     return out
   end
-  if target:match("^%+%d+$") or target == "head" or target == "heads" then
-    errors.raise("usage", "downgrade target " .. target .. " goes up: use `tide upgrade " .. target .. "`")
-  end
+  refuse_upward(target)
   local keep = {}
   if target ~= "base" then
     local id = M.find(graph, target)
@@ -483,6 +569,7 @@ function M.check_target(graph, direction, target)
   if direction == "upgrade" then
     M.plan_upgrade(graph, {}, target)
   elseif not target:match("^%-%d+$") and target ~= "base" then
+    refuse_upward(target)
     M.plan_downgrade(graph, { [M.find(graph, target)] = true }, target)
   end
 end

@@ -146,4 +146,5 @@ function rls.drop_policy(db, table_name, name, options)
   db:exec(build.drop_policy(table_name, name, options))
 end
 
-return rls
+dsl.strict(build, "rls.sql")
+return dsl.strict(rls, "rls")

@@ -2,6 +2,7 @@
 --   plan from a lock-free read -> lock -> re-read and re-plan -> backup -> each revision in its
 --   own transaction with its state and history rows -> release -> summary.
 -- A run with nothing to do stops after the first read and never waits for the lock.
+local config = require "tide.config"
 local core = require "tide.core"
 local dbmod = require "tide.db"
 local errors = require "tide.errors"
@@ -125,7 +126,7 @@ end
 function M.describe_partial(row)
   local what = row.partial_direction == "downgrade" and "partially reverted" or "partially applied"
   local steps = row.steps_total and row.steps_total > 0 and string.format(": %d/%d steps", row.steps_done or 0,
-    row.steps_total) or string.format(": %d steps done", row.steps_done or 0)
+    row.steps_total) or (": " .. require("tide.text").count(row.steps_done or 0, "step") .. " done")
   local failure
   if row.error then
     failure = string.format(", failed%s with error %s", row.failed_step and (" at step " .. string.format("%q",
@@ -168,8 +169,14 @@ local function where_in(rev, err)
 end
 
 local function run_failure(rev, direction, err, rolled_back)
-  local head = string.format("revision %s (%s) failed in %s", rev.revision, where_in(rev, err), direction)
-  local lines = { head .. ": " .. tostring(err) }
+  local where = where_in(rev, err)
+  local head = string.format("revision %s (%s) failed in %s", rev.revision, where, direction)
+  -- a DSL or Lua error names the same file and line again: once is enough
+  local text = tostring(err)
+  if text:sub(1, #where + 2) == where .. ": " then
+    text = text:sub(#where + 3)
+  end
+  local lines = { head .. ": " .. text }
   if err.query and #err.query > 0 then
     local stmt = err.query:gsub("%s+", " ")
     lines[#lines + 1] = "  statement: " .. (#stmt > 300 and (stmt:sub(1, 300) .. " ...") or stmt)
@@ -192,6 +199,7 @@ local function run_failure(rev, direction, err, rolled_back)
   })
 end
 
+-- Both are what tide.config made of the user's durations: whole milliseconds ("5000ms").
 local function timeout_values(cfg, rev)
   return rev.lock_timeout or cfg.lock_timeout, rev.statement_timeout or cfg.statement_timeout
 end
@@ -365,7 +373,8 @@ local function apply(conn, cfg, run, rev, direction, mode)
     if is_lock_timeout(err) and n <= retries and safe and not mode.single and not mode.dry then
       local delay = math.min(30, 0.5 * 2 ^ (n - 1)) * (0.5 + math.random())
       log.warn("revision %s: lock timeout after %s (attempt %d of %d), blocked by %s; retrying in %.1fs",
-        rev.revision, (timeout_values(cfg, rev)), n, retries + 1, M.describe_blocker(blocker), delay)
+        rev.revision, config.format_duration(config.duration((timeout_values(cfg, rev)))), n, retries + 1,
+        M.describe_blocker(blocker), delay)
       pcall(track.record_failure, conn, cfg.schema, run, rev, direction, ms,
         { text = string.format("lock timeout (attempt %d of %d), retrying; blocked by %s", n, retries + 1,
           M.describe_blocker(blocker)), sqlstate = err.sqlstate })
@@ -580,6 +589,21 @@ function M.migrate(ctx, direction, target, opts)
       result.revisions[#result.revisions + 1] = { revision = rev.revision, message = rev.message, duration_ms = ms }
     end
   end
+  -- Where the run leaves the database: the revisions reached, not the target as typed (-1).
+  local now = {}
+  for id in pairs(applied) do
+    now[id] = true
+  end
+  for _, r in ipairs(result.revisions) do
+    if not r.skipped then
+      now[r.revision] = direction == "upgrade" or nil
+    end
+  end
+  result.reached = revisions.current(graph, now)
+  result.at_head = #result.reached == #graph.heads
+  for _, id in ipairs(result.reached) do
+    result.at_head = result.at_head and #graph.children[id] == 0
+  end
   if opts.dry_run then
     conn:exec("ROLLBACK")
   elseif single then
@@ -613,7 +637,7 @@ function M.stamp(ctx, target)
     for id, row in pairs(applied) do
       if not want[id] then
         track.record_downgrade(conn, cfg.schema, run, { revision = id, checksum = row.checksum }, 0,
-          { direction = "unstamp" })
+          { direction = "unstamp", outcome = "applied" })
         result.unstamped[#result.unstamped + 1] = id
       end
     end

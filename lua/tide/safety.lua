@@ -27,21 +27,27 @@ end
 
 local function lines_of(text)
   local list = {}
+  if (text or "") == "" then
+    return list
+  end
   for line in ((text or ""):gsub("\r\n?", "\n"):gsub("\n$", "") .. "\n"):gmatch("([^\n]*)\n") do
     list[#list + 1] = line
   end
   return list
 end
 
---- A line diff of a against b, unified style ("-" only in a, "+" only in b), with `context`
---- unchanged lines around each change. Empty string when equal.
+--- A unified diff of a against b, as `diff -u` writes it: `---`/`+++` labels, then hunks with
+--- `@@ -start,count +start,count @@` headers, `context` unchanged lines around each change
+--- (default 3), and in each change the removed lines ("-") before the added ones ("+"), so
+--- `patch` applies it. Empty string when equal.
 ---@param a string
 ---@param b string
 ---@param label_a string
 ---@param label_b string
+---@param context integer|nil
 ---@return string
 function M.diff(a, b, label_a, label_b, context)
-  context = context or 2
+  context = context or 3
   local x, y = lines_of(a), lines_of(b)
   local n, m = #x, #y
   -- LCS table from the end; revision files are small, so O(n*m) is fine.
@@ -58,40 +64,65 @@ function M.diff(a, b, label_a, label_b, context)
       end
     end
   end
-  local ops = {}
+  -- the edit script, each run of changes written as its removals, then its additions
+  local ops, removed, added = {}, {}, {}
+  local function flush()
+    table.move(removed, 1, #removed, #ops + 1, ops)
+    table.move(added, 1, #added, #ops + 1, ops)
+    removed, added = {}, {}
+  end
   local i, j = 1, 1
   while i <= n or j <= m do
     if i <= n and j <= m and x[i] == y[j] then
+      flush()
       ops[#ops + 1] = { " ", x[i] }
       i, j = i + 1, j + 1
     elseif j <= m and (i > n or L[i][j + 1] >= L[i + 1][j]) then
-      ops[#ops + 1] = { "+", y[j] }
+      added[#added + 1] = { "+", y[j] }
       j = j + 1
     else
-      ops[#ops + 1] = { "-", x[i] }
+      removed[#removed + 1] = { "-", x[i] }
       i = i + 1
     end
   end
-  local keep = {}
+  flush()
+  -- lines of a and of b before each op, for the hunk headers
+  local a_before, b_before, ai, bj = {}, {}, 0, 0
+  for k, op in ipairs(ops) do
+    a_before[k], b_before[k] = ai, bj
+    ai = ai + (op[1] ~= "+" and 1 or 0)
+    bj = bj + (op[1] ~= "-" and 1 or 0)
+  end
+  local hunks = {}
   for k, op in ipairs(ops) do
     if op[1] ~= " " then
-      for c = math.max(1, k - context), math.min(#ops, k + context) do
-        keep[c] = true
+      local first, last = math.max(1, k - context), math.min(#ops, k + context)
+      local h = hunks[#hunks]
+      if h and first <= h.last + 1 then
+        h.last = math.max(h.last, last)
+      else
+        hunks[#hunks + 1] = { first = first, last = last }
       end
     end
   end
-  if not next(keep) then
+  if #hunks == 0 then
     return ""
   end
+  local function range(before, count)
+    local start = count == 0 and before or before + 1
+    return count == 1 and tostring(start) or (start .. "," .. count)
+  end
   local outl = { "--- " .. label_a, "+++ " .. label_b }
-  local last = 0
-  for k, op in ipairs(ops) do
-    if keep[k] then
-      if k > last + 1 then
-        outl[#outl + 1] = "@@"
-      end
-      outl[#outl + 1] = op[1] .. op[2]
-      last = k
+  for _, h in ipairs(hunks) do
+    local a_count, b_count = 0, 0
+    for k = h.first, h.last do
+      a_count = a_count + (ops[k][1] ~= "+" and 1 or 0)
+      b_count = b_count + (ops[k][1] ~= "-" and 1 or 0)
+    end
+    outl[#outl + 1] = string.format("@@ -%s +%s @@", range(a_before[h.first], a_count),
+      range(b_before[h.first], b_count))
+    for k = h.first, h.last do
+      outl[#outl + 1] = ops[k][1] .. ops[k][2]
     end
   end
   return table.concat(outl, "\n")

@@ -766,4 +766,5 @@ function schema.revoke(db, privileges, on, from, options)
   db:exec(build.revoke(privileges, on, from, options))
 end
 
-return schema
+dsl.strict(build, "schema.sql")
+return dsl.strict(schema, "schema")

@@ -141,4 +141,10 @@ function sql.is_raw(value)
   return getmetatable(value) == Raw
 end
 
-return sql
+-- A misspelled function (`sql.rwa`) raises with a suggestion, as in tide.schema and tide.rls
+-- (tide.dsl requires this module, so it is looked up only when that happens).
+return setmetatable(sql, {
+  __index = function(_, key)
+    require("tide.dsl").unknown_function("sql", key)
+  end,
+})

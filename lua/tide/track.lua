@@ -262,15 +262,15 @@ function M.record_upgrade(conn, schema, run, rev, ms, opts)
 end
 
 --- Records rev as reverted: deletes the state row (and any steps) and writes the history row in
---- one statement. opts: direction (default "downgrade"), outcome (default "applied": the
---- downgrade was applied), after (SQL sent in the same round trip).
+--- one statement. opts: direction (default "downgrade"), outcome (default "reverted"; earlier
+--- tides wrote "applied"), after (SQL sent in the same round trip).
 function M.record_downgrade(conn, schema, run, rev, ms, opts)
   opts = opts or {}
   local s = sql.ident(schema)
   query(conn, "WITH state AS (DELETE FROM " .. s .. ".revision WHERE revision = $2), "
     .. "steps AS (DELETE FROM " .. s .. ".step WHERE revision = $2) "
     .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
-    history_args(run, rev.revision, opts.direction or "downgrade", opts.outcome or "applied", ms, rev.checksum, nil),
+    history_args(run, rev.revision, opts.direction or "downgrade", opts.outcome or "reverted", ms, rev.checksum, nil),
     opts.after)
 end
 
@@ -347,9 +347,11 @@ function M.record_failure(conn, schema, run, rev, direction, ms, err)
     history_args(run, rev.revision, direction, "failed", ms, rev.checksum, err))
 end
 
---- The applied history, newest first.
+--- The applied history, newest first. A downgrade's outcome reads `reverted`, also in rows
+--- written before downgrades were recorded that way (they say `applied`).
 function M.history(conn, schema, limit)
-  return (conn:query("SELECT id, run_id, revision, direction, outcome, "
+  return (conn:query("SELECT id, run_id, revision, direction, "
+    .. "CASE WHEN direction = 'downgrade' AND outcome = 'applied' THEN 'reverted' ELSE outcome END AS outcome, "
     .. "pg_catalog.to_char(started_at, 'YYYY-MM-DD HH24:MI:SS.MSOF') AS started_at, "
     .. "pg_catalog.to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS.MSOF') AS finished_at, "
     .. "duration_ms, error, sqlstate, db_user, os_user, host, tide_version, backup, note FROM "

@@ -27,7 +27,7 @@ function M.assert_chain(db, n, prefix)
     return
   end
   local rows = H.sql(db, "SELECT DISTINCT ON (revision) revision, direction FROM tide.history "
-    .. "WHERE outcome = 'applied' ORDER BY revision, id DESC")
+    .. "WHERE outcome IN ('applied', 'reverted') ORDER BY revision, id DESC")
   for _, r in ipairs(rows) do
     assert.are.equal(r.direction == "upgrade", applied[r.revision] == true,
       "revision " .. r.revision .. ": history's last event disagrees with the state")
