@@ -145,12 +145,12 @@ local function terminated(statement)
 end
 
 -- Records what fn(db) would send, or raises naming the revision.
-local function record(rev, direction)
+local function record(rev, direction, vars)
   local fn = direction == "upgrade" and rev.upgrade or rev.downgrade
   if not fn then
     errors.raise("usage", string.format("revision %s (%s) has no %s function", rev.revision, rev.file, direction))
   end
-  local db = dbmod.recorder(rev)
+  local db = dbmod.recorder(rev, vars)
   local ok, err = xpcall(fn, runner.on_error, db)
   if not ok then
     errors.raise("run", string.format("revision %s (%s): %s", rev.revision, rev.file,
@@ -199,7 +199,7 @@ function M.sql_script(ctx, direction, target)
   end)
   local record_fn = direction == "upgrade" and track.record_upgrade or track.record_downgrade
   for _, rev in ipairs(plan) do
-    local statements = record(rev, direction)
+    local statements = record(rev, direction, cfg.vars)
     push(string.format("-- revision %s: %s (%s, %s)", rev.revision, rev.message, rev.file, direction))
     if rev.transaction then
       push("BEGIN;")
@@ -271,12 +271,27 @@ end
 
 -- Lint ----------------------------------------------------------------------------------------
 
+--- What lint needs besides the revisions: tide.lua's vars (revisions read them while they are
+--- recorded) and lint options, and, given a connection, the tables that already have row-level
+--- security (a pending revision's view or GRANT over one of them is judged by it).
+function M.lint_options(cfg, conn)
+  local options = { vars = cfg.vars, require_rls = (cfg.lint or {}).require_rls }
+  if conn then
+    options.rls_tables = {}
+    for _, row in ipairs(conn:query("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relrowsecurity")) do
+      options.rls_tables[#options.rls_tables + 1] = row.relname
+    end
+  end
+  return options
+end
+
 --- Lints the upgrades of revisions (a list in order). Revisions that read data cannot be
 --- recorded; they are listed in `unrecorded` instead of failing the lint.
-function M.lint(list)
+function M.lint(list, options)
+  options = options or {}
   local items, unrecorded = {}, {}
   for _, rev in ipairs(list) do
-    local db = dbmod.recorder(rev)
+    local db = dbmod.recorder(rev, options.vars)
     local ok, err = pcall(rev.upgrade, db)
     if ok then
       items[#items + 1] = { rev = rev, statements = db.record, direction = "upgrade" }
@@ -285,7 +300,7 @@ function M.lint(list)
         reason = errors.is_error(err) and err.message or tostring(err) }
     end
   end
-  local findings = lint.check(items)
+  local findings = lint.check(items, options)
   local problems = {}
   for _, f in ipairs(findings) do
     if not f.allowed then
@@ -316,7 +331,7 @@ function M.check(ctx, conn, applied, partial, problems)
       pending[#pending + 1] = rev
     end
   end
-  local result = M.lint(pending)
+  local result = M.lint(pending, M.lint_options(ctx.cfg, conn))
   for _, f in ipairs(result.problems) do
     problems[#problems + 1] = describe_finding(f)
   end
@@ -451,15 +466,16 @@ command {
   flags = { { "all", nil, "lint every revision in versions/, without connecting" } },
   max_args = 1,
   run = function(ctx, args, flags)
-    local list
+    local list, options
     if flags.all then
-      list = ctx.graph.list
+      list, options = ctx.graph.list, M.lint_options(ctx.cfg)
     else
       local conn <close> = runner.connect(ctx.cfg)
       local applied = runner.state(conn, ctx.cfg)
       list = revisions.plan_upgrade(ctx.graph, applied, args[1] or "head")
+      options = M.lint_options(ctx.cfg, conn)
     end
-    local result = M.lint(list)
+    local result = M.lint(list, options)
     result.ok = #result.problems == 0
     result.exit = result.ok and 0 or errors.exit_codes.check
     result.revisions = #list
