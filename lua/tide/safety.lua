@@ -16,6 +16,7 @@ local lint = require "tide.lint"
 local lock = require "tide.lock"
 local log = require "tide.log"
 local revisions = require "tide.revisions"
+local rlscheck = require "tide.rlscheck"
 local runner = require "tide.runner"
 local track = require "tide.track"
 
@@ -602,7 +603,8 @@ command {
     if #graph.heads > 1 then
       problem("multiple heads: " .. table.concat(graph.heads, ", "))
     end
-    local linted = M.lint(graph.list)
+    local linted = M.lint(graph.list, M.lint_options(cfg))
+    local checks = rlscheck.load(cfg, graph) -- tests/*.lua: behaviour checks after a revision
     for _, f in ipairs(linted.problems) do
       problem(describe_finding(f))
     end
@@ -622,6 +624,7 @@ command {
         result.revisions[#result.revisions + 1] = entry
         runner.migrate(inner, "upgrade", rev.revision, {})
         local after = M.snapshot(conn, cfg.schema)
+        rlscheck.run(conn, cfg, checks, rev, "after upgrade", entry, problem)
         if not rev.has_downgrade then
           entry.outcome = "no downgrade"
           problem(string.format("revision %s (%s) has no downgrade function", rev.revision, rev.file))
@@ -640,6 +643,7 @@ command {
           end
           runner.migrate(inner, "upgrade", rev.revision, {})
           local again = M.snapshot(conn, cfg.schema)
+          rlscheck.run(conn, cfg, checks, rev, "after downgrade and upgrade", entry, problem)
           d = M.snapshot_diff(after, again)
           if #d > 0 then
             entry.outcome = "second upgrade differs"
@@ -663,7 +667,8 @@ command {
   end,
   print = function(result)
     for _, r in ipairs(result.revisions) do
-      out("%-12s %s", r.revision, r.outcome or "not reached")
+      out("%-12s %s%s", r.revision, r.outcome or "not reached", r.checks_passed
+        and string.format(" (checks: %d passed, %d failed)", r.checks_passed, r.checks_failed) or "")
     end
     for _, p in ipairs(result.problems) do
       out("problem: %s", p)
