@@ -342,6 +342,14 @@ describe("tide lint #db", function()
     assert.equal(0, r.code, r.output)
   end)
 
+  it("passes the shipped revisions with require_rls, 001's PUBLIC helper fixed by 003", function()
+    local r = H.tide({ "lint", "--all" }, { dir = H.source_dir })
+    assert.equal(0, r.code, r.output)
+    assert.matches("allowed definer_public: revision 001 %(versions/001_initial.lua%): fixed by revision 003 "
+      .. "%(versions/003_harden_rls.lua%)", r.stdout)
+    assert.matches("ok: 3 revisions linted, 0 problems", r.stdout)
+  end)
+
   it("--all lints every revision without a database", function()
     local dir = project()
     local r = H.tide({ "lint", "--all", "--url", "postgresql://nobody@127.0.0.1:1/none" }, { dir = dir })
