@@ -456,6 +456,9 @@ GROUP BY 1, 2 HAVING count(*) > 1]])
       end
       assert.same({}, H.sql(fresh, "SELECT relname FROM pg_class WHERE relkind = 'S' AND "
         .. "has_any_column_privilege($1, oid, 'SELECT')", app))
+      -- nothing of tide's tracking schema, no other role's rights
+      assert.is_false(H.sql(fresh, "SELECT has_schema_privilege($1, 'tide', 'USAGE') AS u", app)[1].u)
+      assert.same({}, H.sql(fresh, "SELECT roleid FROM pg_auth_members WHERE member = to_regrole($1)", app))
       for _, fn in ipairs { "app_current_user_id()", "app_lookup_is_admin()", "app_current_user_is_admin()",
         "app_whitelisted_vm_ids()" } do
         local row = H.sql(fresh, "SELECT has_function_privilege('public', $1, 'EXECUTE') AS public, "

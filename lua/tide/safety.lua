@@ -589,7 +589,9 @@ command {
   usage = "test --url SCRATCH_URL",
   summary = "round-trip every revision on a scratch database: upgrade, downgrade, compare, upgrade again",
   details = "Also checks for a single head and lints every revision. Reports the first revision whose\n"
-    .. "downgrade leaves a trace, with the difference. The database must have no tide revisions applied.",
+    .. "downgrade leaves a trace, with the difference. The database must have no tide revisions applied.\n"
+    .. "Runs the behaviour checks of tests/*.lua after each revision they name, and again after its\n"
+    .. "downgrade and upgrade (README \"Round-trip test\").",
   run = function(ctx)
     if not ctx.flags or not ctx.flags.url then
       errors.raise("usage", "tide test needs --url SCRATCH_URL: a throwaway database it may change freely")
