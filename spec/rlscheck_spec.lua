@@ -138,7 +138,11 @@ describe("tide test's checks (tests/) #db", function()
     end },
     { "a plain error", function()
       error("boom")
-    end },]]) }
+    end },
+    { "a COMMIT", function(db)
+      db:exec("COMMIT")
+    end },
+    { "after the COMMIT", function() end },]]) }
     assert.equal(1, r.code, r.output)
     -- each failure names the check file's line, then what was expected and what came
     local function failed(name, message)
@@ -154,7 +158,10 @@ describe("tide test's checks (tests/) #db", function()
     failed("another error", "expected ERROR 42501, got ERROR 23505: duplicate key value violates unique constraint")
     failed("nested", string.format('db:as("%s"): already acting as "%s" (db:as does not nest)', role, role))
     failed("a plain error", "boom")
-    assert.matches("001%s+ok %(checks: 0 passed, 12 failed%)", r.stdout)
+    assert.matches('check "a COMMIT" failed after upgrade: the check ended its tests file\'s transaction (COMMIT or '
+      .. "ROLLBACK in a check); the file's remaining checks did not run", r.stdout, 1, true)
+    assert.not_matches("after the COMMIT", r.stdout, 1, true)
+    assert.matches("001%s+ok %(checks: 0 passed, 14 failed%)", r.stdout)
     assert.matches("test failed: 1 revision round%-tripped", r.stdout)
   end)
 

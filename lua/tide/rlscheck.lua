@@ -317,7 +317,13 @@ function M.run_file(conn, vars, file)
       local point = savepoint(db)
       local passed, err = pcall(check.fn, db, fixtures)
       db.acting = nil
-      roll_back_to(db, point)
+      if not pcall(roll_back_to, db, point) then
+        -- the check ended the file's transaction: what it wrote may be committed, and the
+        -- checks after it would run outside the transaction meant to undo them
+        result.failed[#result.failed + 1] = { name = check.name, message = "the check ended its tests file's "
+          .. "transaction (COMMIT or ROLLBACK in a check); the file's remaining checks did not run" }
+        break
+      end
       if passed then
         result.passed = result.passed + 1
       else
@@ -325,7 +331,7 @@ function M.run_file(conn, vars, file)
       end
     end
   end
-  conn:exec("ROLLBACK")
+  pcall(conn.exec, conn, "ROLLBACK")
   return result
 end
 
