@@ -70,14 +70,6 @@ local POLICIES_001 = {
   } },
 }
 
-local function idents(names)
-  local quoted = {}
-  for i, name in ipairs(names) do
-    quoted[i] = sql.ident(name)
-  end
-  return table.concat(quoted, ", ")
-end
-
 -- Refuses an application role that would make the policies moot. The role's name reaches the
 -- block as a string literal, and PL/pgSQL quotes it again where it names it.
 local function require_app_role(db, role)
@@ -118,12 +110,11 @@ local function upgrade(db)
   schema.revoke(db, "all", { table = TABLES }, role)
   schema.grant(db, { "select", "delete" }, { table = TABLES }, role)
   for _, name in ipairs(TABLES) do
-    local columns = idents(WRITABLE[name])
-    local privileges = ("INSERT (%s)"):format(columns)
+    local privileges = { { "insert", columns = WRITABLE[name] } }
     if not NOT_UPDATED[name] then
-      privileges = privileges .. (", UPDATE (%s)"):format(columns)
+      privileges[2] = { "update", columns = WRITABLE[name] }
     end
-    schema.execute(db, ("GRANT %s ON TABLE %s TO %s"):format(privileges, sql.ident(name), sql.ident(role)))
+    schema.grant(db, privileges, name, role)
   end
 
   -- 4. Who is on a VM's whitelist, for vms_whitelisted: read as the migration role, so that
