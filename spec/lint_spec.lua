@@ -21,7 +21,7 @@ local function rules(statements, opts)
   items[#items + 1] = { rev = rev("001", opts.rev), statements = { statements },
     direction = opts.direction or "upgrade" }
   local found = {}
-  for _, f in ipairs(lint.check(items)) do
+  for _, f in ipairs(lint.check(items, opts.lint)) do
     if f.revision == "001" then
       found[#found + 1] = f.allowed and (f.rule .. " (allowed)") or f.rule
     end
@@ -126,6 +126,159 @@ describe("tide.lint", function()
   end)
 end)
 
+describe("tide.lint row-level security rules", function()
+  local RLS = { require_rls = true }
+
+  it("says for each rule what to write instead", function()
+    for rule, phrase in pairs {
+      rls_missing = 'rls.enable_rls(db, "<table>", { force = true })',
+      rls_disable = "keep it enabled and forced",
+      definer_search_path = "SET search_path = pg_catalog, pg_temp",
+      definer_public = "REVOKE ALL ON FUNCTION <name>(...) FROM PUBLIC",
+      view_invoker = "WITH (security_invoker = true)",
+      policy_per_row = "(SELECT f())",
+      grant_public = "grant to the application role instead",
+      bypassrls = "connect as a role without it",
+    } do
+      assert.matches(phrase, lint.rules[rule], 1, true)
+    end
+  end)
+
+  describe("rls_missing", function()
+    it("flags a table created without ENABLE and FORCE when the project requires RLS", function()
+      assert.same({ "rls_missing" }, rules("CREATE TABLE t (id int)", { lint = RLS }))
+      assert.same({ "rls_missing" }, rules("CREATE TABLE t (id int); ALTER TABLE t ENABLE ROW LEVEL SECURITY",
+        { lint = RLS }))
+      local f = lint.check({ { rev = rev("001"), statements = { 'CREATE TABLE "billing" (id int)' },
+        direction = "upgrade" } }, RLS)
+      assert.equal('table billing: ' .. lint.rules.rls_missing, f[1].message)
+      assert.equal('CREATE TABLE "billing" (id int)', f[1].statement)
+    end)
+    it("accepts ENABLE and FORCE in the same revision, a temporary table, or a project without require_rls", function()
+      assert.same({}, rules('CREATE TABLE "app"."t" (id int); '
+        .. 'ALTER TABLE "app"."t" ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', { lint = RLS }))
+      assert.same({}, rules("CREATE TEMP TABLE t (id int)", { lint = RLS }))
+      assert.same({}, rules("CREATE TABLE t (id int)"))
+    end)
+    it("counts as fixed when a later revision enables and forces it", function()
+      local f = lint.check({
+        { rev = rev("001"), statements = { "CREATE TABLE t (id int)" }, direction = "upgrade" },
+        { rev = rev("002"), statements = { "ALTER TABLE t ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY" },
+          direction = "upgrade" },
+      }, RLS)
+      assert.equal(1, #f)
+      assert.equal("fixed by revision 002 (versions/002.lua)", f[1].allowed)
+    end)
+    it("is allowed per revision with a reason", function()
+      assert.same({ "rls_missing (allowed)" }, rules("CREATE TABLE t (id int)",
+        { lint = RLS, rev = { allow = { rls_missing = "reference data, no user's rows" } } }))
+    end)
+  end)
+
+  describe("rls_disable", function()
+    it("flags DISABLE and NO FORCE ROW LEVEL SECURITY in an upgrade", function()
+      assert.same({ "rls_disable" }, rules("ALTER TABLE t DISABLE ROW LEVEL SECURITY"))
+      assert.same({ "rls_disable" }, rules("ALTER TABLE IF EXISTS ONLY t NO FORCE ROW LEVEL SECURITY"))
+    end)
+    it("accepts ENABLE and FORCE, and a downgrade undoing them", function()
+      assert.same({}, rules("ALTER TABLE t ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"))
+      assert.same({ "rls_disable (allowed)", "rls_disable (allowed)" },
+        rules("ALTER TABLE t NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY", { direction = "downgrade" }))
+    end)
+  end)
+
+  describe("definer_search_path and definer_public", function()
+    local DEFINER = "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$"
+    local PINNED = "CREATE OR REPLACE FUNCTION app.f(a int) RETURNS int LANGUAGE sql SECURITY DEFINER "
+      .. "SET search_path = pg_catalog, pg_temp RETURN a"
+    it("flags a SECURITY DEFINER function without a pinned search_path, still executable by PUBLIC", function()
+      assert.same({ "definer_search_path", "definer_public" }, rules(DEFINER))
+      assert.same({ "definer_public" }, rules(PINNED))
+      assert.same({ "definer_public" }, rules(PINNED .. "; REVOKE ALL ON FUNCTION app.f(int) FROM app_role"))
+      assert.same({ "definer_public" }, rules("ALTER FUNCTION f() SECURITY DEFINER"))
+    end)
+    it("accepts a pinned search_path and EXECUTE revoked from PUBLIC in the same revision", function()
+      assert.same({}, rules(PINNED .. "; REVOKE ALL ON FUNCTION app.f(int) FROM PUBLIC"))
+      assert.same({}, rules(PINNED .. "; REVOKE EXECUTE ON FUNCTION g(), app.f(int) FROM app, PUBLIC"))
+      assert.same({}, rules(DEFINER .. "; ALTER FUNCTION f() SET search_path = pg_catalog; "
+        .. "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC"))
+      assert.same({}, rules("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$"))
+      assert.same({}, rules("CREATE FUNCTION f() RETURNS text LANGUAGE sql RETURN 'SECURITY DEFINER'"))
+    end)
+    it("counts a REVOKE of a later revision as the fix of an earlier one", function()
+      local f = lint.check({
+        { rev = rev("001"), statements = { PINNED }, direction = "upgrade" },
+        { rev = rev("002"), statements = { "REVOKE ALL ON FUNCTION app.f(int) FROM PUBLIC" }, direction = "upgrade" },
+      })
+      assert.equal(1, #f)
+      assert.equal("definer_public", f[1].rule)
+      assert.equal("function f: " .. lint.rules.definer_public, f[1].message)
+      assert.equal("fixed by revision 002 (versions/002.lua)", f[1].allowed)
+    end)
+  end)
+
+  describe("view_invoker", function()
+    it("flags a view over an RLS table without security_invoker", function()
+      assert.same({ "view_invoker" }, rules("CREATE VIEW v AS SELECT * FROM accounts", { lint = RLS }))
+      assert.same({ "view_invoker" }, rules("CREATE OR REPLACE VIEW v WITH (security_invoker = false) AS "
+        .. "SELECT a.id FROM x JOIN public.accounts a ON true", { lint = { rls_tables = { "accounts" } } }))
+      assert.same({ "view_invoker" }, rules("CREATE VIEW v AS SELECT * FROM t",
+        { setup = "CREATE TABLE t (); ALTER TABLE t ENABLE ROW LEVEL SECURITY" }))
+    end)
+    it("accepts security_invoker, or a view over tables without RLS", function()
+      assert.same({}, rules("CREATE VIEW v WITH (security_invoker = true) AS SELECT * FROM accounts", { lint = RLS }))
+      assert.same({}, rules("CREATE VIEW v WITH (security_barrier, security_invoker) AS SELECT * FROM accounts",
+        { lint = RLS }))
+      assert.same({}, rules("CREATE VIEW v AS SELECT * FROM accounts; ALTER VIEW v SET (security_invoker = on)",
+        { lint = RLS }))
+      assert.same({}, rules("CREATE VIEW v AS SELECT * FROM t", { lint = { rls_tables = { "accounts" } } }))
+    end)
+  end)
+
+  describe("policy_per_row", function()
+    it("flags a function of no column called outside (SELECT f())", function()
+      assert.same({ "policy_per_row" },
+        rules('CREATE POLICY "own" ON "accounts" USING (owner_id = app_current_user_id())'))
+      assert.same({ "policy_per_row" },
+        rules("CREATE POLICY p ON t USING (owner_id = current_setting('app.user_id', true)::bigint)"))
+      assert.same({ "policy_per_row" }, rules("ALTER POLICY p ON t WITH CHECK (EXISTS (SELECT 1 FROM w "
+        .. "WHERE w.user_id = auth.uid()))"))
+    end)
+    it("accepts (SELECT f()), IN (SELECT f()), and functions of a column", function()
+      assert.same({}, rules("CREATE POLICY p ON t USING (owner_id = (SELECT app_current_user_id()) "
+        .. "OR (SELECT app_current_user_is_admin()))"))
+      assert.same({}, rules("CREATE POLICY p ON t FOR SELECT USING (id IN (SELECT app_whitelisted_vm_ids()))"))
+      assert.same({}, rules("CREATE POLICY p ON t USING (lower(email) = 'x' AND length(name) > 2)"))
+    end)
+  end)
+
+  describe("grant_public", function()
+    it("flags GRANT ... TO PUBLIC on an RLS table", function()
+      assert.same({ "grant_public" }, rules("GRANT SELECT ON accounts TO PUBLIC", { lint = RLS }))
+      assert.same({ "grant_public" }, rules("GRANT SELECT (id), UPDATE ON TABLE public.accounts, logs TO app, public",
+        { lint = { rls_tables = { "accounts" } } }))
+      assert.same({ "grant_public" }, rules("GRANT SELECT ON ALL TABLES IN SCHEMA public TO PUBLIC", { lint = RLS }))
+    end)
+    it("accepts a grant to a role, on another kind of object, or on a table without RLS", function()
+      assert.same({}, rules('GRANT SELECT ON accounts TO "app"', { lint = RLS }))
+      assert.same({}, rules("GRANT EXECUTE ON FUNCTION f() TO PUBLIC", { lint = RLS }))
+      assert.same({}, rules("GRANT USAGE ON SCHEMA public TO PUBLIC", { lint = RLS }))
+      assert.same({}, rules("GRANT SELECT ON logs TO PUBLIC", { lint = { rls_tables = { "accounts" } } }))
+    end)
+  end)
+
+  describe("bypassrls", function()
+    it("flags a role created or altered with BYPASSRLS", function()
+      assert.same({ "bypassrls" }, rules("CREATE ROLE reporting LOGIN BYPASSRLS"))
+      assert.same({ "bypassrls" }, rules("ALTER USER app WITH BYPASSRLS"))
+    end)
+    it("accepts NOBYPASSRLS", function()
+      assert.same({}, rules("CREATE ROLE app LOGIN NOBYPASSRLS"))
+      assert.same({}, rules("ALTER ROLE app NOBYPASSRLS"))
+    end)
+  end)
+end)
+
 describe("tide lint #db", function()
   after_each(H.cleanup)
 
@@ -158,6 +311,43 @@ describe("tide lint #db", function()
     local c = H.tide({ "check", "--url", db.url }, { dir = dir })
     assert.equal(1, c.code)
     assert.matches("problem: lint index: revision 002", c.stdout)
+  end)
+
+  it("judges a pending view by the row-level security the database already has", function()
+    local db = H.fresh_db()
+    local revs = {
+      ["001_t.lua"] = H.revision { revision = "001", up = "CREATE TABLE t (id int); "
+        .. "ALTER TABLE t ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY" },
+      ["002_v.lua"] = H.revision { revision = "002", down_revision = "001", up = "CREATE VIEW v AS SELECT id FROM t" },
+    }
+    local dir = H.project(revs)
+    assert.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    local r = H.tide({ "lint", "--url", db.url }, { dir = dir })
+    assert.equal(1, r.code, r.output)
+    assert.matches("lint view_invoker: revision 002 %(.-002_v.lua%): view v: a view over a row%-level security "
+      .. "table applies the policies as the view's owner", r.stdout)
+    local c = H.tide({ "check", "--url", db.url }, { dir = dir })
+    assert.equal(1, c.code)
+    assert.matches("problem: lint view_invoker: revision 002", c.stdout)
+  end)
+
+  it("requires RLS on every new table with lint.require_rls, and only then", function()
+    local revs = { ["001_t.lua"] = H.revision { revision = "001", up = "CREATE TABLE t (id int)" } }
+    local r = H.tide({ "lint", "--all" }, { dir = H.project(revs, "return { lint = { require_rls = true } }") })
+    assert.equal(1, r.code, r.output)
+    assert.matches("lint rls_missing: revision 001 %(.-001_t.lua%): table t: created without ENABLE and FORCE ROW "
+      .. "LEVEL SECURITY", r.stdout)
+    assert.matches("1 revision linted, 1 problem", r.stdout)
+    r = H.tide({ "lint", "--all" }, { dir = H.project(revs, "return { lint = { require_rls = false } }") })
+    assert.equal(0, r.code, r.output)
+  end)
+
+  it("passes the shipped revisions with require_rls, 001's PUBLIC helper fixed by 003", function()
+    local r = H.tide({ "lint", "--all" }, { dir = H.source_dir })
+    assert.equal(0, r.code, r.output)
+    assert.matches("allowed definer_public: revision 001 %(versions/001_initial.lua%): fixed by revision 003 "
+      .. "%(versions/003_harden_rls.lua%)", r.stdout)
+    assert.matches("ok: 3 revisions linted, 0 problems", r.stdout)
   end)
 
   it("--all lints every revision without a database", function()

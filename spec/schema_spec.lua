@@ -361,6 +361,25 @@ CREATE TABLE %s (
         build.grant("usage", { all_sequences_in_schema = "app" }, "web"))
     end)
 
+    it("grants and revokes on columns of a table", function()
+      assert.equal([[GRANT SELECT, INSERT ("owner_id", "amount"), UPDATE ("amount") ON TABLE "invoices" TO "app"]],
+        build.grant({ "select", { "insert", columns = { "owner_id", "amount" } }, { "update", columns = "amount" } },
+          "invoices", "app"))
+      assert.equal(([[REVOKE REFERENCES (%s) ON TABLE "t" FROM PUBLIC]]):format(QUOTED),
+        build.revoke({ { "references", columns = { HOSTILE } } }, "t", "public"))
+    end)
+
+    it("refuses column privileges that are not on a table, or that columns cannot have", function()
+      raises("grant: {privilege, columns = {...}} is for column privileges on a table", build.grant,
+        { { "usage", columns = { "a" } } }, { schema = "app" }, "web")
+      raises("grant: DELETE cannot be granted on columns (only SELECT, INSERT, UPDATE, REFERENCES)", build.grant,
+        { { "delete", columns = { "a" } } }, "t", "web")
+      raises("grant columns must be a name or a non-empty list of names", build.grant,
+        { { "insert", columns = {} } }, "t", "web")
+      raises("unknown option `column` to grant privilege: did you mean `columns`?", build.grant,
+        { { "insert", column = "a" } }, "t", "web")
+    end)
+
     it("revokes", function()
       assert.equal([[REVOKE DELETE ON TABLE "users" FROM PUBLIC]], build.revoke("delete", "users", "public"))
       assert.equal([[REVOKE ALL ON SCHEMA "app" FROM "web", SESSION_USER CASCADE]],

@@ -1,7 +1,9 @@
--- spec/seed_spec.lua: versions/001 and 002 (the seed's schema) against the real server, run by
--- the real tide binary as a non-superuser migration role that owns the database, the way a
+-- spec/seed_spec.lua: versions/001, 002 and 003 (the seed's schema) against the real server, run
+-- by the real tide binary as a non-superuser migration role that owns the database, the way a
 -- production deployment runs it. Then the row-level security rules are exercised through a
--- separate non-superuser, non-owner LOGIN role, the way the application connects.
+-- separate non-superuser, non-owner LOGIN role, the way the application connects: at head, and
+-- at 002 with the grants 002's README told deployments to make, where the four weaknesses 003
+-- fixes are reproduced one by one and then shown gone after `tide upgrade` to 003.
 local H = require "spec.support.helpers"
 local core = require "tide.core"
 local sql = require "tide.sql"
@@ -52,8 +54,32 @@ local function schema_dump(db)
   return (text:gsub("\n\\restrict %S+\n", "\n"):gsub("\n\\unrestrict %S+\n", "\n"))
 end
 
-describe("the seed schema (versions 001 and 002) #db", function()
-  local db, migrator, app, migrator_url, app_url, migrator_password
+-- Every privilege on the application's objects, effective (a NULL ACL read as its default),
+-- as sorted lines "kind object grantee privilege": tables, sequences, columns, functions, schema.
+local PRIVILEGES = [[
+WITH objects AS (
+  SELECT 'relation ' || c.relname AS object, a.grantee, a.privilege_type
+  FROM pg_class c, aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+  WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'S', 'v')
+  UNION ALL
+  SELECT 'column ' || c.relname || '.' || t.attname, a.grantee, a.privilege_type
+  FROM pg_class c JOIN pg_attribute t ON t.attrelid = c.oid, aclexplode(t.attacl) a
+  WHERE c.relnamespace = 'public'::regnamespace AND t.attnum > 0
+  UNION ALL
+  SELECT 'function ' || p.oid::regprocedure::text, a.grantee, a.privilege_type
+  FROM pg_proc p, aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+  WHERE p.pronamespace = 'public'::regnamespace
+  UNION ALL
+  SELECT 'schema public', a.grantee, a.privilege_type
+  FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+  WHERE n.nspname = 'public'
+)
+SELECT object || ' ' || CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(grantee) END || ' '
+  || privilege_type AS line
+FROM objects ORDER BY 1]]
+
+describe("the seed schema (versions 001, 002 and 003) #db", function()
+  local db, migrator, app, migrator_url, app_url, migrator_password, app_password
 
   -- A new empty database owned by the migration role, and tide's URL for it.
   local function database_for_migrator()
@@ -62,11 +88,20 @@ describe("the seed schema (versions 001 and 002) #db", function()
     return fresh, H.url(fresh.name, migrator, migrator_password)
   end
 
-  local function tide(url, ...)
+  -- The shipped project (its tide.lua reads the application role from APP_DB_ROLE).
+  local function run(url, ...)
     local args = { ... }
+    local role = app
+    if type(args[#args]) == "table" then -- {role = ...}: another application role
+      role = table.remove(args).role
+    end
     args[#args + 1] = "--url"
     args[#args + 1] = url
-    local r = H.tide(args, { dir = H.source_dir })
+    return H.tide(args, { dir = H.source_dir, env = { APP_DB_ROLE = role } })
+  end
+
+  local function tide(url, ...)
+    local r = run(url, ...)
     assert.equal(0, r.code, r.output)
     return r
   end
@@ -74,7 +109,6 @@ describe("the seed schema (versions 001 and 002) #db", function()
   setup(function()
     local suffix = random_password():sub(1, 8)
     migrator, app = "tide_spec_migrator_" .. suffix, "tide_spec_app_" .. suffix
-    local app_password
     migrator_password, app_password = random_password(), random_password()
     -- Neither role is a superuser or may bypass RLS; the migration role owns the database (so
     -- it may create schemas, and public is its own), the application role owns nothing.
@@ -131,10 +165,12 @@ describe("the seed schema (versions 001 and 002) #db", function()
         "cards cards_owner_or_admin ALL PERMISSIVE",
         "hardware hardware_owner_or_admin ALL PERMISSIVE",
         "proxmox_nodes proxmox_nodes_owner_or_admin ALL PERMISSIVE",
+        "users users_insert_admin INSERT RESTRICTIVE",
         "users users_self_or_admin ALL PERMISSIVE",
         "vms vms_owner_or_admin ALL PERMISSIVE",
         "vms vms_whitelisted SELECT PERMISSIVE",
         "whitelist whitelist_grantee SELECT PERMISSIVE",
+        "whitelist whitelist_grantee_leave DELETE PERMISSIVE",
         "whitelist whitelist_owner_or_admin ALL PERMISSIVE",
       }, got)
     end)
@@ -238,9 +274,7 @@ GROUP BY 1, 2 HAVING count(*) > 1]])
             .. "VALUES ($1, $2, '$argon2id$v=19$stub', $3) RETURNING id", name, name .. "@example.com",
             name == "root")[1].id
         end
-        -- What the deployment grants the application role.
-        H.sql(db, ("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s")
-          :format(sql.ident(app)))
+        -- The application role's privileges are 003's: nothing is granted by hand.
         conn = core.connect(app_url)
         ids.alice_owns = populate(ids.alice, "alice")
         ids.bob_owns = populate(ids.bob, "bob")
@@ -345,8 +379,12 @@ GROUP BY 1, 2 HAVING count(*) > 1]])
       it("changes nothing of another owner's rows", function()
         for _, name in ipairs(TABLES) do
           local changed = as_user(ids.alice, function(c)
-            local _, updated = c:query("UPDATE " .. sql.ident(name) .. " SET created_at = now() WHERE id = $1",
-              ids.bob_owns[name][1])
+            local updated = 0
+            if name ~= "whitelist" then -- the application has no UPDATE on whitelist
+              local column = sql.ident(name == "users" and "email" or "owner_id")
+              updated = select(2, c:query(("UPDATE %s SET %s = %s WHERE id = $1"):format(sql.ident(name), column,
+                column), ids.bob_owns[name][1]))
+            end
             local _, deleted = c:query("DELETE FROM " .. sql.ident(name) .. " WHERE id = $1",
               ids.bob_owns[name][1])
             return updated + deleted
@@ -381,6 +419,302 @@ GROUP BY 1, 2 HAVING count(*) > 1]])
         end)
         assert.same(ids.alice_owns, visible(ids.alice))
       end)
+    end)
+  end)
+
+  describe("the application role (003)", function()
+    -- What 003 grants, written out here rather than read from 003: the columns the application
+    -- may write; SELECT and DELETE on the whole table.
+    local WRITABLE = {
+      accounts = "acc_email_address,acc_username,lock,owner_id,perm_lock,prime,steam_id",
+      cards = "account_id,amount,code_hash,currency,owner_id,redeemed_at",
+      hardware = "account_id,name,owner_id,profile,type",
+      proxmox_nodes = "host,name,owner_id,port,status",
+      users = "email,is_admin,password_hash,username",
+      vms = "name,owner_id,proxmox_node_id,status,vmid",
+      whitelist = "owner_id,user_id,vm_id",
+    }
+
+    it("has SELECT and DELETE on each table, INSERT and UPDATE only on the columns it writes", function()
+      local fresh, url = database_for_migrator()
+      tide(url, "upgrade", "head")
+      local tables = {}
+      for _, row in ipairs(H.sql(fresh, "SELECT table_name AS t, string_agg(privilege_type, ',' ORDER BY "
+        .. "privilege_type) AS p FROM information_schema.table_privileges WHERE grantee = $1 GROUP BY 1", app)) do
+        tables[row.t] = row.p
+      end
+      local columns = {}
+      for _, row in ipairs(H.sql(fresh, "SELECT table_name || ' ' || privilege_type AS k, string_agg(column_name, "
+        .. "',' ORDER BY column_name) AS c FROM information_schema.column_privileges WHERE grantee = $1 "
+        .. "AND privilege_type IN ('INSERT', 'UPDATE') GROUP BY 1", app)) do
+        columns[row.k] = row.c
+      end
+      for _, name in ipairs(TABLES) do
+        assert.equal("DELETE,SELECT", tables[name], name)
+        assert.equal(WRITABLE[name], columns[name .. " INSERT"], name)
+        assert.equal(name ~= "whitelist" and WRITABLE[name] or nil, columns[name .. " UPDATE"], name)
+      end
+      assert.same({}, H.sql(fresh, "SELECT relname FROM pg_class WHERE relkind = 'S' AND "
+        .. "has_any_column_privilege($1, oid, 'SELECT')", app))
+      -- nothing of tide's tracking schema, no other role's rights
+      assert.is_false(H.sql(fresh, "SELECT has_schema_privilege($1, 'tide', 'USAGE') AS u", app)[1].u)
+      assert.same({}, H.sql(fresh, "SELECT roleid FROM pg_auth_members WHERE member = to_regrole($1)", app))
+      for _, fn in ipairs { "app_current_user_id()", "app_lookup_is_admin()", "app_current_user_is_admin()",
+        "app_whitelisted_vm_ids()" } do
+        local row = H.sql(fresh, "SELECT has_function_privilege('public', $1, 'EXECUTE') AS public, "
+          .. "has_function_privilege($2, $1, 'EXECUTE') AS app", fn, app)[1]
+        assert.same({ public = false, app = true }, row, fn)
+      end
+    end)
+
+    it("must exist, and must neither bypass row-level security nor own the tables (exit 6, nothing applied)", function()
+      local bypass = app .. "_bypass"
+      H.sql(nil, "CREATE ROLE " .. sql.ident(bypass) .. " NOLOGIN BYPASSRLS")
+      local ok, err = pcall(function()
+        local fresh, url = database_for_migrator()
+        tide(url, "upgrade", "002")
+        for _, case in ipairs {
+          { app .. "_missing", 'the application role ' .. app .. '_missing does not exist',
+            "name the role the application connects as in vars.app_role in tide.lua" },
+          { bypass, "the application role " .. bypass .. " bypasses row-level security (SUPERUSER or BYPASSRLS)" },
+          { migrator, "the application role " .. migrator .. " owns the tables or has their owner's rights" },
+        } do
+          local r = run(url, "upgrade", "head", { role = case[1] })
+          assert.equal(6, r.code, r.output)
+          assert.matches("revision 003 (versions/003_harden_rls.lua:", r.stderr, 1, true)
+          assert.matches(case[2], r.stderr, 1, true)
+          if case[3] then
+            assert.matches(case[3], r.stderr, 1, true)
+          end
+          assert.same({ "001", "002" }, H.applied(fresh))
+        end
+      end)
+      H.sql(nil, "DROP ROLE " .. sql.ident(bypass))
+      assert(ok, err)
+    end)
+  end)
+
+  describe("the weaknesses of 002, gone at 003", function()
+    -- Two databases with the same users and rows: one at 002 with the grants 002's README told
+    -- deployments to make by hand, one upgraded from there to 003. Every attack runs through
+    -- real LOGIN connections of the application role (and of a role with no privileges).
+    local at, other, other_password = {}, nil, random_password()
+
+    local function build(head)
+      local fresh, url = database_for_migrator()
+      tide(url, "upgrade", "002")
+      H.sql(fresh, ("SET ROLE %s; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s;")
+        :format(sql.ident(migrator), sql.ident(app)))
+      if head then
+        tide(url, "upgrade", "head")
+      end
+      local f = { db = fresh }
+      for _, name in ipairs { "root", "alice", "bob", "carol", "dave" } do
+        f[name] = H.sql(fresh, "INSERT INTO users (username, email, password_hash, is_admin) "
+          .. "VALUES ($1, $2, 'h', $3) RETURNING id", name, name .. "@example.com", name == "root")[1].id
+      end
+      f.node = H.sql(fresh, "INSERT INTO proxmox_nodes (owner_id, name, host) VALUES ($1, 'pve', 'h') RETURNING id",
+        f.alice)[1].id
+      f.vm = H.sql(fresh, "INSERT INTO vms (owner_id, proxmox_node_id, vmid, name) VALUES ($1, $2, 100, 'vm') "
+        .. "RETURNING id", f.alice, f.node)[1].id
+      H.sql(fresh, "INSERT INTO whitelist (vm_id, owner_id, user_id) VALUES ($1, $2, $3)", f.vm, f.alice, f.dave)
+      f.account = H.sql(fresh, "INSERT INTO accounts (owner_id, acc_username) VALUES ($1, 'bob') RETURNING id",
+        f.bob)[1].id
+      f.app = core.connect(H.url(fresh.name, app, app_password))
+      f.other = core.connect(H.url(fresh.name, other, other_password))
+      return f
+    end
+
+    -- What statement answers as the application role in a transaction naming user_id: the
+    -- result's first row (or true), or the error. Committed when it succeeds.
+    local function as_app(f, user_id, statement, ...)
+      f.app:exec("BEGIN")
+      f.app:query("SELECT set_config('app.user_id', $1, true)", tostring(user_id))
+      local ok, result = pcall(f.app.query, f.app, statement, ...)
+      f.app:exec(ok and "COMMIT" or "ROLLBACK")
+      if ok then
+        return { ok = true, row = result[1] }
+      end
+      return { sqlstate = result.sqlstate, message = result.message }
+    end
+
+    setup(function()
+      other = app .. "_other"
+      H.sql(nil, ("CREATE ROLE %s LOGIN PASSWORD %s"):format(sql.ident(other), sql.literal(other_password)))
+      at["002"], at["003"] = build(false), build(true)
+    end)
+
+    teardown(function()
+      for _, f in pairs(at) do
+        f.app:close()
+        f.other:close()
+      end
+      H.cleanup()
+      pcall(H.sql, nil, "DROP ROLE IF EXISTS " .. sql.ident(other))
+    end)
+
+    it("1: a role with no privileges asked whether a user is an admin; at 003 it may not call the helpers", function()
+      for _, version in ipairs { "002", "003" } do
+        local f = at[version]
+        f.other:query("SELECT set_config('app.user_id', $1, false)", tostring(f.root))
+        local ok, result = pcall(f.other.query, f.other, "SELECT app_lookup_is_admin() AS admin")
+        if version == "002" then
+          assert.is_true(ok, tostring(result))
+          assert.is_true(result[1].admin)
+        else
+          assert.is_false(ok)
+          assert.equal("42501", result.sqlstate)
+          assert.matches("permission denied for function app_lookup_is_admin", result.message)
+          assert.is_false(pcall(f.other.query, f.other, "SELECT app_current_user_is_admin()"))
+        end
+        assert.same({}, f.other:query("SELECT 1 FROM information_schema.table_privileges WHERE grantee = "
+          .. "current_user"))
+      end
+    end)
+
+    it("2: explicit ids probed which ids exist and took another user's next id; at 003 id is not writable", function()
+      local probe = "INSERT INTO accounts (id, owner_id, acc_username) OVERRIDING SYSTEM VALUE VALUES ($1, $2, 'x')"
+      local f = at["002"]
+      -- bob's account id exists: the duplicate key says so
+      assert.equal("23505", as_app(f, f.alice, probe, f.account, f.alice).sqlstate)
+      -- alice sees her next id, takes the one after it, and bob's ordinary insert fails
+      local mine = as_app(f, f.alice, "INSERT INTO accounts (owner_id, acc_username) VALUES ($1, 'a') RETURNING id",
+        f.alice).row.id
+      assert.is_true(as_app(f, f.alice, probe, mine + 1, f.alice).ok)
+      local denied = as_app(f, f.bob, "INSERT INTO accounts (owner_id, acc_username) VALUES ($1, 'b')", f.bob)
+      assert.equal("23505", denied.sqlstate)
+      f = at["003"]
+      for _, id in ipairs { f.account, f.account + 1 } do
+        local r = as_app(f, f.alice, probe, id, f.alice)
+        assert.equal("42501", r.sqlstate)
+        assert.equal("permission denied for table accounts", r.message)
+      end
+      assert.is_true(as_app(f, f.bob, "INSERT INTO accounts (owner_id, acc_username) VALUES ($1, 'b')", f.bob).ok)
+    end)
+
+    it("3: a session naming a user that does not exist created it; at 003 only an admin creates users", function()
+      local insert = "INSERT INTO users (username, email, password_hash) VALUES ('ghost', 'g@example.com', 'h') "
+        .. "RETURNING id"
+      for _, version in ipairs { "002", "003" } do
+        local f = at[version]
+        -- the id the sequence hands out next: no explicit id needed
+        local ghost = H.sql(f.db, "SELECT last_value + 1 AS id FROM users_id_seq")[1].id
+        local r = as_app(f, ghost, insert)
+        if version == "002" then
+          assert.is_true(r.ok, r.message)
+          assert.equal(ghost, r.row.id)
+        else
+          assert.equal("42501", r.sqlstate)
+          assert.equal('new row violates row-level security policy "users_insert_admin" for table "users"', r.message)
+        end
+      end
+    end)
+
+    it("4: who is on another user's whitelist answered through the unique index; at 003 a refusal first", function()
+      local insert = "INSERT INTO whitelist (vm_id, owner_id, user_id) VALUES ($1, $2, $3)"
+      local f = at["002"]
+      -- carol names alice's VM: dave (on its whitelist) and bob (not) get different answers
+      assert.equal("23505", as_app(f, f.carol, insert, f.vm, f.carol, f.dave).sqlstate)
+      assert.equal("23503", as_app(f, f.carol, insert, f.vm, f.carol, f.bob).sqlstate)
+      f = at["003"]
+      for _, user in ipairs { f.dave, f.bob } do
+        for _, statement in ipairs { insert, insert .. " ON CONFLICT DO NOTHING" } do
+          local r = as_app(f, f.carol, statement, f.vm, f.carol, user)
+          assert.equal("42501", r.sqlstate)
+          assert.equal('new row violates row-level security policy for table "whitelist"', r.message)
+        end
+      end
+    end)
+
+    it("4: whether a user id exists still answers on one's own VM (a documented oracle of item 5)", function()
+      local insert = "INSERT INTO whitelist (vm_id, owner_id, user_id) VALUES ($1, $2, $3)"
+      for _, version in ipairs { "002", "003" } do
+        local f = at[version]
+        assert.is_true(as_app(f, f.alice, insert, f.vm, f.alice, f.carol).ok)
+        assert.equal("23503", as_app(f, f.alice, insert, f.vm, f.alice, f.root + 100000).sqlstate)
+      end
+    end)
+  end)
+
+  describe("003's downgrade", function()
+    it("restores 002 exactly: the same pg_dump --schema-only and the same privileges", function()
+      local fresh, url = database_for_migrator()
+      tide(url, "upgrade", "002")
+      H.sql(fresh, ("SET ROLE %s; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s;")
+        :format(sql.ident(migrator), sql.ident(app)))
+      local function privileges()
+        local lines = {}
+        for i, row in ipairs(H.sql(fresh, PRIVILEGES)) do
+          lines[i] = row.line
+        end
+        return lines
+      end
+      local dump, granted = schema_dump(fresh), privileges()
+      assert.matches("GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.users TO " .. app, dump, 1, true)
+      tide(url, "upgrade", "head")
+      assert.are_not.equal(dump, schema_dump(fresh))
+      assert.are_not.same(granted, privileges())
+      tide(url, "downgrade", "002")
+      assert.equal(dump, schema_dump(fresh))
+      assert.same(granted, privileges())
+    end)
+  end)
+
+  describe("tide test with the seed's checks (tests/003_rls.lua)", function()
+    -- A scratch database owned by the migration role, which may SET ROLE to the application role.
+    local function scratch()
+      return database_for_migrator()
+    end
+
+    setup(function()
+      H.sql(nil, ("GRANT %s TO %s"):format(sql.ident(app), sql.ident(migrator)))
+    end)
+
+    teardown(function()
+      pcall(H.sql, nil, ("REVOKE %s FROM %s"):format(sql.ident(app), sql.ident(migrator)))
+    end)
+
+    it("passes them after 003 and again after its downgrade and upgrade", function()
+      local _, url = scratch()
+      local r = run(url, "test")
+      assert.equal(0, r.code, r.output)
+      assert.matches("003%s+ok %(checks: 32 passed, 0 failed%)", r.stdout)
+      assert.matches("ok: 3 revisions round%-tripped", r.stdout)
+    end)
+
+    it("fails them at 002 exactly where its weaknesses are", function()
+      -- the same file, run after 002, with the grants 002 deployments made by hand
+      local source = assert(H.read(H.source_dir .. "/tests/003_rls.lua"))
+      local grant = 'db:exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " '
+        .. ".. sql.ident(db.vars.app_role))"
+      source = source:gsub('revision = "003"', 'revision = "002"')
+        :gsub("local function setup%(db%)\n", "local function setup(db)\n  " .. grant .. "\n")
+      local versions = H.source_dir .. "/versions/"
+      local dir = H.tmpdir {
+        ["versions/001.lua"] = H.read(versions .. "001_initial.lua"),
+        ["versions/002.lua"] = H.read(versions .. "002_add_indexes.lua"),
+        ["tests/002_rls.lua"] = source,
+        ["tide.lua"] = ("return { vars = { app_role = %q } }"):format(app),
+      }
+      local _, url = scratch()
+      local r = H.tide({ "test", "--url", url }, { dir = dir })
+      assert.equal(1, r.code, r.output)
+      local failed = {}
+      for name in r.stdout:gmatch('problem: revision 002 %(%S+%): check "([^"]+)" failed after upgrade:') do
+        failed[#failed + 1] = name
+      end
+      assert.same({
+        "1: the helper functions are the application role's only",
+        "2: ids and created_at are the server's",
+        "3: only an admin creates users, whatever app.user_id names",
+        "4: another user's whitelist answers with a refusal, never a constraint",
+        "5: an owner whitelists any user; a grantee can leave, not edit",
+      }, failed)
+      assert.matches("expected 1 row {{app = true, public = false}}, got 1 {{app = true, public = true}}", r.stdout,
+        1, true)
+      assert.matches("expected ERROR 42501, got ERROR 23505: duplicate key value violates unique constraint "
+        .. '"whitelist_vm_id_user_id_key"', r.stdout, 1, true)
+      assert.matches("002%s+ok %(checks: 22 passed, 10 failed%)", r.stdout)
     end)
   end)
 

@@ -40,7 +40,7 @@ foreach(src IN LISTS TIDE_C_TESTS)
 endforeach()
 
 if(LUACHECK)
-  add_test(NAME luacheck COMMAND ${LUACHECK} --quiet lua spec versions tools
+  add_test(NAME luacheck COMMAND ${LUACHECK} --quiet lua spec versions tests tools tide.lua
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(luacheck PROPERTIES LABELS lint)
 endif()

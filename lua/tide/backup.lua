@@ -452,10 +452,10 @@ end
 -- Before a migration ----------------------------------------------------------------------------
 
 -- SQL a downgrade would run, recorded without a database; nil when it cannot be recorded.
-local function destructive(plan)
+local function destructive(plan, vars)
   local dbmod = require "tide.db"
   for _, rev in ipairs(plan) do
-    local rec = dbmod.recorder(rev)
+    local rec = dbmod.recorder(rev, vars)
     local ok = rev.downgrade and pcall(rev.downgrade, rec)
     if not ok then
       return rev -- cannot tell: treat as destructive
@@ -491,7 +491,7 @@ function M.hook(ctx, flags)
     end
     if not s and not hooks.before_migrate then
       if info.direction == "downgrade" then
-        local rev = destructive(info.plan)
+        local rev = destructive(info.plan, ctx.cfg.vars)
         if rev then
           errors.raise("backup", string.format("downgrade of %s (%s) drops tables or columns: configure a backup "
             .. "(backup.to or --backup-to URL) or pass --no-backup", rev.revision, rev.file))

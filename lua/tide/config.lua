@@ -27,6 +27,9 @@ M.keys = {
   backup = "table",
   hooks = "table",
   cache = "boolean",
+  vars = "table",
+  lint = "table",
+  tests = "string",
 }
 
 M.defaults = {
@@ -39,6 +42,7 @@ M.defaults = {
   statement_timeout = "0",
   lock_retries = 3,
   cache = true,
+  tests = "tests",
 }
 
 -- Durations -----------------------------------------------------------------------------------
@@ -109,6 +113,9 @@ function M.format_duration(ms)
   end
   return string.format("%dms", ms)
 end
+
+-- The options of `lint = {...}` in tide.lua, with their types (tide.lint reads them).
+M.lint_options = { require_rls = "boolean" }
 
 --- Replaces the password in a URL or keyword conninfo with ****, for every message tide prints.
 ---@param url string
@@ -272,6 +279,35 @@ local function load_file(path)
   return cfg
 end
 
+-- `vars`: names a revision reads as db.vars.NAME, values it builds SQL from. Plain values only,
+-- so what a revision sees is what tide.lua says, whatever code tide.lua ran to say it.
+local function check_vars(path, vars)
+  for k, v in pairs(vars) do
+    if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+      errors.raise("config", string.format("%s: vars: `%s` is not a name (letters, digits, _)", path, tostring(k)))
+    end
+    local t = type(v)
+    if t ~= "string" and t ~= "number" and t ~= "boolean" then
+      errors.raise("config", string.format("%s: vars.%s must be a string, number or boolean, got %s", path, k, t))
+    end
+  end
+end
+
+local function check_lint(path, options)
+  local names = {}
+  for k in pairs(M.lint_options) do
+    names[#names + 1] = k
+  end
+  for k, v in pairs(options) do
+    if not M.lint_options[k] then
+      errors.raise("config", string.format("%s: lint: unknown option `%s`%s", path, tostring(k),
+        errors.did_you_mean(tostring(k), names)))
+    elseif type(v) ~= M.lint_options[k] then
+      errors.raise("config", string.format("%s: lint.%s must be a %s, got %s", path, k, M.lint_options[k], type(v)))
+    end
+  end
+end
+
 local function join(dir, path)
   if path:sub(1, 1) == "/" or dir == "." then
     return path
@@ -295,6 +331,11 @@ function M.load(flags)
   cfg.file = read_file(file) and file or nil
   -- As with `git -C`, a relative --versions is relative to DIR, like tide.lua's `versions`.
   cfg.versions_dir = join(dir, flags.versions or cfg.versions)
+  cfg.tests_dir = join(dir, cfg.tests)
+  check_vars(file, cfg.vars or {})
+  check_lint(file, cfg.lint or {})
+  cfg.vars = cfg.vars or {}
+  cfg.lint = cfg.lint or {}
   if flags.url then
     cfg.url, cfg.url_source = flags.url, "--url"
   elseif os.getenv("DATABASE_URL") and os.getenv("DATABASE_URL") ~= "" then

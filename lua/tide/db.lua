@@ -8,6 +8,7 @@
 --   db:step(name, fn)     a checkpoint of a non-transactional revision: fn(db) runs once; a
 --                         rerun after a failure or a kill skips the steps that finished
 --   db.null               the NULL sentinel (parameters and results)
+--   db.vars               tide.lua's `vars`, read only; reading a name tide.lua does not set raises
 --
 -- A recording db (db.record) keeps every statement instead of sending it, for `--sql` and
 -- `tide lint`; statements with parameters are recorded with the values inlined as literals.
@@ -28,25 +29,58 @@ local sqlmod = require "tide.sql"
 ---@class tide.DB
 ---@field null lightuserdata the NULL sentinel
 ---@field revision string|nil the revision being run
+---@field vars table tide.lua's `vars` (read only)
 local DB = {}
 DB.__index = DB
 DB.__name = "tide.DB"
 
 local M = {}
+M.DB = DB
+
+--- tide.lua's `vars` as a read-only table. A name tide.lua does not set raises at the line
+--- that reads it, instead of a nil that would end up as the text "nil" or a NULL in the SQL.
+---@param values table|nil name -> string|number|boolean
+---@return table
+function M.vars(values)
+  values = values or {}
+  return setmetatable({}, {
+    __index = function(_, name)
+      local v = values[name]
+      if v == nil then
+        local names = {}
+        for k in pairs(values) do
+          names[#names + 1] = k
+        end
+        error(string.format("vars.%s is not set: add it to `vars` in tide.lua%s", tostring(name),
+          errors.did_you_mean(tostring(name), names)), 2)
+      end
+      return v
+    end,
+    __newindex = function(_, name)
+      error(string.format("db.vars is read only (vars.%s): set it in tide.lua", tostring(name)), 2)
+    end,
+    __pairs = function()
+      return next, values, nil
+    end,
+  })
+end
 
 ---@param conn userdata tide.Conn
 ---@param rev? table the revision being run (for messages)
+---@param vars? table tide.lua's `vars`
 ---@return tide.DB
-function M.new(conn, rev)
-  return setmetatable({ conn = conn, null = core.null, revision = rev and rev.revision, savepoints = 0 }, DB)
+function M.new(conn, rev, vars)
+  return setmetatable({ conn = conn, null = core.null, revision = rev and rev.revision, savepoints = 0,
+    vars = M.vars(vars) }, DB)
 end
 
 --- A db that records statements instead of running them.
 ---@param rev? table
+---@param vars? table tide.lua's `vars`
 ---@return tide.DB
-function M.recorder(rev)
+function M.recorder(rev, vars)
   return setmetatable({ record = {}, queries = {}, null = core.null, revision = rev and rev.revision,
-    file = rev and rev.file, savepoints = 0 }, DB)
+    file = rev and rev.file, savepoints = 0, vars = M.vars(vars) }, DB)
 end
 
 ---@param sql string one or more statements

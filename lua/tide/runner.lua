@@ -264,8 +264,8 @@ end
 
 -- How many db:step calls the revision's function makes, from a recording run (a function that
 -- reads data cannot be recorded: then the source's own count of `:step(` is the estimate).
-local function count_steps(rev, fn)
-  local rec = dbmod.recorder(rev)
+local function count_steps(rev, fn, vars)
+  local rec = dbmod.recorder(rev, vars)
   if pcall(fn, rec) then
     return rec.step_count or 0
   end
@@ -284,7 +284,7 @@ end
 -- BEGIN/COMMIT), dry (a --dry-run: nothing is recorded)}. Returns ok, ms, err, db.
 local function attempt(conn, cfg, run, rev, direction, mode)
   local record = direction == "upgrade" and track.record_upgrade or track.record_downgrade
-  local db = dbmod.new(conn, rev)
+  local db = dbmod.new(conn, rev, cfg.vars)
   db.on_session_reset = function()
     M.session(conn, cfg)
   end
@@ -314,7 +314,7 @@ local function attempt(conn, cfg, run, rev, direction, mode)
       local lt, st = timeout_values(cfg, rev)
       conn:query("SELECT pg_catalog.set_config('lock_timeout', $1, false), "
         .. "pg_catalog.set_config('statement_timeout', $2, false)", lt, st)
-      track.begin_partial(conn, cfg.schema, rev, direction, count_steps(rev, fn))
+      track.begin_partial(conn, cfg.schema, rev, direction, count_steps(rev, fn, cfg.vars))
       db.one_at_a_time = true
       db.stepper = {
         done = track.steps(conn, cfg.schema, rev.revision, direction),

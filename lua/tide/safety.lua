@@ -16,6 +16,7 @@ local lint = require "tide.lint"
 local lock = require "tide.lock"
 local log = require "tide.log"
 local revisions = require "tide.revisions"
+local rlscheck = require "tide.rlscheck"
 local runner = require "tide.runner"
 local track = require "tide.track"
 
@@ -191,12 +192,13 @@ end
 ---               failed after a db:query answered it with no rows); not the revision's fault
 ---   failure     {where, message}: the revision cannot run (a DSL error, a Lua error, anything
 ---               it raised before reading data); `where` is "file:line"
-function M.build(rev, direction)
+--- vars: tide.lua's `vars`, which revisions read as db.vars while they are built.
+function M.build(rev, direction, vars)
   local fn = direction == "upgrade" and rev.upgrade or rev.downgrade
   if not fn then
     errors.raise("usage", string.format("revision %s (%s) has no %s function", rev.revision, rev.file, direction))
   end
-  local db = dbmod.recorder(rev)
+  local db = dbmod.recorder(rev, vars)
   local ok, err = xpcall(fn, runner.on_error, db)
   local built = { statements = db.record, queries = db.queries }
   if ok then
@@ -262,7 +264,7 @@ function M.sql_script(ctx, direction, target, opts)
   -- Every revision is built before a line is written: a script is whole or not at all.
   local built, refused, unknown = {}, {}, {}
   for i, rev in ipairs(plan) do
-    local b = M.build(rev, direction)
+    local b = M.build(rev, direction, cfg.vars)
     if b.failure then
       refused[#refused + 1] = string.format("revision %s (%s) cannot run: %s", rev.revision, b.failure.where,
         b.failure.message)
@@ -396,14 +398,29 @@ end
 
 -- Lint ----------------------------------------------------------------------------------------
 
+--- What lint needs besides the revisions: tide.lua's vars (revisions read them while they are
+--- recorded) and lint options, and, given a connection, the tables that already have row-level
+--- security (a pending revision's view or GRANT over one of them is judged by it).
+function M.lint_options(cfg, conn)
+  local options = { vars = cfg.vars, require_rls = (cfg.lint or {}).require_rls }
+  if conn then
+    options.rls_tables = {}
+    for _, row in ipairs(conn:query("SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relrowsecurity")) do
+      options.rls_tables[#options.rls_tables + 1] = row.relname
+    end
+  end
+  return options
+end
+
 --- Lints the upgrades of revisions (a list in order). A revision that cannot run (it raises
 --- while its SQL is built) is a problem of rule `cannot_run`, named with file and line. One that
 --- reads data cannot be linted past that point: it is listed in `unrecorded`, and what it sent
 --- before is linted.
-function M.lint(list)
+function M.lint(list, options)
+  options = options or {}
   local items, unrecorded, failed = {}, {}, {}
   for _, rev in ipairs(list) do
-    local built = M.build(rev, "upgrade")
+    local built = M.build(rev, "upgrade", options.vars)
     if built.failure then
       failed[#failed + 1] = { revision = rev.revision, file = rev.file, where = built.failure.where,
         rule = "cannot_run", message = built.failure.message }
@@ -416,7 +433,7 @@ function M.lint(list)
     end
     revisions.release(rev) -- a lint of thousands of revisions holds one revision's functions at a time
   end
-  local findings = lint.check(items)
+  local findings = lint.check(items, options)
   for _, f in ipairs(failed) do
     findings[#findings + 1] = f
   end
@@ -460,7 +477,7 @@ function M.check(ctx, conn, applied, partial, problems)
       pending[#pending + 1] = rev
     end
   end
-  local result = M.lint(pending)
+  local result = M.lint(pending, M.lint_options(ctx.cfg, conn))
   for _, f in ipairs(result.problems) do
     problems[#problems + 1] = describe_finding(f)
   end
@@ -474,7 +491,7 @@ end
 --- upgrade is built; one that cannot run is a problem.
 function M.check_offline(ctx, problems)
   for _, rev in ipairs(ctx.graph.list) do
-    local built = M.build(rev, "upgrade")
+    local built = M.build(rev, "upgrade", ctx.cfg.vars)
     if built.failure then
       problems[#problems + 1] = describe_finding({ rule = "cannot_run", revision = rev.revision,
         where = built.failure.where, message = built.failure.message })
@@ -611,15 +628,16 @@ command {
   flags = { { "all", nil, "lint every revision in versions/, without connecting" } },
   max_args = 1,
   run = function(ctx, args, flags)
-    local list
+    local list, options
     if flags.all then
-      list = ctx.graph.list
+      list, options = ctx.graph.list, M.lint_options(ctx.cfg)
     else
       local conn <close> = runner.connect(ctx.cfg)
       local applied = runner.state(conn, ctx.cfg)
       list = revisions.plan_upgrade(ctx.graph, applied, args[1] or "head")
+      options = M.lint_options(ctx.cfg, conn)
     end
-    local result = M.lint(list)
+    local result = M.lint(list, options)
     result.ok = #result.problems == 0
     result.exit = result.ok and 0 or errors.exit_codes.check
     result.revisions = #list
@@ -772,7 +790,9 @@ command {
   summary = "round-trip every revision on a scratch database: upgrade, downgrade, compare, upgrade again",
   details = "Also checks for a single head and lints every revision. Reports the first revision whose\n"
     .. "downgrade leaves a trace, with the difference. The database must have no tide revisions applied;\n"
-    .. "the test leaves it as it found it (everything it applied reverted, tide's tables dropped).",
+    .. "the test leaves it as it found it (everything it applied reverted, tide's tables dropped).\n"
+    .. "Runs the behaviour checks of tests/*.lua after each revision they name, and again after its\n"
+    .. "downgrade and upgrade (README \"Round-trip test\").",
   run = function(ctx)
     if not ctx.flags or not ctx.flags.url then
       errors.raise("usage", "tide test needs --url SCRATCH_URL: a throwaway database it may change freely")
@@ -786,7 +806,8 @@ command {
     if #graph.heads > 1 then
       problem("multiple heads: " .. table.concat(graph.heads, ", "))
     end
-    local linted = M.lint(graph.list)
+    local linted = M.lint(graph.list, M.lint_options(cfg))
+    local checks = rlscheck.load(cfg, graph) -- tests/*.lua: behaviour checks after a revision
     for _, f in ipairs(linted.problems) do
       problem(describe_finding(f))
     end
@@ -813,6 +834,7 @@ command {
           return
         end
         local after = M.snapshot(conn, cfg.schema)
+        rlscheck.run(conn, cfg, checks, rev, "after upgrade", entry, problem)
         if not rev.has_downgrade then
           entry.outcome = "no downgrade"
           problem(string.format("revision %s (%s) has no downgrade function", rev.revision, rev.file))
@@ -838,6 +860,7 @@ command {
             return
           end
           local again = M.snapshot(conn, cfg.schema)
+          rlscheck.run(conn, cfg, checks, rev, "after downgrade and upgrade", entry, problem)
           d = M.snapshot_diff(after, again)
           if #d > 0 then
             entry.outcome = "second upgrade differs"
@@ -885,7 +908,8 @@ command {
   end,
   print = function(result)
     for _, r in ipairs(result.revisions) do
-      out("%-12s %s", r.revision, r.outcome)
+      out("%-12s %s%s", r.revision, r.outcome or "not reached", r.checks_passed
+        and string.format(" (checks: %d passed, %d failed)", r.checks_passed, r.checks_failed) or "")
     end
     for _, p in ipairs(result.problems) do
       out("problem: %s", p)

@@ -527,6 +527,7 @@ local OBJECT_KINDS = {
   { key = "all_sequences_in_schema", clause = "ALL SEQUENCES IN SCHEMA",
     privileges = { "usage", "select", "update", "all" } },
 }
+local COLUMN_PRIVILEGES = { SELECT = true, INSERT = true, UPDATE = true, REFERENCES = true }
 local OBJECT_KEYS = {}
 for i, kind in ipairs(OBJECT_KINDS) do
   OBJECT_KEYS[i] = { kind.key, "string|table" }
@@ -607,8 +608,23 @@ local function privileges_on(what, privileges, on)
   end
   local words = {}
   for i, privilege in ipairs(privileges) do
+    -- {"insert", columns = {...}}: a column privilege, PostgreSQL's INSERT ("a", "b")
+    local columns
+    if type(privilege) == "table" then
+      dsl.check_options(what .. " privilege", privilege, { { "columns", "string|table" } }, 1)
+      privilege, columns = privilege[1], privilege.columns
+      if kind.key ~= "table" or columns == nil then
+        dsl.fail("%s: {privilege, columns = {...}} is for column privileges on a table", what)
+      end
+    end
     words[i] = dsl.keyword(("privilege on %s"):format(kind.clause:lower()), privilege,
       kind.privileges)
+    if columns then
+      if not COLUMN_PRIVILEGES[words[i]] then
+        dsl.fail("%s: %s cannot be granted on columns (only SELECT, INSERT, UPDATE, REFERENCES)", what, words[i])
+      end
+      words[i] = words[i] .. " (" .. dsl.ident_list(what .. " columns", columns) .. ")"
+    end
   end
   return ("%s ON %s %s"):format(table.concat(words, ", "), kind.clause, table.concat(quoted, ", "))
 end
