@@ -37,10 +37,20 @@ describe("README.md #db", function()
   -- table, because no backup was configured; the example created `invoices` as "add billing table".
   it("runs the quick start as written, each line exiting 0", function()
     local db = H.fresh_db()
+    -- the seed project as shipped: its revisions and its tide.lua, whose vars.app_role (from
+    -- APP_DB_ROLE) the example grants to; roles belong to the cluster, so the spec makes its own
     local project = H.tmpdir {
       ["versions/001_initial.lua"] = H.read(H.source_dir .. "/versions/001_initial.lua"),
       ["versions/002_add_indexes.lua"] = H.read(H.source_dir .. "/versions/002_add_indexes.lua"),
+      ["versions/003_harden_rls.lua"] = H.read(H.source_dir .. "/versions/003_harden_rls.lua"),
+      ["tide.lua"] = H.read(H.source_dir .. "/tide.lua"),
     }
+    local role = "tide_spec_app_" .. tostring(math.random(1, 1e9))
+    H.sql(nil, "CREATE ROLE " .. role .. " NOLOGIN")
+    finally(function()
+      H.cleanup()
+      pcall(H.sql, nil, "DROP ROLE IF EXISTS " .. role)
+    end)
     -- `tide` on PATH, and an editor that types the example with the ids `tide new` wrote
     local bin = H.tmpdir {
       ["example.lua"] = EXAMPLE,
@@ -79,8 +89,8 @@ f:close()
     assert.is_true(ran >= 6, "the quick start has only " .. ran .. " commands")
     H.write(project .. "/quickstart.sh", table.concat(script, "\n") .. "\n")
     local out = os.tmpname()
-    assert(os.execute(string.format("env -u DATABASE_URL PATH=%s:\"$PATH\" EDITOR=%s bash %s >%s 2>&1",
-      H.shell_quote(bin), H.shell_quote("lua5.4 " .. bin .. "/editor.lua"), H.shell_quote(project .. "/quickstart.sh"),
+    assert(os.execute(string.format("env -u DATABASE_URL APP_DB_ROLE=%s PATH=%s:\"$PATH\" EDITOR=%s bash %s >%s 2>&1",
+      role, H.shell_quote(bin), H.shell_quote("lua5.4 " .. bin .. "/editor.lua"), H.shell_quote(project .. "/quickstart.sh"),
       H.shell_quote(out))) or true)
     local transcript = H.read(out) or ""
     os.remove(out)
@@ -92,16 +102,16 @@ f:close()
       "(%S+_add_invoices_table%.lua)"), transcript)
     assert.matches("^" .. id:gsub("%p", "%%%0") .. "_", file)
     assert.truthy(H.read(project .. "/versions/" .. file):find('schema.create_table(db, "invoices"', 1, true))
-    assert.truthy(H.read(project .. "/tide.lua"), "tide init wrote no tide.lua")
-    assert.are.same({ "001", "002" }, H.applied(db))
+    assert.truthy(H.read(project .. "/tide.lua"), "tide init removed tide.lua")
+    assert.are.same({ "001", "002", "003" }, H.applied(db))
     assert.is_false(H.exists(db, "invoices"))
     local rows = H.sql(db, "SELECT direction, outcome, backup FROM tide.history WHERE revision = $1 ORDER BY id", id)
     assert.are.equal(2, #rows, transcript)
     assert.are.same({ "upgrade", "applied" }, { rows[1].direction, rows[1].outcome })
     assert.are.same({ "downgrade", "reverted" }, { rows[2].direction, rows[2].outcome })
     assert.truthy(tostring(rows[2].backup):find("file://" .. project .. "/backups/", 1, true), transcript)
-    assert.matches("applied 3 revisions in %d+ ms: 001, 002, " .. id:gsub("%p", "%%%0"), transcript)
-    assert.matches("reverted 1 revision in %d+ ms: " .. id:gsub("%p", "%%%0") .. "; the database is now at 002",
+    assert.matches("applied 4 revisions in %d+ ms: 001, 002, 003, " .. id:gsub("%p", "%%%0"), transcript)
+    assert.matches("reverted 1 revision in %d+ ms: " .. id:gsub("%p", "%%%0") .. "; the database is now at 003",
       transcript)
   end)
 
