@@ -89,9 +89,9 @@ f:close()
     assert.is_true(ran >= 6, "the quick start has only " .. ran .. " commands")
     H.write(project .. "/quickstart.sh", table.concat(script, "\n") .. "\n")
     local out = os.tmpname()
-    assert(os.execute(string.format("env -u DATABASE_URL APP_DB_ROLE=%s PATH=%s:\"$PATH\" EDITOR=%s bash %s >%s 2>&1",
-      role, H.shell_quote(bin), H.shell_quote("lua5.4 " .. bin .. "/editor.lua"), H.shell_quote(project .. "/quickstart.sh"),
-      H.shell_quote(out))) or true)
+    local command = "env -u DATABASE_URL APP_DB_ROLE=%s PATH=%s:\"$PATH\" EDITOR=%s bash %s >%s 2>&1"
+    assert(os.execute(string.format(command, role, H.shell_quote(bin), H.shell_quote("lua5.4 " .. bin .. "/editor.lua"),
+      H.shell_quote(project .. "/quickstart.sh"), H.shell_quote(out))) or true)
     local transcript = H.read(out) or ""
     os.remove(out)
     assert.is_nil(transcript:find("FAILED: ", 1, true), transcript)

@@ -61,7 +61,8 @@ describe("vars in tide.lua #db", function()
     local dir = H.project({ ["001_a.lua"] = REVISION }, "return { vars = { tabel_name = 'x' } }")
     local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
     assert.equal(6, r.code, r.output)
-    assert.matches("001_a.lua:6%) failed in upgrade: vars.table_name is not set: add it to `vars` in tide.lua %(did you mean "
+    assert.matches("001_a.lua:6%) failed in upgrade: "
+      .. "vars.table_name is not set: add it to `vars` in tide.lua %(did you mean "
       .. "`tabel_name`%?%)", r.stderr)
     assert.same({}, H.applied(db))
   end)
