@@ -108,7 +108,7 @@ return {
 }
 ]]
 
-local function write_revision(ctx, id, parents, message)
+local function write_revision(ctx, id, parents, message, text)
   local name = string.format("%s_%s.lua", id, slug(message) ~= "" and slug(message) or "revision")
   local path = config.join(ctx.cfg.versions_dir, name)
   if ctx.graph.by_id[id] then
@@ -134,7 +134,7 @@ local function write_revision(ctx, id, parents, message)
     errors.raise("usage", "cannot create " .. why)
   end
   -- the header is a one-line comment: a message's later lines would turn into code
-  f:write(string.format(TEMPLATE, (message:gsub("[\r\n]+", " ")), id, down, message))
+  f:write(text or string.format(TEMPLATE, (message:gsub("[\r\n]+", " ")), id, down, message))
   f:close()
   return path
 end
@@ -353,20 +353,35 @@ command("heads", {
 })
 
 command("new", {
-  usage = 'new "MESSAGE"',
+  usage = 'new "MESSAGE" [--autogenerate [--to TARGET]]',
   summary = "write the next versions/NNN_slug.lua, its parent the single head",
+  details = "--autogenerate writes the changes from head to TARGET (see `tide diff`) instead of a template.",
   creates_versions = true,
+  flags = require("tide.authoring").new_flags,
   min_args = 1,
   max_args = 1,
-  run = function(ctx, args)
+  run = function(ctx, args, flags)
     local parents = {}
     if #ctx.graph.list > 0 then
       parents = { revisions.head(ctx.graph) }
     end
     local id = next_number(ctx.graph)
-    return { revision = id, down_revision = parents, file = write_revision(ctx, id, parents, args[1]) }
+    local text, generated
+    if flags.autogenerate then
+      text, generated = require("tide.authoring").autogenerate(ctx, id, parents, args[1], flags)
+      if not text then
+        return { unchanged = true }
+      end
+    end
+    local file = write_revision(ctx, id, parents, args[1], text)
+    local lint = generated and require("tide.authoring").after_write(file, generated)
+    return { revision = id, down_revision = parents, file = file, lint = lint and lint.findings }
   end,
   print = function(result)
+    if result.unchanged then
+      out("no changes: nothing written")
+      return
+    end
     out("created %s (revision %s)", result.file, result.revision)
   end,
 })
@@ -407,10 +422,19 @@ command("stamp", {
 })
 
 command("check", {
-  usage = "check [--offline]",
+  usage = "check [--offline] [--schema [--dev-url URL]]",
   summary = "for CI: files valid, one head, database not ahead of the files, applied files unchanged",
-  flags = { { "offline", nil, "check the files only; do not connect" } },
+  details = "--schema compares the live schema with its applied revisions replayed on a dev database\n"
+    .. "(RLS regressions first); with it the tracking schema comes from tide.lua's `schema`.",
+  flags = {
+    { "offline", nil, "check the files only; do not connect" },
+    { "schema", nil, "compare the live schema with what its applied revisions give (read-only)" },
+    { "dev-url", "URL", "with --schema: a server for the scratch database (else tide.lua dev_url)" },
+  },
   run = function(ctx, _, flags)
+    if flags.schema == true then
+      return require("tide.schema_drift").check(ctx, flags)
+    end
     local problems = {}
     if #ctx.graph.heads > 1 then
       problems[#problems + 1] = "multiple heads: " .. table.concat(ctx.graph.heads, ", ")
@@ -436,6 +460,9 @@ command("check", {
       exit = #problems == 0 and 0 or errors.exit_codes.check }
   end,
   print = function(result)
+    if result.schema then
+      return require("tide.schema_drift").print(result)
+    end
     for _, p in ipairs(result.problems) do
       out("problem: %s", p)
     end
@@ -456,7 +483,7 @@ command("version", {
 })
 
 -- Commands of other modules (backup, restore, ...) join the table when those modules exist.
-for _, name in ipairs { "tide.backup", "tide.safety" } do
+for _, name in ipairs { "tide.backup", "tide.safety", "tide.authoring" } do
   local ok, mod = pcall(require, name)
   if ok and type(mod) == "table" and mod.commands then
     for _, spec in ipairs(mod.commands) do
@@ -653,7 +680,7 @@ function M.main(args)
         dir = flags.C,
         versions = flags.versions,
         url = flags.url,
-        schema = flags.schema,
+        schema = flags.schema ~= true and flags.schema or nil, -- `check --schema` is a flag of its own
         lock_wait = flags["lock-wait"] and lock_wait_seconds(flags["lock-wait"]),
         lock_timeout = flags["lock-timeout"],
         lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))

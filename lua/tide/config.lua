@@ -26,6 +26,8 @@ M.keys = {
   backup = "table",
   hooks = "table",
   cache = "boolean",
+  dev_url = "string", -- scratch databases for diff, autogenerate and check --schema (tide.authoring)
+  autogenerate = "table", -- {to =, dev_url =, rename =}: validated by tide.authoring
 }
 
 M.defaults = {
