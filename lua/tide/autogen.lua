@@ -52,10 +52,20 @@ local function uses(changes, pattern)
   return false
 end
 
---- Whether a revision made of these upgrade changes must run outside a transaction, and why.
-function M.needs_nontx(up)
+--- Whether a revision with these upgrade (and downgrade) changes must run outside a
+--- transaction, and why.
+function M.needs_nontx(up, down)
+  local why = M.needs_nontx_one(up)
+  if why or not down then
+    return why
+  end
+  why = M.needs_nontx_one(down, true)
+  return why and (why .. " (in the downgrade)")
+end
+
+function M.needs_nontx_one(up, is_down)
   for _, c in ipairs(up) do
-    if c.alt and c.action == "create" then
+    if c.alt and c.action == "create" and not is_down then
       return "an index on an existing table is built CONCURRENTLY, which cannot run in a transaction"
     end
   end
@@ -123,7 +133,7 @@ end
 ---@param r table {revision, down_revision (list), message, source (where the target came from), up, down}
 ---@return string
 function M.revision(r)
-  local nontx = M.needs_nontx(r.up)
+  local nontx = M.needs_nontx(r.up, r.down)
   local all = {}
   for _, c in ipairs(r.up) do
     all[#all + 1] = c
@@ -184,7 +194,7 @@ end
 
 --- The upgrade and downgrade bodies alone, for `tide diff`.
 function M.bodies(up, down)
-  local nontx = M.needs_nontx(up)
+  local nontx = M.needs_nontx(up, down)
   local out = {}
   if nontx then
     out[#out + 1] = "-- transaction = false: " .. nontx

@@ -307,7 +307,11 @@ end
 function M.read(conn, opts)
   opts = opts or {}
   local rows = {}
-  conn:exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+  -- opts.in_transaction: the caller's open transaction is the snapshot (a spec reading what it
+  -- has not committed)
+  if not opts.in_transaction then
+    conn:exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+  end
   local ok, err = pcall(function()
     conn:query("SELECT pg_catalog.set_config('search_path', $1, true)", opts.search_path or "public")
     for _, name in ipairs(ORDER) do
@@ -319,7 +323,9 @@ function M.read(conn, opts)
       end
     end
   end)
-  pcall(conn.exec, conn, "COMMIT")
+  if not opts.in_transaction then
+    pcall(conn.exec, conn, "COMMIT")
+  end
   if not ok then
     error(err, 0)
   end

@@ -117,7 +117,7 @@ function M.apply(from, to, renames, push)
         errors.raise("usage", string.format("--rename %s=%s: the target has no table %s", old, new, nq))
       end
       push { action = "rename", kind = "table", name = tq .. " -> " .. nq, statements = ddl.rename_table(t, new_name),
-        removes = { "table " .. tq }, adds = { "table " .. nq } }
+        adds = { "table " .. nq } }
       from.tables[tq] = nil
       t.name, t.qname = new_name, nq
       from.tables[nq] = t
@@ -148,7 +148,6 @@ function M.apply(from, to, renames, push)
         end
         push { action = "rename", kind = "column", name = t.qname .. "." .. part .. " -> " .. new_part,
           statements = ddl.rename_column(t, part, new_part),
-          removes = { "column " .. t.qname .. "." .. ident(part) },
           adds = { "column " .. t.qname .. "." .. ident(new_part) } }
         rename_map(t.column, part, new_part)
         rewrite_table_texts(t, part, new_part)
