@@ -35,18 +35,8 @@ local function model_in_rollback(conn, sql)
 end
 
 local function renames(text, inverse)
-  local list = {}
-  for item in (text or ""):gmatch("[^,]+") do
-    local old, new = item:match("^(.-)=(.*)$")
-    -- a hint's new name is bare for parts of a table: the inverse names the part in the target
-    if inverse then
-      local owner = old:match("^(.*)%.[^.]+$")
-      list[#list + 1] = { old = owner and (owner .. "." .. new) or new, new = old:match("([^.]+)$") }
-    else
-      list[#list + 1] = { old = old, new = new }
-    end
-  end
-  return list
+  local list = require("tide.authoring").parse_renames(text)
+  return inverse and require("tide.authoring").inverse_renames(list) or list
 end
 
 local function lines_diff(a, b)

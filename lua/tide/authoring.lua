@@ -284,6 +284,28 @@ function M.parse_renames(text)
   return list
 end
 
+--- The hints of the way back: tables first (`people=t`), then the parts of tables named as the
+--- target has them after those renames ("t=people,people.mail=email" becomes
+--- "people=t,t.email=mail").
+function M.inverse_renames(renames)
+  local tables, parts, back = {}, {}, {}
+  for _, r in ipairs(renames) do
+    local owner = r.old:match("^(.*)%.[^.]+$")
+    if owner and not r.new:find(".", 1, true) then
+      parts[#parts + 1] = r
+    else
+      tables[#tables + 1] = { old = r.new, new = r.old }
+      back[r.new] = r.old
+      back[r.new:match("([^.]+)$")] = r.old:match("([^.]+)$")
+    end
+  end
+  for _, r in ipairs(parts) do
+    local owner = r.old:match("^(.*)%.[^.]+$")
+    tables[#tables + 1] = { old = (back[owner] or owner) .. "." .. r.new, new = r.old:match("([^.]+)$") }
+  end
+  return tables
+end
+
 --- Both models, the changes each way, and whether they are equal.
 function M.compare(ctx, from_spec, to_spec, flags)
   local open, close_all = dev_pool(ctx, flags)
@@ -292,11 +314,7 @@ function M.compare(ctx, from_spec, to_spec, flags)
     local to, to_text = M.source_model(ctx, to_spec, open)
     local renames = M.parse_renames(flags.rename)
     local up = diff.diff(from, to, { renames = renames })
-    local inverse = {}
-    for i, r in ipairs(renames) do
-      inverse[i] = { old = r.new, new = r.old }
-    end
-    local down = diff.diff(to, from, { renames = inverse })
+    local down = diff.diff(to, from, { renames = M.inverse_renames(renames) })
     local a, b = catalog.lines(from), catalog.lines(to)
     local equal = #a == #b
     if equal then

@@ -97,7 +97,11 @@ function M.apply(from, to, renames, push)
     return from
   end
   from = deep_copy(from)
+  local renamed = {} -- a table's old name -> its new qualified name, for hints naming it by the old
   local function find_table(name)
+    if renamed[name] then
+      return from.tables[renamed[name]], renamed[name]
+    end
     if from.tables[name] then
       return from.tables[name], name
     end
@@ -119,6 +123,7 @@ function M.apply(from, to, renames, push)
       push { action = "rename", kind = "table", name = tq .. " -> " .. nq, statements = ddl.rename_table(t, new_name),
         adds = { "table " .. nq } }
       from.tables[tq] = nil
+      renamed[old], renamed[tq] = nq, nq
       t.name, t.qname = new_name, nq
       from.tables[nq] = t
       for _, other in pairs(from.tables) do
