@@ -113,7 +113,8 @@ end
       { { "diff", "--to", "head" }, "tide diff needs %-%-from X and %-%-to Y" },
       { { "diff", "--from", "base", "--to", "head" }, "this needs a dev database: give %-%-dev%-url URL" },
       { { "diff", "--from", "base", "--to", "nope", "--dev-url", dev_url }, 'unknown target "nope"' },
-      { { "diff", "--from", "base", "--to", "head", "--rename", "t", "--dev-url", dev_url }, "%-%-rename t: write old=new" },
+      { { "diff", "--from", "base", "--to", "head", "--rename", "t", "--dev-url", dev_url },
+        "%-%-rename t: write old=new" },
       { { "diff", "--from", "base", "--to", "head", "--format", "yaml" }, "%-%-format yaml: use lua or sql" },
     }
     for _, case in ipairs(cases) do
@@ -243,14 +244,16 @@ describe("tide check --schema #db", function()
   local cases = {
     { "RLS disabled", "ALTER TABLE users DISABLE ROW LEVEL SECURITY",
       "RLS: row%-level security disabled: public.users" },
-    { "NO FORCE", "ALTER TABLE vms NO FORCE ROW LEVEL SECURITY", "RLS: row%-level security no longer forced: public.vms" },
+    { "NO FORCE", "ALTER TABLE vms NO FORCE ROW LEVEL SECURITY",
+      "RLS: row%-level security no longer forced: public.vms" },
     { "a policy dropped", "DROP POLICY whitelist_grantee ON whitelist",
       "RLS: policy dropped: public.whitelist.whitelist_grantee" },
     { "a policy edited", "ALTER POLICY accounts_owner_or_admin ON accounts USING (true)",
       "RLS: policy changed: public.accounts.accounts_owner_or_admin" },
     { "a column added", "ALTER TABLE cards ADD COLUMN code text",
       "drift: column public.cards.code exists only in the live database" },
-    { "an index dropped", "DROP INDEX ix_vms_status", "drift: index public.ix_vms_status is missing from the live database" },
+    { "an index dropped", "DROP INDEX ix_vms_status",
+      "drift: index public.ix_vms_status is missing from the live database" },
     -- qualified: the sandbox's role is called tide, so "$user" would put it in tide's schema
     { "a function replaced", "CREATE OR REPLACE FUNCTION public.app_current_user_id() RETURNS bigint LANGUAGE sql "
       .. "STABLE RETURN 1", "drift: function public.app_current_user_id%(%) differs" },

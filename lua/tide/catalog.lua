@@ -587,8 +587,10 @@ function M.lines(model)
     add("table", q, t.partitioned and "partitioned by " .. t.partition_key, "partition of", t.partition_of,
       t.bound, "unlogged", t.unlogged, "rls", t.rls, "force", t.force_rls, "options", t.options, "comment",
       t.comment, "acl", t.acl)
-    for i, c in ipairs(t.columns) do
-      add("column", q, i, c.name, c.type, "not null", c.not_null, "default", c.default, "identity", c.identity,
+    -- by name, not position: a column added back by a downgrade comes last, and moving it would
+    -- take rebuilding the table (column order is not compared)
+    for _, c in ipairs(t.columns) do
+      add("column", q, c.name, c.type, "not null", c.not_null, "default", c.default, "identity", c.identity,
         "generated", c.generated, "collate", c.collation, "comment", c.comment, "acl", c.acl)
     end
     for _, n in ipairs(sorted_keys(t.constraints)) do
