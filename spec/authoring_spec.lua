@@ -129,6 +129,46 @@ end
   end)
 end)
 
+describe("the dev database #db", function()
+  local ROLE = "tide_spec_nocreatedb"
+  setup(function()
+    H.sql(nil, string.format("DO $$BEGIN CREATE ROLE %s LOGIN PASSWORD 'pw'; EXCEPTION WHEN duplicate_object "
+      .. "THEN NULL; END$$", ROLE))
+  end)
+  teardown(function()
+    H.cleanup()
+    pcall(H.sql, nil, "DROP ROLE IF EXISTS " .. ROLE)
+  end)
+
+  it("is dropped also when what runs in it fails", function()
+    local before = #dev_databases()
+    local dir = seed_project { ["../schema.sql"] = "CREATE TABLE broken (id int REFERENCES nowhere)" }
+    local r = H.tide({ "diff", "--from", "base", "--to", "schema.sql", "--dev-url", dev_url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.matches('schema.sql: ERROR 42P01: relation "nowhere" does not exist', r.stderr)
+    assert.are.equal(before, #dev_databases())
+  end)
+
+  it("for a role that may not create databases is the one named, which must be empty and is emptied again",
+    function()
+      local db = H.fresh_db()
+      H.sql(nil, "ALTER DATABASE " .. db.name .. " OWNER TO " .. ROLE)
+      local url = H.url(db.name, ROLE, "pw")
+      local dir = seed_project()
+      local r = H.tide({ "diff", "--from", "base", "--to", "head", "--dev-url", url }, { dir = dir })
+      assert.are.equal(1, r.code, r.output)
+      assert.matches('schema.create_table%(db, "users"', r.stdout)
+      assert.are.same({}, H.tables(db))
+      assert.is_nil(H.sql(db, "SELECT 1 AS x FROM pg_namespace WHERE nspname = 'tide'")[1])
+      assert.are.equal(0, #H.sql(db, "SELECT 1 FROM pg_proc WHERE pronamespace = 'public'::regnamespace"))
+      H.sql(db, "CREATE TABLE leftover (id int)")
+      local busy = H.tide({ "diff", "--from", "base", "--to", "head", "--dev-url", url }, { dir = dir })
+      assert.are.equal(2, busy.code, busy.output)
+      assert.matches("the role may not create databases, and the database named is not empty", busy.stderr)
+      assert.not_matches("pw@", busy.stderr)
+    end)
+end)
+
 describe("tide dump #db", function()
   teardown(H.cleanup)
 
@@ -146,6 +186,14 @@ describe("tide dump #db", function()
     H.sql(copy, (one.stdout:gsub("^%-%-[^\n]*\n", "")))
     local d = H.tide({ "diff", "--from", db.url, "--to", copy.url }, { dir = dir })
     assert.are.equal(0, d.code, d.output)
+  end)
+
+  it("names what it does not compare", function()
+    local db = H.fresh_db()
+    H.sql(db, "CREATE TYPE pair AS (x int, y int)")
+    local r = H.tide { "dump", "--url", db.url }
+    assert.are.equal(0, r.code, r.output)
+    assert.matches("\n%-%- not compared: composite type public.pair\n", r.stdout)
   end)
 
   it("--format lua writes a desired-state schema.lua that diff finds equal", function()
