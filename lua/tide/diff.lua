@@ -581,10 +581,15 @@ function M.diff(from, to, opts)
               adds = { ckey }, removes = { ckey }, rewrite = retype }
           end
         end
-        comment_change(ckey, "COLUMN " .. ddl.qname_sql(q) .. "." .. ident(col.name), oc and oc.comment, col.comment,
-          q .. "." .. col.name)
-        acl_change(ckey, "TABLE " .. rel_clause(t), oc and oc.acl or {}, col.acl, q .. "." .. col.name, nil,
-          ident(col.name))
+        -- (texts built only when something differs: a thousand tables have many columns)
+        if (oc and oc.comment) ~= col.comment then
+          comment_change(ckey, "COLUMN " .. ddl.qname_sql(q) .. "." .. ident(col.name), oc and oc.comment,
+            col.comment, q .. "." .. col.name)
+        end
+        if #col.acl > 0 or (oc and #oc.acl > 0) then
+          acl_change(ckey, "TABLE " .. rel_clause(t), oc and oc.acl or {}, col.acl, q .. "." .. col.name, nil,
+            ident(col.name))
+        end
       end
       -- constraints
       for _, n in ipairs(sorted_keys(o.constraints)) do

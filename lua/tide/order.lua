@@ -207,17 +207,15 @@ function M.order(changes, from, to, force)
       end
     end
   end
+  -- phase, then kind (reversed for drops), then name, then the order the diff made them in
+  for _, c in ipairs(changes) do
+    local phase, rank = PHASE[c.action], RANK[c.kind] or 50
+    c.order_key = phase * 1000 + (phase == 1 and (100 - rank) or rank)
+  end
   local function before(a, b)
-    local pa, pb = PHASE[a.action], PHASE[b.action]
-    if pa ~= pb then
-      return pa < pb
-    end
-    local ra, rb = RANK[a.kind] or 50, RANK[b.kind] or 50
-    if pa == 1 then
-      ra, rb = -ra, -rb
-    end
-    if ra ~= rb then
-      return ra < rb
+    local ka, kb = a.order_key, b.order_key
+    if ka ~= kb then
+      return ka < kb
     end
     if a.name ~= b.name then
       return a.name < b.name
@@ -239,14 +237,49 @@ function M.order(changes, from, to, force)
       table.insert(followers[first], second)
     end
   end
-  local ready, out = {}, {}
+  -- the changes ready to go, a binary heap by `before`
+  local heap = {}
+  local function push(c)
+    heap[#heap + 1] = c
+    local i = #heap
+    while i > 1 do
+      local parent = i // 2
+      if not before(heap[i], heap[parent]) then
+        break
+      end
+      heap[i], heap[parent] = heap[parent], heap[i]
+      i = parent
+    end
+  end
+  local function pop()
+    local top = heap[1]
+    heap[1] = heap[#heap]
+    heap[#heap] = nil
+    local i, n = 1, #heap
+    while true do
+      local l, r, m = 2 * i, 2 * i + 1, i
+      if l <= n and before(heap[l], heap[m]) then
+        m = l
+      end
+      if r <= n and before(heap[r], heap[m]) then
+        m = r
+      end
+      if m == i then
+        break
+      end
+      heap[i], heap[m] = heap[m], heap[i]
+      i = m
+    end
+    return top
+  end
+  local out = {}
   for _, c in ipairs(changes) do
     if waiting[c] == 0 then
-      ready[#ready + 1] = c
+      push(c)
     end
   end
   while #out < #changes do
-    if #ready == 0 then
+    if #heap == 0 then
       if not force then
         local stuck = {} -- change -> the changes it waits for
         for _, c in ipairs(changes) do
@@ -268,28 +301,22 @@ function M.order(changes, from, to, force)
       end
       table.sort(rest, before)
       waiting[rest[1]] = 0
-      ready[1] = rest[1]
+      push(rest[1])
     end
-    local best = 1
-    for i = 2, #ready do
-      if before(ready[i], ready[best]) then
-        best = i
-      end
-    end
-    local c = table.remove(ready, best)
+    local c = pop()
     waiting[c] = -1
     out[#out + 1] = c
     for _, f in ipairs(followers[c] or {}) do
       if waiting[f] > 0 then
         waiting[f] = waiting[f] - 1
         if waiting[f] == 0 then
-          ready[#ready + 1] = f
+          push(f)
         end
       end
     end
   end
   for _, c in ipairs(out) do
-    c.index = nil
+    c.index, c.order_key = nil, nil
   end
   return out
 end
