@@ -12,16 +12,24 @@
 -- role that may not create databases gets the database the URL names instead, which must then
 -- be empty, and which tide empties again afterwards.
 -- cli.lua merges M.commands into its command table.
-local catalog = require "tide.catalog"
 local config = require "tide.config"
 local core = require "tide.core"
-local ddl = require "tide.ddl"
-local diff = require "tide.diff"
-local autogen = require "tide.autogen"
 local errors = require "tide.errors"
-local json = require "tide.json"
 local log = require "tide.log"
 local revisions = require "tide.revisions"
+
+-- The model, the diff and the code generation load when a command of this module runs, not at
+-- every start of tide (which loads this module for its list of commands).
+local function lazy(name)
+  return setmetatable({}, { __index = function(proxy, key)
+    local mod = require(name)
+    setmetatable(proxy, { __index = mod })
+    return mod[key]
+  end })
+end
+local catalog = lazy "tide.catalog"
+local diff = lazy "tide.diff"
+local autogen = lazy "tide.autogen"
 
 local M = {}
 
@@ -37,7 +45,7 @@ local function first_schema(search_path)
 end
 
 local function read_opts(cfg)
-  ddl.default_schema = first_schema(cfg.search_path)
+  require("tide.ddl").default_schema = first_schema(cfg.search_path)
   return { exclude_schema = cfg.schema, search_path = cfg.search_path }
 end
 
@@ -507,7 +515,5 @@ function M.after_write(path, r)
   end
   return result
 end
-
-M.json = json
 
 return M
