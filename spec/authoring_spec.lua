@@ -190,10 +190,13 @@ describe("tide dump #db", function()
 
   it("names what it does not compare", function()
     local db = H.fresh_db()
-    H.sql(db, "CREATE TYPE pair AS (x int, y int)")
+    H.sql(db, "CREATE TYPE pair AS (x int, y int); CREATE TABLE t (id int); CREATE VIEW v AS SELECT id FROM t;"
+      .. "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';"
+      .. "CREATE TRIGGER v_insert INSTEAD OF INSERT ON v FOR EACH ROW EXECUTE FUNCTION f()")
     local r = H.tide { "dump", "--url", db.url }
     assert.are.equal(0, r.code, r.output)
     assert.matches("\n%-%- not compared: composite type public.pair\n", r.stdout)
+    assert.matches("\n%-%- not compared: trigger on a view v_insert on v\n", r.stdout)
   end)
 
   it("--format lua writes a desired-state schema.lua that diff finds equal", function()

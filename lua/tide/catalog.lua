@@ -243,6 +243,10 @@ SELECT kind, name FROM (
   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN nsp n ON n.oid = c.relnamespace
   WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   UNION ALL
+  SELECT 'trigger on a view', pg_catalog.format('%I on %s', t.tgname, t.tgrelid::regclass)
+  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN nsp n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('v', 'm') AND NOT t.tgisinternal
+  UNION ALL
   SELECT 'statistics object', pg_catalog.format('%I.%I', n.nspname, s.stxname)
   FROM pg_catalog.pg_statistic_ext s JOIN nsp n ON n.oid = s.stxnamespace
   UNION ALL
