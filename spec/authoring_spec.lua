@@ -99,6 +99,16 @@ end
     assert.not_matches("drop_table", hinted.stdout)
   end)
 
+  it("names what differs when it has no change that says it (a partition key), exit 1", function()
+    local a, b = H.fresh_db(), H.fresh_db()
+    H.sql(a, "CREATE TABLE p (a int, b int) PARTITION BY RANGE (a)")
+    H.sql(b, "CREATE TABLE p (a int, b int) PARTITION BY LIST (a)")
+    local r = H.tide { "diff", "--from", a.url, "--to", b.url }
+    assert.are.equal(1, r.code, r.output)
+    assert.matches("%-%- differs, and tide has no change that says it: %+ table | public.p | partitioned by LIST %(a%)",
+      r.stdout)
+  end)
+
   it("lists what it does not compare, and leaves tide's own schema out", function()
     local a, b = H.fresh_db(), H.fresh_db()
     H.sql(a, "CREATE TYPE pair AS (x int, y int); CREATE SCHEMA tide; CREATE TABLE tide.revision (id int)")

@@ -330,8 +330,13 @@ function M.compare(ctx, from_spec, to_spec, flags)
         equal = equal and a[i] == b[i]
       end
     end
+    -- the models differ, yet no change says so: name the facts rather than call them equal
+    local unexpressed = {}
+    if not equal and #up == 0 then
+      unexpressed = require("tide.safety").snapshot_diff(a, b)
+    end
     return { from = from, to = to, from_text = from_text, to_text = to_text, up = up, down = down, equal = equal
-      and #up == 0 }
+      and #up == 0, unexpressed = unexpressed }
   end)
   close_all()
   if not ok then
@@ -387,6 +392,7 @@ command {
     end
     local r = M.compare(ctx, flags.from, flags.to, flags)
     return { equal = r.equal, from = r.from_text, to = r.to_text, changes = diff.plain(r.up),
+      unexpressed = r.unexpressed,
       downgrade = diff.plain(r.down), not_compared = not_compared(r.from, r.to),
       text = format == "sql" and autogen.script(r.up) or autogen.bodies(r.up, r.down),
       exit = r.equal and 0 or errors.exit_codes.check }
@@ -398,6 +404,9 @@ command {
       out("-- tide diff: from %s to %s: %d change%s", result.from, result.to, #result.changes,
         #result.changes == 1 and "" or "s")
       io.stdout:write(result.text)
+    end
+    for _, line in ipairs(result.unexpressed) do
+      out("-- differs, and tide has no change that says it: %s", line)
     end
     for _, item in ipairs(result.not_compared) do
       out("-- not compared: %s %s", item.kind, item.name)

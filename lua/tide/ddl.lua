@@ -531,6 +531,19 @@ function M.rename_index(t, old, new)
     ident(new))) }
 end
 
+--- A partition detached from its old parent and attached to its new one (either may be none).
+function M.partition(t, old)
+  local out = {}
+  if old.partition_of then
+    out[#out + 1] = exec("ALTER TABLE " .. qname_sql(old.partition_of) .. " DETACH PARTITION " .. rel_sql(t))
+  end
+  if t.partition_of then
+    out[#out + 1] = exec("ALTER TABLE " .. qname_sql(t.partition_of) .. " ATTACH PARTITION " .. rel_sql(t) .. " "
+      .. t.bound)
+  end
+  return out
+end
+
 -- Row-level security and policies ------------------------------------------------------------------
 
 function M.rls(t, old)
@@ -655,7 +668,9 @@ function M.drop_view(v)
   return { exec(string.format("DROP %s %s", v.materialized and "MATERIALIZED VIEW" or "VIEW", rel_sql(v))) }
 end
 
-function M.view_options(v, old)
+--- ALTER VIEW|TABLE ... RESET (removed options), SET (options).
+function M.view_options(v, old, what)
+  what = what or "VIEW"
   local out = {}
   local name = rel_sql(v)
   local old_keys = {}
@@ -674,10 +689,10 @@ function M.view_options(v, old)
   end
   table.sort(reset)
   if #reset > 0 then
-    out[#out + 1] = exec("ALTER VIEW " .. name .. " RESET (" .. table.concat(reset, ", ") .. ")")
+    out[#out + 1] = exec("ALTER " .. what .. " " .. name .. " RESET (" .. table.concat(reset, ", ") .. ")")
   end
   if v.options then
-    out[#out + 1] = exec("ALTER VIEW " .. name .. " SET (" .. v.options .. ")")
+    out[#out + 1] = exec("ALTER " .. what .. " " .. name .. " SET (" .. v.options .. ")")
   end
   return out
 end

@@ -662,6 +662,21 @@ function M.diff(from, to, opts)
       comment_change(key, "TRIGGER " .. ident(n) .. " ON " .. rel_clause(t), not fresh and otg.comment, tg.comment,
         q .. "." .. n)
     end
+    if o then
+      if (t.unlogged or false) ~= (o.unlogged or false) then
+        push { action = "alter", kind = "table", name = q, requires = { tkey },
+          statements = { { sql = "ALTER TABLE " .. ddl.rel_sql(t) .. (t.unlogged and " SET UNLOGGED"
+            or " SET LOGGED") } } }
+      end
+      if t.options ~= o.options then
+        push { action = "alter", kind = "table", name = q, requires = { tkey },
+          statements = ddl.view_options(t, o, "TABLE") }
+      end
+      if t.partition_of ~= o.partition_of or t.bound ~= o.bound then
+        push { action = "alter", kind = "partition", name = q, statements = ddl.partition(t, o),
+          requires = { tkey, t.partition_of and ("table " .. t.partition_of) } }
+      end
+    end
     -- row-level security, then policies
     if (t.rls or false) ~= (old.rls or false) or (t.force_rls or false) ~= (old.force_rls or false) then
       push { action = "alter", kind = "rls", name = q, statements = ddl.rls(t, old), requires = { tkey } }

@@ -16,7 +16,8 @@ local ident = catalog.ident
 
 -- Creation order where no dependency decides; drops take the reverse.
 local RANK = { schema = 1, extension = 2, type = 3, sequence = 4, table = 5, column = 6, constraint = 7, index = 8,
-  ["foreign key"] = 9, ["sequence owner"] = 10, ["function"] = 11, view = 12, trigger = 13, rls = 14, policy = 15,
+  ["foreign key"] = 9, partition = 9,
+  ["sequence owner"] = 10, ["function"] = 11, view = 12, trigger = 13, rls = 14, policy = 15,
   privileges = 16, comment = 17 }
 
 -- Two dropped tables may need each other (a policy on one reads the other, whose foreign key
@@ -207,20 +208,20 @@ function M.order(changes, from, to, force)
       end
     end
   end
-  -- phase, then kind (reversed for drops), then name, then the order the diff made them in
+  -- phase, then kind (reversed for drops), then name, then the order the diff made them in, as
+  -- one string per change: the heap below compares them with `<` (thousands of changes)
   for _, c in ipairs(changes) do
     local phase, rank = PHASE[c.action], RANK[c.kind] or 50
-    c.order_key = phase * 1000 + (phase == 1 and (100 - rank) or rank)
+    c.order_key = string.format("%d%03d%s\0%08d", phase, phase == 1 and (100 - rank) or rank, c.name, c.index)
   end
   local function before(a, b)
-    local ka, kb = a.order_key, b.order_key
-    if ka ~= kb then
-      return ka < kb
-    end
-    if a.name ~= b.name then
-      return a.name < b.name
-    end
-    return a.index < b.index
+    return a.order_key < b.order_key
+  end
+  -- string comparison goes through strcoll: sort once, then the heap compares integers
+  local sorted = { table.unpack(changes) }
+  table.sort(sorted, before)
+  for i, c in ipairs(sorted) do
+    c.order_key = i
   end
   local waiting = {}
   for _, c in ipairs(changes) do
@@ -241,35 +242,41 @@ function M.order(changes, from, to, force)
   local heap = {}
   local function push(c)
     heap[#heap + 1] = c
-    local i = #heap
+    local i, key = #heap, c.order_key
     while i > 1 do
       local parent = i // 2
-      if not before(heap[i], heap[parent]) then
+      if heap[parent].order_key <= key then
         break
       end
-      heap[i], heap[parent] = heap[parent], heap[i]
+      heap[i], heap[parent] = heap[parent], c
       i = parent
     end
   end
   local function pop()
     local top = heap[1]
-    heap[1] = heap[#heap]
+    local last = heap[#heap]
     heap[#heap] = nil
-    local i, n = 1, #heap
+    local n = #heap
+    if n == 0 then
+      return top
+    end
+    local i, key = 1, last.order_key
     while true do
-      local l, r, m = 2 * i, 2 * i + 1, i
-      if l <= n and before(heap[l], heap[m]) then
-        m = l
-      end
-      if r <= n and before(heap[r], heap[m]) then
-        m = r
-      end
-      if m == i then
+      local l = 2 * i
+      if l > n then
         break
       end
-      heap[i], heap[m] = heap[m], heap[i]
-      i = m
+      local child, ckey = l, heap[l].order_key
+      if l + 1 <= n and heap[l + 1].order_key < ckey then
+        child, ckey = l + 1, heap[l + 1].order_key
+      end
+      if key <= ckey then
+        break
+      end
+      heap[i] = heap[child]
+      i = child
     end
+    heap[i] = last
     return top
   end
   local out = {}

@@ -323,6 +323,11 @@ return {
   { "a partitioned table and partitions", x = "",
     y = "CREATE TABLE ev (id bigint NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);"
       .. "CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');" },
+  { "logged and storage options of an existing table", x = "CREATE UNLOGGED TABLE u (id int PRIMARY KEY);",
+    y = "CREATE TABLE u (id int PRIMARY KEY) WITH (fillfactor = 80, autovacuum_enabled = false);" },
+  { "attach a table as a partition", base = "CREATE TABLE ev (id bigint NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);",
+    x = "CREATE TABLE ev_old (id bigint NOT NULL, at date NOT NULL);",
+    y = "CREATE TABLE ev_old PARTITION OF ev FOR VALUES FROM ('2020-01-01') TO ('2026-01-01');" },
   { "add a partition", base = "CREATE TABLE ev (id bigint NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);",
     x = "CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');",
     y = "CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
