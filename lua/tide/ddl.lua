@@ -256,7 +256,7 @@ local ACTIONS = { CASCADE = "cascade", RESTRICT = "restrict", ["SET NULL"] = "se
   ["SET DEFAULT"] = "set default" }
 
 -- A constraint as an entry of create_table's `constraints`, or nil when the DSL cannot say it.
-local function constraint_lua(c, schema)
+local function constraint_lua(c)
   local def = c.definition
   local name = "name = " .. lua_string(c.name)
   local cols = def:match("^PRIMARY KEY %(([^()]*)%)$")
@@ -299,7 +299,6 @@ local function constraint_lua(c, schema)
     else
       return nil
     end
-    local _ = schema
     local fields = { name, "foreign_key = " .. string_list(split_idents(from)),
       string.format("references = { table = %s, columns = %s }", table_lua, string_list(split_idents(to))) }
     for _, o in ipairs(options) do
@@ -352,7 +351,7 @@ function M.create_table(t, constraints)
   end
   for _, c in ipairs(constraints) do
     lines[#lines + 1] = "  " .. constraint_sql(c)
-    local l = constraint_lua(c, t.schema)
+    local l = constraint_lua(c)
     if l then
       lua_constraints[#lua_constraints + 1] = "    " .. l .. ","
     else
@@ -485,11 +484,12 @@ end
 --- CREATE INDEX from pg_get_indexdef's text; CONCURRENTLY on an existing table when allowed.
 function M.create_index(t, x, concurrently)
   local def = x.definition
-  local unique, name, on, cols, where = def:match("^CREATE (U?N?I?Q?U?E? ?)INDEX (%S+) ON (%S+) USING btree "
-    .. "%(([^()]*)%)(.*)$")
+  local unique = def:find("^CREATE UNIQUE INDEX ") ~= nil
+  local name, cols, where = def:gsub("^CREATE UNIQUE ", "CREATE ", 1)
+    :match("^CREATE INDEX (%S+) ON %S+ USING btree %(([^()]*)%)(.*)$")
   local sql = def
   if concurrently then
-    sql = def:gsub("^CREATE (U?N?I?Q?U?E? ?)INDEX ", "CREATE %1INDEX CONCURRENTLY ", 1)
+    sql = def:gsub(" INDEX ", " INDEX CONCURRENTLY ", 1) -- the first " INDEX " is the keyword
   end
   sql = sql:gsub(" ON " .. (ident(M.default_schema) .. "."):gsub("%p", "%%%0"), " ON ", 1)
   if not name then
@@ -500,13 +500,12 @@ function M.create_index(t, x, concurrently)
   if not list or (where ~= "" and not predicate) then
     return { exec(sql) }
   end
-  local _ = on
   local options = {}
   local default_name = "ix_" .. t.name .. "_" .. table.concat(list, "_")
   if x.name ~= default_name then
     options[#options + 1] = "name = " .. lua_string(x.name)
   end
-  if unique ~= "" then
+  if unique then
     options[#options + 1] = "unique = true"
   end
   if predicate then
