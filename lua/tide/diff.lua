@@ -2,7 +2,8 @@
 -- into the second.
 --
 --   local changes = require("tide.diff").diff(from, to, { renames = { {old = "users", new = "people"} } })
---   -- changes[i] = {action, kind, name, statements = {{sql, lua}...}, destructive, nontx, ...}
+--   -- changes[i] = {action, kind, name, statements = {{sql, lua}...}, destructive, alt, ...}
+--   -- (alt: the statements with CONCURRENTLY, for a revision that runs outside a transaction)
 --
 -- A downgrade is the diff the other way round. Order comes from dependencies, read from each
 -- side's pg_depend: a change that creates an object comes after the changes creating what it
@@ -34,7 +35,6 @@ local function same_list(a, b)
   end
   return true
 end
-
 
 -- serial columns: a default nextval('t_c_seq'::regclass) of a sequence the column owns, with
 -- the options `serial` gives it, is written as the column type serial/bigserial/smallserial.
@@ -212,6 +212,27 @@ function M.diff(from, to, opts)
             changed = true
             break
           end
+        end
+      end
+    end
+  end
+
+  -- A column default that calls a function being dropped and created again is dropped before
+  -- and set again after (PostgreSQL refuses to drop a function a default uses).
+  local redefaulted = {}
+  for _, q in ipairs(sorted_keys(from.tables)) do
+    local ft, tt = from.tables[q], to.tables[q]
+    for _, oc in ipairs(tt and ft.columns or {}) do
+      local key = column_key(ft, oc.name)
+      local col = tt.column[oc.name]
+      for needed in pairs(from.deps[key] or {}) do
+        if replaced[needed] and kind_of(needed) == "function" and col and oc.default and col.default
+            and not redefaulted[key] then
+          redefaulted[key] = true
+          push { action = "drop", kind = "column default", name = q .. "." .. oc.name,
+            statements = ddl.set_default(tt, { name = oc.name }), removes = { key } }
+          push { action = "create", kind = "column default", name = q .. "." .. oc.name,
+            statements = ddl.set_default(tt, col), adds = { key } }
         end
       end
     end
@@ -567,7 +588,8 @@ function M.diff(from, to, opts)
             if col.default then
               statements[#statements + 1] = ddl.set_default(t, col)[1]
             end
-          elseif (oc.default ~= col.default or oc.serial ~= col.serial) and not col.enum_moved then
+          elseif (oc.default ~= col.default or oc.serial ~= col.serial) and not col.enum_moved
+              and not redefaulted[ckey] then
             statements[#statements + 1] = ddl.set_default(t, col)[1]
           end
           if oc.identity ~= col.identity then

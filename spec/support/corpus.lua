@@ -206,6 +206,11 @@ return {
   { "a function used by a column default", x = T,
     y = "CREATE FUNCTION next_code() RETURNS text LANGUAGE sql VOLATILE RETURN md5(random()::text);\n" .. T
       .. "ALTER TABLE t ALTER b SET DEFAULT next_code();" },
+  { "a function whose result changes under a column default that calls it",
+    x = "CREATE FUNCTION next_code() RETURNS text LANGUAGE sql VOLATILE RETURN md5(random()::text);\n" .. T
+      .. "ALTER TABLE t ALTER b SET DEFAULT next_code();",
+    y = "CREATE FUNCTION next_code() RETURNS varchar LANGUAGE sql VOLATILE RETURN md5(random()::text);\n" .. T
+      .. "ALTER TABLE t ALTER b SET DEFAULT next_code();" },
   { "a function whose result changes under a policy that calls it", base = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY;",
     x = "CREATE FUNCTION level() RETURNS int LANGUAGE sql STABLE RETURN 1;"
       .. "CREATE POLICY docs_level ON docs USING (level() > 0);",
