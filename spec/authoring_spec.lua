@@ -247,6 +247,19 @@ describe("tide new --autogenerate #db", function()
     assert.are.equal(0, same.code, same.output)
   end)
 
+  it("prints the lint findings of what it wrote, and says where it drops data", function()
+    local dev = H.fresh_db()
+    local dir = seed_project()
+    assert.are.equal(0, H.tide({ "upgrade", "--url", dev.url }, { dir = dir }).code)
+    H.sql(dev, "ALTER TABLE cards DROP COLUMN redeemed_at")
+    local r = H.tide({ "new", "no redemption", "--autogenerate", "--to", dev.url, "--dev-url", dev_url }, { dir = dir })
+    assert.are.equal(0, r.code, r.output)
+    assert.matches("tide: warning: lint destructive: revision 003 %(versions/003_no_redemption.lua%)", r.stderr)
+    assert.matches("versions/003_no_redemption.lua drops data in 1 place: read it before it runs", r.stderr)
+    assert.matches("%-%- destructive: drop column public.cards.redeemed_at %(its data is lost%)\n%s+"
+      .. 'schema.drop_column%(db, "cards", "redeemed_at"%)', H.read(dir .. "/versions/003_no_redemption.lua"))
+  end)
+
   it("takes the target from tide.lua, and writes nothing when head already matches it", function()
     local dev = H.fresh_db()
     local dir = seed_project(nil, string.format("return { dev_url = %q, autogenerate = { to = %q } }", dev_url,
