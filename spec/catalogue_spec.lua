@@ -98,6 +98,10 @@ local CASES = {
     end },
   { id = "revision-fails", files = with { ["003_c.lua"] = rev("003", "002", "SELECT 1/0") }, before = GOOD,
     changes = true },
+  { id = "no-dev-database", before = GOOD, args = { "diff", "--from", "base", "--to", "head" } },
+  { id = "bad-rename-hint", before = GOOD, args = { "diff", "--from", "001", "--to", "head", "--dev-url",
+    H.url("postgres"), "--rename", "nosuch=t9" } },
+  { id = "autogenerate-without-target", before = GOOD, args = { "new", "x", "--autogenerate" } },
 }
 
 -- The README's table: | `id` | what | exit | `` message (plain text) `` | what changed |

@@ -93,7 +93,7 @@ return {
 }
 ]]
 
-local function write_revision(ctx, id, parents, message)
+local function write_revision(ctx, id, parents, message, body)
   local slug = text.slug(message)
   local name = string.format("%s_%s.lua", id, slug ~= "" and slug or "revision")
   local path = config.join(ctx.cfg.versions_dir, name)
@@ -120,7 +120,7 @@ local function write_revision(ctx, id, parents, message)
     errors.raise("usage", "cannot create " .. why)
   end
   -- the header is a one-line comment: a message's later lines would turn into code
-  f:write(string.format(TEMPLATE, (message:gsub("[\r\n]+", " ")), id, down, message))
+  f:write(body or string.format(TEMPLATE, (message:gsub("[\r\n]+", " ")), id, down, message))
   f:close()
   return path
 end
@@ -458,8 +458,10 @@ command("branches", {
 local NEW = {
   summary = "write a new revision file in versions/, its parent the single head",
   details = "The file is versions/ID_slug.lua. ID is the UTC time and four random hex digits\n"
-    .. "(20261124T101834-3f2a), so revisions written on two branches never share an id; --rev-id chooses it.",
-  flags = { { "message", "MESSAGE", "the revision's message (instead of the argument)", "m" }, REV_ID_FLAG },
+    .. "(20261124T101834-3f2a), so revisions written on two branches never share an id; --rev-id chooses it.\n"
+    .. "--autogenerate writes the changes from head to TARGET (see `tide diff`) instead of a template.",
+  flags = { { "message", "MESSAGE", "the revision's message (instead of the argument)", "m" }, REV_ID_FLAG,
+    table.unpack(require("tide.authoring").new_flags) },
   creates_versions = true,
   max_args = 1,
   run = function(ctx, args, flags)
@@ -473,14 +475,27 @@ local NEW = {
       parents = { revisions.head(ctx.graph) }
     end
     local id = new_id(ctx, flags)
-    return { revision = id, down_revision = parents, file = write_revision(ctx, id, parents, message) }
+    local body, generated
+    if flags.autogenerate then
+      body, generated = require("tide.authoring").autogenerate(ctx, id, parents, message, flags)
+      if not body then
+        return { unchanged = true }
+      end
+    end
+    local file = write_revision(ctx, id, parents, message, body)
+    local lint = generated and require("tide.authoring").after_write(file, generated)
+    return { revision = id, down_revision = parents, file = file, lint = lint and lint.findings }
   end,
   print = function(result)
+    if result.unchanged then
+      out("no changes: nothing written")
+      return
+    end
     out("created %s (revision %s)", result.file, result.revision)
   end,
 }
 
-command("new", setmetatable({ usage = 'new "MESSAGE" [--rev-id ID]' }, { __index = NEW }))
+command("new", setmetatable({ usage = 'new "MESSAGE" [--rev-id ID] [--autogenerate [--to TARGET]]' }, { __index = NEW }))
 
 -- Alembic's word for it: `alembic revision -m "add users"`.
 command("revision", setmetatable({ usage = 'revision -m "MESSAGE" [--rev-id ID]',
@@ -614,10 +629,19 @@ command("stamp", {
 })
 
 command("check", {
-  usage = "check [--offline]",
+  usage = "check [--offline] [--schema [--dev-url URL]]",
   summary = "for CI: files valid, one head, database not ahead of the files, applied files unchanged",
-  flags = { { "offline", nil, "check the files only; do not connect" } },
+  details = "--schema compares the live schema with its applied revisions replayed on a dev database\n"
+    .. "(RLS regressions first); with it the tracking schema comes from tide.lua's `schema`.",
+  flags = {
+    { "offline", nil, "check the files only; do not connect" },
+    { "schema", nil, "compare the live schema with what its applied revisions give (read-only)" },
+    { "dev-url", "URL", "with --schema: a server for the scratch database (else tide.lua dev_url)" },
+  },
   run = function(ctx, _, flags)
+    if flags.schema == true then
+      return require("tide.schema_drift").check(ctx, flags)
+    end
     local problems = {}
     if #ctx.graph.heads > 1 then
       problems[#problems + 1] = "multiple heads: " .. table.concat(ctx.graph.heads, ", ")
@@ -645,6 +669,9 @@ command("check", {
       exit = #problems == 0 and 0 or errors.exit_codes.check }
   end,
   print = function(result)
+    if result.schema then
+      return require("tide.schema_drift").print(result)
+    end
     for _, p in ipairs(result.problems) do
       out("problem: %s", p)
     end
@@ -666,7 +693,7 @@ command("version", {
 })
 
 -- Commands of other modules (backup, restore, ...) join the table when those modules exist.
-for _, name in ipairs { "tide.backup", "tide.safety" } do
+for _, name in ipairs { "tide.backup", "tide.safety", "tide.authoring" } do
   local ok, mod = pcall(require, name)
   if ok and type(mod) == "table" and mod.commands then
     for _, spec in ipairs(mod.commands) do
@@ -892,7 +919,7 @@ function M.main(args)
         dir = flags.C,
         versions = flags.versions,
         url = flags.url,
-        schema = flags.schema,
+        schema = flags.schema ~= true and flags.schema or nil, -- `check --schema` is a flag of its own
         lock_wait = flags["lock-wait"],
         lock_timeout = flags["lock-timeout"],
         lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))
