@@ -250,6 +250,12 @@ describe("tide.lint row-level security rules", function()
       assert.same({}, rules("CREATE POLICY p ON t FOR SELECT USING (id IN (SELECT app_whitelisted_vm_ids()))"))
       assert.same({}, rules("CREATE POLICY p ON t USING (lower(email) = 'x' AND length(name) > 2)"))
     end)
+    it("accepts (SELECT f()) as PostgreSQL prints it back, with the column alias (pg_get_expr)", function()
+      assert.same({}, rules("CREATE POLICY p ON t USING (((owner_id = ( SELECT app_current_user_id() AS "
+        .. "app_current_user_id)) OR ( SELECT app_current_user_is_admin() AS app_current_user_is_admin)))"))
+      assert.same({}, rules('CREATE POLICY p ON t USING ((owner_id = ( SELECT "MyF"() AS "MyF")))'))
+      assert.same({ "policy_per_row" }, rules("CREATE POLICY p ON t USING ((owner_id = ( SELECT f() AS f) + g()))"))
+    end)
   end)
 
   describe("grant_public", function()

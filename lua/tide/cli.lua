@@ -495,7 +495,8 @@ local NEW = {
   end,
 }
 
-command("new", setmetatable({ usage = 'new "MESSAGE" [--rev-id ID] [--autogenerate [--to TARGET]]' }, { __index = NEW }))
+command("new", setmetatable({ usage = 'new "MESSAGE" [--rev-id ID] [--autogenerate [--to TARGET]]' },
+  { __index = NEW }))
 
 -- Alembic's word for it: `alembic revision -m "add users"`.
 command("revision", setmetatable({ usage = 'revision -m "MESSAGE" [--rev-id ID]',

@@ -254,7 +254,10 @@ local function per_row_call(text)
     end
     local args = text:match("^%b()", e)
     if args and not CALL_KEYWORDS[name] and constant_arguments(args:sub(2, -2)) then
-      local wrapped = text:sub(1, s - 1):match("%(%s*SELECT%s*$") and text:sub(e + #args):match("^%s*%)")
+      -- (SELECT f()), or as PostgreSQL prints it back: ( SELECT f() AS f)
+      local after = text:sub(e + #args)
+      local wrapped = text:sub(1, s - 1):match("%(%s*SELECT%s*$")
+        and (after:match("^%s*%)") or after:match("^%s+AS%s+[%w_$]+%s*%)"))
       if not wrapped then
         return name:lower()
       end

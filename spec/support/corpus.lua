@@ -198,7 +198,8 @@ return {
     y = "CREATE FUNCTION f() RETURNS bigint LANGUAGE sql AS 'SELECT 1';" },
   { "SECURITY DEFINER with a pinned search_path", x = T,
     y = T .. "CREATE FUNCTION count_t() RETURNS bigint LANGUAGE sql STABLE SECURITY DEFINER "
-      .. "SET search_path = pg_catalog, public BEGIN ATOMIC SELECT count(*) FROM t; END;" },
+      .. "SET search_path = pg_catalog, public BEGIN ATOMIC SELECT count(*) FROM t; END;"
+      .. "REVOKE EXECUTE ON FUNCTION count_t() FROM PUBLIC;" },
   { "a procedure", x = T, y = T .. "CREATE PROCEDURE purge(keep integer) LANGUAGE sql "
     .. "AS $$ DELETE FROM t WHERE a < keep $$;" },
   { "drop a function", x = "CREATE FUNCTION f(a int, b text DEFAULT 'x') RETURNS int LANGUAGE sql AS 'SELECT a';",
@@ -215,7 +216,7 @@ return {
     x = "CREATE FUNCTION level() RETURNS int LANGUAGE sql STABLE RETURN 1;"
       .. "CREATE POLICY docs_level ON docs USING (level() > 0);",
     y = "CREATE FUNCTION level() RETURNS bigint LANGUAGE sql STABLE RETURN 1;"
-      .. "CREATE POLICY docs_level ON docs USING (level() > 0);" },
+      .. "CREATE POLICY docs_level ON docs USING (level() > 0);", lint = { "policy_per_row" } },
 
   -- triggers
   { "create a trigger and its function", x = T,
@@ -239,8 +240,9 @@ return {
     y = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;"
       .. "CREATE POLICY docs_owner ON docs USING (owner_id = (SELECT me()));" },
   { "stop forcing RLS", x = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;",
-    y = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY;" },
-  { "disable RLS", x = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;", y = OWNED },
+    y = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY;", lint = { "rls_disable" } },
+  { "disable RLS", x = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;", y = OWNED,
+    lint = { "rls_disable" } },
   { "change a policy's USING and WITH CHECK (ALTER POLICY)",
     base = OWNED .. "ALTER TABLE docs ENABLE ROW LEVEL SECURITY;",
     x = "CREATE POLICY docs_owner ON docs USING (owner_id = (SELECT me()));",
@@ -338,10 +340,10 @@ return {
     y = "CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
       .. "CREATE TABLE ev_2027 PARTITION OF ev FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');" },
 
-  -- the seed application
-  { "seed: base -> 001", x = "", y = SEED_001 },
+  -- the seed application (001's SECURITY DEFINER helper is executable by PUBLIC until 003)
+  { "seed: base -> 001", x = "", y = SEED_001, lint = { "definer_public" } },
   { "seed: 001 -> 002", x = SEED_001, y = SEED_002 },
-  { "seed: base -> 002", x = "", y = SEED_002 },
+  { "seed: base -> 002", x = "", y = SEED_002, lint = { "definer_public" } },
   { "seed: 002 -> a billing table with RLS, grants and a lookup function", x = SEED_002,
     y = SEED_002 .. [[
 CREATE TABLE invoices (
@@ -364,7 +366,7 @@ REVOKE EXECUTE ON FUNCTION invoice_total(bigint) FROM PUBLIC;
       "ALTER TABLE users ENABLE ROW LEVEL SECURITY;")
       :gsub("CREATE POLICY whitelist_grantee ON whitelist FOR SELECT USING %(user_id = %(SELECT app_current_user_id%(%)%)%);",
         "CREATE POLICY whitelist_grantee ON whitelist FOR SELECT TO tide_corpus_app USING "
-          .. "(user_id = (SELECT app_current_user_id()) AND owner_id <> user_id);")) },
+          .. "(user_id = (SELECT app_current_user_id()) AND owner_id <> user_id);")), lint = { "rls_disable" } },
   { "seed: 002 -> vms.vmid becomes bigint under vms' policies", x = SEED_002,
     y = SEED_002:gsub("vmid integer NOT NULL", "vmid bigint NOT NULL"), lint = { "rewrite" } },
   { "seed: 002 -> base", x = SEED_002, y = "", lint = { "destructive" } },
