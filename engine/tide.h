@@ -35,9 +35,18 @@ struct pg_conn;
 struct pg_conn *tide_pg_connect(const char *conninfo, const char *application_name,
                                 tide_error *err);
 
-/* sys.c: overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
- * (password=PASSWORD) in place with 'x', keeping the length. For argv, so `ps` stops showing it. */
+/* sys.c: the secrets of connection strings, the one place that finds them. A secret keyword is
+ * one libpq marks as such (password, sslpassword ...). tide_conninfo_secrets sets marks[i] for
+ * every byte of s (strlen(s) marks) that holds a secret: URL userinfo passwords, URL parameters
+ * whose percent-decoded name is secret, keyword-string values, checked against what libpq's own
+ * PQconninfoParse reads (when that finds a secret the marks miss, the whole string is marked).
+ * tide_mask_password overwrites those bytes with 'x' in place, keeping the length (argv, so
+ * `ps` stops showing them); tide_redact returns a malloc'd copy with each run replaced by
+ * "****" (NULL when out of memory). */
+int tide_conninfo_is_secret(const char *keyword);
+void tide_conninfo_secrets(const char *s, unsigned char *marks);
 void tide_mask_password(char *arg);
+char *tide_redact(const char *s);
 
 /* core.c: the normalisation of checksum algorithm 1 (see core.checksum); out holds n bytes. */
 size_t tide_checksum_normalize_v1(const char *s, size_t n, char *out);
