@@ -6,9 +6,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +23,90 @@
 #include "tide.h"
 
 #define TIDE_DIR "tide.Dir"
+#define TIDE_SIGNALS "tide.SignalGuard"
+
+/* ---- the process ------------------------------------------------------------------------ */
+
+void tide_no_core_dumps(void) {
+  struct rlimit none = {0, 0};
+  /* a core file of tide would hold the database password, AWS keys, bearer tokens */
+  setrlimit(RLIMIT_CORE, &none);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+volatile sig_atomic_t tide_interrupted;
+
+static int catching;
+static struct sigaction saved_int, saved_term;
+
+static void on_signal(int sig) {
+  tide_interrupted = sig;
+}
+
+void tide_signals_catch(void) {
+  struct sigaction sa;
+  if (catching++)
+    return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal; /* no SA_RESTART: a blocked poll or read returns EINTR at once */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &saved_int);
+  sigaction(SIGTERM, &sa, &saved_term);
+}
+
+void tide_signals_release(void) {
+  if (catching == 0 || --catching)
+    return;
+  sigaction(SIGINT, &saved_int, NULL);
+  sigaction(SIGTERM, &saved_term, NULL);
+}
+
+const char *tide_signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+/* core.catch_signals() -> guard: until the guard is closed (it is to-be-closed), SIGINT and
+ * SIGTERM only set a flag that the backup's C loops watch: they stop their children, and the
+ * caller removes what it made, before tide exits. Nested guards are counted. */
+static int l_catch_signals(lua_State *L) {
+  int *active = lua_newuserdatauv(L, sizeof *active, 0);
+  *active = 0;
+  luaL_setmetatable(L, TIDE_SIGNALS);
+  tide_signals_catch();
+  *active = 1;
+  return 1;
+}
+
+/* guard:close(), and __gc: idempotent, never raises */
+static int l_signals_release(lua_State *L) {
+  int *active = luaL_checkudata(L, 1, TIDE_SIGNALS);
+  if (*active)
+    tide_signals_release();
+  *active = 0;
+  return 0;
+}
+
+/* __close: as close, and then, leaving normally while a signal arrived that no C loop saw (it
+ * came between two of them), raises it as the tide.Error {kind = "sigterm" | "sigint"} the
+ * loops would have: once the default action is back, nothing else would act on it. */
+static int l_signals_close(lua_State *L) {
+  l_signals_release(L);
+  if (tide_interrupted && !catching && lua_isnoneornil(L, 2)) {
+    int sig = tide_interrupted;
+    lua_pushfstring(L, "interrupted by %s", tide_signal_name(sig));
+    tide_error_push(L, sig == SIGINT ? "sigint" : "sigterm", lua_tostring(L, -1));
+    return lua_error(L);
+  }
+  return 0;
+}
+
+/* core.interrupted() -> "SIGTERM" | "SIGINT" | nil: the signal that asked tide to stop */
+static int l_interrupted(lua_State *L) {
+  if (!tide_interrupted)
+    return 0;
+  lua_pushstring(L, tide_signal_name(tide_interrupted));
+  return 1;
+}
 
 /* ---- secrets in connection strings ------------------------------------------------------ */
 
@@ -495,6 +582,8 @@ static const luaL_Reg sys_functions[] = {
     {"isatty", l_isatty},
     {"random_bytes", l_random_bytes},
     {"redact", l_redact},
+    {"catch_signals", l_catch_signals},
+    {"interrupted", l_interrupted},
     {NULL, NULL},
 };
 
@@ -502,6 +591,17 @@ void tide_sys_register(lua_State *L) {
   if (luaL_newmetatable(L, TIDE_DIR)) {
     lua_pushcfunction(L, l_dir_close);
     lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, TIDE_SIGNALS)) {
+    lua_pushcfunction(L, l_signals_release);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_signals_close);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_signals_release);
+    lua_setfield(L, -2, "close");
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
   luaL_setfuncs(L, sys_functions, 0);

@@ -48,6 +48,19 @@ void tide_conninfo_secrets(const char *s, unsigned char *marks);
 void tide_mask_password(char *arg);
 char *tide_redact(const char *s);
 
+/* sys.c: no core files (they would hold secrets) and a process that cannot be ptrace-attached
+ * by other processes of the same user; called first thing in main. */
+void tide_no_core_dumps(void);
+/* sys.c: while caught (tide_signals_catch, counted; tide_signals_release), SIGINT and SIGTERM
+ * set tide_interrupted to the signal's number instead of killing tide: the backup's loops watch
+ * it, stop their children and return an error, so that spools and partial uploads are removed
+ * before tide exits (with 128 + the signal's number). */
+#include <signal.h>
+extern volatile sig_atomic_t tide_interrupted;
+void tide_signals_catch(void);
+void tide_signals_release(void);
+const char *tide_signal_name(int sig);
+
 /* core.c: the normalisation of checksum algorithm 1 (see core.checksum); out holds n bytes. */
 size_t tide_checksum_normalize_v1(const char *s, size_t n, char *out);
 
@@ -110,6 +123,7 @@ typedef struct tide_dump_opts {
 
 typedef struct tide_dump_result {
   char path[4096]; /* the verified archive (the caller removes it) */
+  int spool_fd;    /* holds the archive's lock (see tide_spool_create); the caller closes it */
   unsigned long long size;
   char sha256[65], md5[33];
   char pg_dump_version[256];
@@ -125,6 +139,13 @@ int tide_dump_restore(const char *pg_restore, const char *conninfo, const char *
 int tide_dump_tool_version(const char *tool, char *out, size_t outsz, int *version_num,
                            tide_error *err);
 int tide_dump_disk_free(const char *dir, unsigned long long *bytes, tide_error *err);
+/* A spool: dir/<prefix>-XXXXXX, 0600, locked (flock) while its descriptor (returned) is open. */
+int tide_spool_create(const char *dir, const char *prefix, char *path, size_t pathsz,
+                      tide_error *err);
+/* Whether the file open at fd is a stale spool: ours, unchanged for min_age seconds, its lock
+ * free (its process is gone); remove_stale also removes dir/name when it is. */
+int tide_spool_is_stale(int fd, time_t min_age);
+int tide_spool_remove_stale(const char *dir, const char *name, time_t min_age);
 void tide_dump_register(lua_State *L);
 /* upload.c: backup destinations (file://, http(s)://, s3://) behind one interface. */
 typedef struct tide_upload tide_upload;
