@@ -170,6 +170,7 @@ typedef struct tide_upload_opts {
 typedef struct tide_upload_entry {
   char *name; /* relative to the destination */
   unsigned long long size;
+  long long mtime; /* last modified, seconds since the epoch; 0 when unknown */
 } tide_upload_entry;
 
 int tide_upload_open(tide_upload **out, const tide_upload_opts *o, tide_error *err);
@@ -182,13 +183,20 @@ int tide_upload_put_data(tide_upload *u, const char *name, const char *data, siz
                          tide_error *err);
 int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned long long *size,
                      char *etag, size_t etag_sz, tide_error *err);
+/* max_size: refuse an object larger than this, before or while downloading it (0: no limit) */
 int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
-                         unsigned long long *size, char sha256_hex[65], tide_error *err);
+                         unsigned long long max_size, unsigned long long *size, char sha256_hex[65],
+                         tide_error *err);
 int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *len,
                          tide_error *err);
 int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_error *err);
 void tide_upload_entries_free(tide_upload_entry *e, size_t n);
 int tide_upload_delete(tide_upload *u, const char *name, tide_error *err);
+/* Removes the temporary objects of tide's own a killed tide left behind: file:// temporary
+ * files whose writer is gone, s3:// multipart uploads of archives older than max_age seconds.
+ * *out lists what went (free with tide_upload_entries_free). */
+int tide_upload_sweep(tide_upload *u, double max_age, tide_upload_entry **out, size_t *n,
+                      tide_error *err);
 void tide_upload_register(lua_State *L);
 /* upload.c: the unescaped text of the first <tag>..</tag> from *from (or xml); 1 if found. */
 int tide_xml_value(const char *xml, const char *tag, char *out, size_t outsz, const char **from);

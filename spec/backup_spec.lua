@@ -411,6 +411,7 @@ return {
         end
         local db = db_from(template.name)
         local before = state(db)
+        assert(os.execute("mkdir " .. H.shell_quote(mnt .. "/dest")))
         local proj = project(string.format("{ to = %q, pg_bindir = %q }", "file://" .. mnt .. "/dest/", BIN))
         local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj })
         assert_failed_closed(r, db, before, "upload: .*No space left on device")

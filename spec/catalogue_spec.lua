@@ -85,7 +85,7 @@ local CASES = {
   { id = "disk-full", files = with { ["003_c.lua"] = rev("003", "002") }, before = GOOD, root = true,
     setup = function(_, dir)
       local mnt = dir .. "/full"
-      assert(os.execute("mkdir -p " .. H.shell_quote(mnt)))
+      assert(os.execute("mkdir -p " .. H.shell_quote(mnt) .. " " .. H.shell_quote(dir .. "/backups")))
       assert(os.execute("mount -t tmpfs -o size=64k tide-catalogue " .. H.shell_quote(mnt)))
       H.write(dir .. "/tide.lua", string.format("return { backup = { to = 'file://%s/backups/', tmp_dir = %q } }\n",
         dir, mnt))
