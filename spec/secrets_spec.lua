@@ -155,6 +155,62 @@ describe("secrets #db", function()
     assert.are.equal(1, #core.listdir(dir))
   end)
 
+  it("are not sent over plain http to a host that is not loopback, unless allow_plaintext", function()
+    local db = H.fresh_db()
+    local cases = {
+      { "{ to = 'http://backup.example.invalid/db/', bearer_token_env = 'T' }", "bearer token" },
+      { "{ to = 'http://backup.example.invalid/db/', headers = { ['X-Api-Key'] = 'k' } }", "headers" },
+      { "{ to = 's3://b/p/', endpoint = 'http://minio.example.invalid:9000' }", "AWS credentials" },
+    }
+    for _, c in ipairs(cases) do
+      local proj = H.project(H.chain(1, "pt"), "return { backup = " .. c[1] .. " }\n")
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj, env = { T = "t", AWS_ACCESS_KEY_ID = "a",
+        AWS_SECRET_ACCESS_KEY = "s" } })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches("would travel unencrypted over http://; use https://, or set backup.allow_plaintext = true",
+        r.stderr)
+      assert.matches(c[2], r.stderr)
+      -- with the project's consent the backup is attempted (and fails: the host does not exist)
+      proj = H.project(H.chain(1, "pt"), "return { backup = " .. c[1]:gsub(" }$", ", allow_plaintext = true, "
+        .. "deadline = 2, max_attempts = 1 }") .. " }\n")
+      r = H.tide({ "upgrade", "--url", db.url }, { dir = proj, env = { T = "t", AWS_ACCESS_KEY_ID = "a",
+        AWS_SECRET_ACCESS_KEY = "s" } })
+      assert.are.equal(7, r.code, r.output)
+      assert.matches("backup failed at checking the destination", r.stderr)
+    end
+    assert.are.same({}, H.applied(db))
+  end)
+
+  it("cannot add a header of their own: CR, LF or NUL in a header, or a bad name, is refused", function()
+    local db = H.fresh_db()
+    local cases = {
+      { "['X-Team'] = 'a\\r\\nX-Injected: 1'", "the value of X%-Team holds a line break" },
+      { "['X-Team'] = '${TEAM}'", "the value of X%-Team holds a line break", { TEAM = "a\nX-Injected: 1" } },
+      { "['X-Team'] = 'a\\0b'", "the value of X%-Team holds a line break or NUL" },
+      { "['X Team'] = 'a'", '"X Team" is not a header name' },
+      { "['X-Team:\\r\\nX-Injected'] = 'a'", "is not a header name" },
+    }
+    for _, c in ipairs(cases) do
+      local proj = H.project(H.chain(1, "hd"), string.format("return { backup = { to = '%s/backups/hd/', "
+        .. "bearer_token_env = 'BACKUP_TOKEN', headers = { %s } } }\n", S3.endpoint, c[1]))
+      local env = { BACKUP_TOKEN = S3.BEARER }
+      for k, v in pairs(c[3] or {}) do
+        env[k] = v
+      end
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj, env = env })
+      assert.are.equal(2, r.code, r.output)
+      assert.matches(c[2], r.stderr)
+    end
+    assert.are.same({}, S3.journal("/backups/hd/"), "nothing was sent")
+    assert.are.same({}, H.applied(db))
+    -- and the C layer refuses them too, whoever calls it
+    for _, header in ipairs { "X-Team: a\r\nX-Injected: 1", "X Team: a", "no colon", "X-Team: a\0b" } do
+      local ok, err = pcall(core.destination, { url = S3.endpoint .. "/backups/hd/", headers = { header } })
+      assert.is_false(ok)
+      assert.matches("header 1", tostring(err.message or err))
+    end
+  end)
+
   it("never land in a core file: tide runs with no core dumps", function()
     local db = H.fresh_db()
     local holder <close> = core.connect(db.url, "spec-holder")
