@@ -82,6 +82,13 @@ local CASES = {
       return string.format("return { backup = { to = 'http://127.0.0.1:%d/backups/', deadline = 2, "
         .. "max_attempts = 2 } }\n", H.closed_port())
     end },
+  { id = "backup-folder-missing", files = with { ["003_c.lua"] = rev("003", "002") }, before = GOOD,
+    tide_lua = function()
+      return string.format("return { backup = { to = 'file://%s/not/mounted/' } }\n", H.tmpdir())
+    end },
+  { id = "plaintext-credentials", files = with { ["003_c.lua"] = rev("003", "002") }, before = GOOD,
+    tide_lua = "return { backup = { to = 'http://backup.example.invalid/db/', "
+      .. "headers = { ['X-Api-Key'] = 'k' } } }\n" },
   { id = "disk-full", files = with { ["003_c.lua"] = rev("003", "002") }, before = GOOD, root = true,
     setup = function(_, dir)
       local mnt = dir .. "/full"
