@@ -719,13 +719,8 @@ describe("tide command line #db", function()
       while core.now() < deadline and not cmdline do
         local waiting = #H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
           .. "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") > 0
-        for _, pid in ipairs(waiting and H.descendants(run.pid) or {}) do
-          local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
-          local exe = p:read("l")
-          p:close()
-          if exe == H.bin then
-            cmdline = (H.read("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
-          end
+        for _, pid in ipairs(waiting and H.tide_pids(run.pid) or {}) do
+          cmdline = (H.read("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
         end
         core.sleep(0.05)
       end

@@ -228,12 +228,8 @@ describe("secrets #db", function()
     while core.now() < deadline and not limits do
       -- once tide waits for the lock, it is well past its start
       local waiting = #H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") > 0
-      for _, child in ipairs(waiting and H.descendants(pid) or {}) do
-        local exe = io.popen("readlink /proc/" .. child .. "/exe 2>/dev/null")
-        if exe:read("l") == H.bin then
-          limits = H.read("/proc/" .. child .. "/limits")
-        end
-        exe:close()
+      for _, child in ipairs(waiting and H.tide_pids(pid) or {}) do
+        limits = H.read("/proc/" .. child .. "/limits")
       end
       core.sleep(0.05)
     end
