@@ -623,22 +623,31 @@ static int harmless_header(const char *name, size_t len) {
 /* curl's own text lines may name a URL with its userinfo (the proxy of http_proxy, password
  * and all) or a user name ("with user 'u'"): those parts become [redacted]. out has outsz
  * bytes; the result is cut to fit. */
+/* Appends text to out (o bytes used of outsz), cut to fit with room for the terminator. */
+static void append(char *out, size_t *o, size_t outsz, const char *text) {
+  size_t n = strlen(text);
+  if (n > outsz - 1 - *o)
+    n = outsz - 1 - *o;
+  memcpy(out + *o, text, n);
+  *o += n;
+}
+
 static void scrub_text(const char *p, size_t len, char *out, size_t outsz) {
   size_t o = 0;
-  for (size_t i = 0; i < len && o + 16 < outsz;) {
+  for (size_t i = 0; i < len && o + 1 < outsz;) {
     if (len - i >= 3 && memcmp(p + i, "://", 3) == 0) {
       size_t j = i + 3;
       while (j < len && !strchr("/@ \t'\"", p[j]))
         j++;
       if (j < len && p[j] == '@') {
-        o += (size_t)snprintf(out + o, outsz - o, "://[redacted]@");
+        append(out, &o, outsz, "://[redacted]@");
         i = j + 1;
         continue;
       }
     }
     if (len - i >= 11 && memcmp(p + i, "with user '", 11) == 0) {
       const char *q = memchr(p + i + 11, '\'', len - i - 11);
-      o += (size_t)snprintf(out + o, outsz - o, "with user [redacted]");
+      append(out, &o, outsz, "with user [redacted]");
       i = q ? (size_t)(q - p) + 1 : len;
       continue;
     }

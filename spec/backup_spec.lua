@@ -693,13 +693,9 @@ return {
     local function tide_pid(run)
       local deadline = core.now() + 10
       while core.now() < deadline do
-        for _, pid in ipairs(H.descendants(run.pid)) do
-          local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
-          local exe = p:read("l")
-          p:close()
-          if exe == H.bin then
-            return pid
-          end
+        local pid = H.tide_pids(run.pid)[1]
+        if pid then
+          return pid
         end
         core.sleep(0.02)
       end
@@ -772,6 +768,29 @@ return {
           assert.are.same(before, after)
         end)
     end
+
+    it("SIGTERM with a child that ignores it: the child is killed a few seconds later, tide ends", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      local bindir, dir, tmp = H.tmpdir(), H.tmpdir(), H.tmpdir()
+      H.write(bindir .. "/pg_dump", string.format("#!/bin/sh\n[ \"$1\" = --version ] && exec %s/pg_dump --version\n"
+        .. "echo $$ > %s/pg_dump.pid\ntrap '' TERM\nexec sleep 60\n", BIN, H.shell_quote(bindir)))
+      assert(os.execute("chmod +x " .. H.shell_quote(bindir .. "/pg_dump")))
+      local proj = project(string.format("{ to = %q, pg_bindir = %q, tmp_dir = %q }", "file://" .. dir .. "/",
+        bindir, tmp))
+      local run = H.spawn({ "upgrade", "--url", db.url }, { dir = proj })
+      local pid = tide_pid(run)
+      local child = wait_for("pg_dump", function()
+        return tonumber(H.read(bindir .. "/pg_dump.pid") or "")
+      end)
+      assert(os.execute("kill -TERM " .. pid))
+      local r = run.wait()
+      assert.are.equal(143, r.code, r.stderr)
+      assert.matches("backup interrupted by SIGTERM at pg_dump", r.stderr)
+      assert.is_false(alive(child), "the child that ignored SIGTERM still runs")
+      assert.are.same({}, core.listdir(tmp))
+      assert.are.same(before, state(db))
+    end)
 
     it("SIGTERM during restore's pg_restore: stops it (its transaction rolls back), removes the spool", function()
       local db = db_from(template.name)
