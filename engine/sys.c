@@ -331,11 +331,10 @@ void tide_mask_password(char *arg) {
   free(marks);
 }
 
-/* Writes s to out (room for 2 * strlen(s) + 5 bytes) with each run of secret bytes replaced by
- * "****"; marks has strlen(s) bytes of scratch. */
-static void redact_into(const char *s, unsigned char *marks, char *out) {
-  size_t n = strlen(s), o = 0;
-  tide_conninfo_secrets(s, marks);
+/* Writes the n bytes of s to out (room for 2n + 5 bytes, terminated) with each run of marked
+ * bytes replaced by "****"; marks has n bytes. */
+static size_t write_redacted(const char *s, size_t n, const unsigned char *marks, char *out) {
+  size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     if (!marks[i]) {
       out[o++] = s[i];
@@ -345,14 +344,17 @@ static void redact_into(const char *s, unsigned char *marks, char *out) {
     }
   }
   out[o] = '\0';
+  return o;
 }
 
 char *tide_redact(const char *s) {
   size_t n = strlen(s);
   unsigned char *marks = malloc(n ? n : 1);
   char *out = malloc(2 * n + 5);
-  if (marks && out)
-    redact_into(s, marks, out);
+  if (marks && out) {
+    tide_conninfo_secrets(s, marks);
+    write_redacted(s, n, marks, out);
+  }
   free(marks);
   if (!marks) {
     free(out);
@@ -362,23 +364,21 @@ char *tide_redact(const char *s) {
 }
 
 /* core.redact(text) -> text with every secret of a connection string replaced by ****: what
- * tide prints of a URL. Hiding works on what libpq parses (see tide_conninfo_secrets); text
- * holding NUL bytes is redacted piece by piece, as C would see each piece. The buffers are
- * userdata, so a memory error raised while pushing leaks nothing. */
+ * tide prints of a URL. Hiding works on what libpq parses (see tide_conninfo_secrets). A NUL
+ * byte (possible in a Lua string only) is read as an ordinary character, so that a secret
+ * holding one is hidden whole. The buffers are userdata: a memory error leaks nothing. */
 static int l_redact(lua_State *L) {
-  size_t n;
+  size_t n, o;
   const char *s = luaL_checklstring(L, 1, &n);
+  char *text = lua_newuserdatauv(L, n + 1, 0);
   unsigned char *marks = lua_newuserdatauv(L, n ? n : 1, 0);
   char *out = lua_newuserdatauv(L, 2 * n + 5, 0);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i <= n; i += strlen(s + i) + 1) {
-    if (i)
-      luaL_addchar(&b, '\0');
-    redact_into(s + i, marks, out);
-    luaL_addstring(&b, out);
-  }
-  luaL_pushresult(&b);
+  for (size_t i = 0; i < n; i++)
+    text[i] = s[i] ? s[i] : '\1';
+  text[n] = '\0';
+  tide_conninfo_secrets(text, marks);
+  o = write_redacted(s, n, marks, out);
+  lua_pushlstring(L, out, o);
   return 1;
 }
 
