@@ -155,6 +155,25 @@ describe("secrets #db", function()
     assert.are.equal(1, #core.listdir(dir))
   end)
 
+  it("refuse to go into a service file beside another service: sslpassword with service= (exit 7)", function()
+    local db = H.fresh_db()
+    local dir = H.tmpdir()
+    local services = H.tmpdir { ["pg_service.conf"] = string.format("[app]\nhost=%s\nport=%s\nuser=%s\ndbname=%s\n",
+      os.getenv("PGHOST"), os.getenv("PGPORT"), os.getenv("PGUSER"), db.name) }
+    local proj = H.project(H.chain(1, "svc"), string.format("return { backup = { to = %q, pg_bindir = %q } }\n",
+      "file://" .. dir .. "/", BIN))
+    local sslpw = "sslPw-svc-do-not-print"
+    local r = H.tide({ "upgrade", "--url", "service=app sslmode=disable sslpassword=" .. sslpw },
+      { dir = proj, env = { PGSERVICEFILE = services .. "/pg_service.conf" } })
+    assert.are.equal(7, r.code, r.output)
+    assert.matches("backup failed at pg_dump: the connection string's sslpassword reaches pg_dump/pg_restore "
+      .. "through a service file, which cannot be combined with service=app: put sslpassword in that service's "
+      .. "entry instead", r.stderr)
+    assert.is_nil(r.output:find(sslpw, 1, true))
+    assert.are.same({}, H.applied(db))
+    assert.are.same({}, core.listdir(dir))
+  end)
+
   it("are not sent over plain http to a host that is not loopback, unless allow_plaintext", function()
     local db = H.fresh_db()
     local cases = {
