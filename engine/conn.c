@@ -107,13 +107,13 @@ static void hide_password(const char *conninfo, char *message, size_t size) {
   free(masked);
 }
 
-/* Connects with libpq's defaults (PG* variables, passfile) under conninfo, which may be a URL,
- * a keyword string or empty. Returns NULL and fills err on failure; libpq's messages never
- * contain the password. */
-PGconn *tide_pg_connect(const char *conninfo, const char *application_name, tide_error *err) {
-  const char *keys[5], *values[5];
+/* Starts a blocking connection with libpq's defaults (PG* variables, passfile) under conninfo,
+ * which may be a URL, a keyword string or empty; dbname, when given, replaces the database it
+ * names (the server's maintenance database, say). NULL only when out of memory. */
+static PGconn *open_connection(const char *conninfo, const char *application_name,
+                               const char *dbname) {
+  const char *keys[6], *values[6];
   int n = 0;
-  PGconn *pg;
   /* Keywords before dbname are defaults the URL can override; PGCONNECT_TIMEOUT wins too. */
   if (!getenv("PGCONNECT_TIMEOUT")) {
     keys[n] = "connect_timeout";
@@ -121,24 +121,44 @@ PGconn *tide_pg_connect(const char *conninfo, const char *application_name, tide
   }
   keys[n] = "fallback_application_name";
   values[n++] = application_name ? application_name : "tide";
-  keys[n] = "dbname";
-  values[n++] = conninfo && conninfo[0] ? conninfo : NULL;
+  if (conninfo && conninfo[0]) { /* none: libpq uses PGDATABASE or the user name */
+    keys[n] = "dbname";
+    values[n++] = conninfo;
+  }
+  if (dbname) { /* a second dbname is a plain name, and the later keyword wins */
+    keys[n] = "dbname";
+    values[n++] = dbname;
+  }
+  /* After the URL, so it always holds: tide's text (revision messages, sql.literal, file
+   * sources) is UTF-8, and a literal escaped byte by byte is only safe in an encoding where no
+   * multibyte character holds a quote or backslash byte (PGCLIENTENCODING=SJIS breaks it). */
+  keys[n] = "client_encoding";
+  values[n++] = "UTF8";
   keys[n] = NULL;
   values[n] = NULL;
-  if (!values[n - 1]) /* no dbname: let libpq use PGDATABASE or the user name */
-    keys[--n] = NULL;
-  pg = PQconnectdbParams(keys, values, 1);
+  return PQconnectdbParams(keys, values, 1);
+}
+
+/* err for a connection that failed: libpq's first line (which names host and cause). */
+static void connect_failure(PGconn *pg, const char *conninfo, tide_error *err) {
+  char *msg = PQerrorMessage(pg);
+  size_t len = strcspn(msg, "\n");
+  /* libpq 15 can report several attempts; the first line names host and cause. */
+  tide_error_set(err, "08006", "%.*s", (int)len, msg);
+  hide_password(conninfo, err->message, sizeof err->message);
+}
+
+/* Connects with libpq's defaults under conninfo, which may be a URL, a keyword string or
+ * empty. Returns NULL and fills err on failure; libpq's messages never contain the password. */
+PGconn *tide_pg_connect(const char *conninfo, const char *application_name, tide_error *err) {
+  PGconn *pg = open_connection(conninfo, application_name, NULL);
   if (!pg) {
     tide_error_set(err, "", "out of memory connecting to the database");
     return NULL;
   }
   if (PQstatus(pg) != CONNECTION_OK) {
-    char *msg = PQerrorMessage(pg);
-    size_t len = strcspn(msg, "\n");
-    /* libpq 15 can report several attempts; the first line names host and cause. */
-    tide_error_set(err, "08006", "%.*s", (int)len, msg);
+    connect_failure(pg, conninfo, err);
     PQfinish(pg);
-    hide_password(conninfo, err->message, sizeof err->message);
     return NULL;
   }
   return pg;
@@ -364,18 +384,45 @@ static void wait_for_result(lua_State *L, conn *c, double started) {
   }
 }
 
-/* core.connect(conninfo [, application_name]) -> conn | raises tide.Error{kind="connect"} */
+/* core.connect(conninfo [, application_name [, {dbname=}]]) -> conn
+ *   | raises tide.Error{kind="connect", dbname=the database it tried}
+ * dbname replaces the database conninfo names (for the server's maintenance database). */
 static int l_connect(lua_State *L) {
   const char *conninfo = luaL_optstring(L, 1, "");
   const char *appname = luaL_optstring(L, 2, "tide");
+  const char *dbname = NULL;
   tide_error err = {{0}, {0}};
+  char tried[256] = "";
+  conn *c;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_getfield(L, 3, "dbname");
+    dbname = lua_isnil(L, -1) ? NULL : luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the options table keeps the string alive */
+  }
   /* The userdata exists, closed, before the resource: an allocation failure cannot leak it. */
-  conn *c = lua_newuserdatauv(L, sizeof *c, 3); /* UV_NOTICE, UV_PREPARED, UV_WAIT */
+  c = lua_newuserdatauv(L, sizeof *c, 3); /* UV_NOTICE, UV_PREPARED, UV_WAIT */
   memset(c, 0, sizeof *c);
   luaL_setmetatable(L, TIDE_CONN);
-  c->pg = tide_pg_connect(conninfo, appname, &err);
-  if (!c->pg)
+  c->pg = open_connection(conninfo, appname, dbname);
+  if (!c->pg) {
+    tide_error_set(&err, "", "out of memory connecting to the database");
     return tide_error_raise(L, "connect", &err);
+  }
+  if (PQstatus(c->pg) != CONNECTION_OK) {
+    connect_failure(c->pg, conninfo, &err);
+    snprintf(tried, sizeof tried, "%s", PQdb(c->pg) ? PQdb(c->pg) : "");
+    PQfinish(c->pg);
+    c->pg = NULL;
+    tide_error_push(L, "connect", err.message);
+    lua_pushstring(L, err.sqlstate);
+    lua_setfield(L, -2, "sqlstate");
+    if (tried[0]) {
+      lua_pushstring(L, tried);
+      lua_setfield(L, -2, "dbname");
+    }
+    return lua_error(L);
+  }
   PQsetNoticeReceiver(c->pg, notice_receiver, &c->pending);
   return 1;
 }

@@ -1,5 +1,6 @@
 /* main.c: the `tide` host program. Builds the Lua state, preloads tide.core and the Lua library
  * embedded at build time, and runs tide.cli in protected mode (as lua.c runs its script). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +82,10 @@ static int pmain(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
+  lua_State *L;
   int status, code;
+  tide_no_core_dumps(); /* argv may hold a password already; the environment, AWS keys */
+  L = luaL_newstate();
   if (!L) {
     fputs("tide: cannot create the Lua state: out of memory\n", stderr);
     return EXIT_INTERNAL;
@@ -106,5 +109,12 @@ int main(int argc, char **argv) {
     code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
   }
   lua_close(L);
+  if (tide_interrupted && code == 128 + tide_interrupted) {
+    /* a backup stopped by SIGINT/SIGTERM has cleaned up: now die of the signal, so that a
+     * calling shell sees it as such (and a script stops on Ctrl-C); as PID 1 the signal is
+     * ignored and the code stands */
+    signal(tide_interrupted, SIG_DFL);
+    raise(tide_interrupted);
+  }
   return code;
 }

@@ -1,58 +1,385 @@
 /* sys.c: the operating-system facts and waits Lua cannot reach on its own: directory listing,
- * monotonic time, sleeping, process and user identity, terminals. Part of tide.core. */
+ * monotonic time, sleeping, process and user identity, terminals; and the one place that finds
+ * the secrets of a connection string, for argv masking, printed URLs and error messages. Part
+ * of tide.core. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
+#include <libpq-fe.h>
 #include <lua.h>
 
 #include "tide.h"
 
 #define TIDE_DIR "tide.Dir"
+#define TIDE_SIGNALS "tide.SignalGuard"
 
-/* Overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
- * (password=PASSWORD) in place, so `ps` and /proc/PID/cmdline stop showing it once tide runs.
- * The caller has already copied the argument into Lua. */
-void tide_mask_password(char *arg) {
-  char *scheme = strstr(arg, "://");
-  if (scheme) {
-    /* libpq ends the userinfo at the first '@' or '/', as this does */
-    char *user = scheme + 3, *end = user + strcspn(user, "@/"), *colon = strchr(user, ':');
-    if (*end == '@' && colon && colon < end)
-      memset(colon + 1, 'x', (size_t)(end - colon - 1));
+/* ---- the process ------------------------------------------------------------------------ */
+
+void tide_no_core_dumps(void) {
+  struct rlimit none = {0, 0};
+  /* a core file of tide would hold the database password, AWS keys, bearer tokens */
+  setrlimit(RLIMIT_CORE, &none);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+volatile sig_atomic_t tide_interrupted;
+
+static int catching;
+static struct sigaction saved_int, saved_term;
+
+static void on_signal(int sig) {
+  tide_interrupted = sig;
+}
+
+void tide_signals_catch(void) {
+  struct sigaction sa;
+  if (catching++)
+    return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal; /* no SA_RESTART: a blocked poll or read returns EINTR at once */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &saved_int);
+  sigaction(SIGTERM, &sa, &saved_term);
+}
+
+void tide_signals_release(void) {
+  if (catching == 0 || --catching)
+    return;
+  sigaction(SIGINT, &saved_int, NULL);
+  sigaction(SIGTERM, &saved_term, NULL);
+}
+
+const char *tide_signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+/* core.catch_signals() -> guard: until the guard is closed (it is to-be-closed), SIGINT and
+ * SIGTERM only set a flag that the backup's C loops watch: they stop their children, and the
+ * caller removes what it made, before tide exits. Nested guards are counted. */
+static int l_catch_signals(lua_State *L) {
+  int *active = lua_newuserdatauv(L, sizeof *active, 0);
+  *active = 0;
+  luaL_setmetatable(L, TIDE_SIGNALS);
+  tide_signals_catch();
+  *active = 1;
+  return 1;
+}
+
+/* guard:close(), and __gc: idempotent, never raises */
+static int l_signals_release(lua_State *L) {
+  int *active = luaL_checkudata(L, 1, TIDE_SIGNALS);
+  if (*active)
+    tide_signals_release();
+  *active = 0;
+  return 0;
+}
+
+/* __close: as close, and then, leaving normally while a signal arrived that no C loop saw (it
+ * came between two of them), raises it as the tide.Error {kind = "sigterm" | "sigint"} the
+ * loops would have: once the default action is back, nothing else would act on it. */
+static int l_signals_close(lua_State *L) {
+  l_signals_release(L);
+  if (tide_interrupted && !catching && lua_isnoneornil(L, 2)) {
+    int sig = tide_interrupted;
+    lua_pushfstring(L, "interrupted by %s", tide_signal_name(sig));
+    tide_error_push(L, sig == SIGINT ? "sigint" : "sigterm", lua_tostring(L, -1));
+    return lua_error(L);
   }
-  /* keyword strings and URL query parameters: password=VALUE, password = VALUE, password='a b' */
-  char *query = scheme ? strchr(scheme + 3, '?') : NULL;
-  for (char *kw = strstr(arg, "password"); kw; kw = strstr(kw + 1, "password")) {
-    char *v = kw + strlen("password"), *end;
-    v += strspn(v, " \t");
-    if (*v != '=')
+  return 0;
+}
+
+/* core.interrupted() -> "SIGTERM" | "SIGINT" | nil: the signal that asked tide to stop */
+static int l_interrupted(lua_State *L) {
+  if (!tide_interrupted)
+    return 0;
+  lua_pushstring(L, tide_signal_name(tide_interrupted));
+  return 1;
+}
+
+/* ---- secrets in connection strings ------------------------------------------------------ */
+
+/* The keywords libpq itself marks as secret (dispchar "*": password, sslpassword ...), read once
+ * from PQconninfoParse's option table, so a keyword a newer libpq adds is hidden too. */
+static const char *secret_names[8];
+
+static void load_secret_names(void) {
+  static char store[256];
+  static int ready;
+  size_t used = 0, n = 0;
+  char *perr = NULL;
+  PQconninfoOption *opts;
+  if (ready)
+    return;
+  ready = 1;
+  opts = PQconninfoParse("", &perr); /* the whole option table, nothing read from outside */
+  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+    size_t len = strlen(o->keyword) + 1;
+    if (!o->dispchar || !strchr(o->dispchar, '*') ||
+        n + 1 >= sizeof secret_names / sizeof *secret_names || used + len > sizeof store)
       continue;
-    v++;
-    v += strspn(v, " \t");
-    if (query && kw > query) { /* a URL's query value runs to '&', spaces and '#' included */
-      end = v + strcspn(v, "&");
-    } else if (*v == '\'') { /* quoted values may hold spaces and \' */
-      for (end = v + 1; *end && *end != '\''; end++)
-        if (*end == '\\' && end[1])
-          end++;
-      if (*end)
-        end++;
-    } else { /* as libpq: to whitespace, '\' escaping the next character ('&' is plain) */
-      for (end = v; *end && !isspace((unsigned char)*end); end++)
-        if (*end == '\\' && end[1])
-          end++;
-    }
-    memset(v, 'x', (size_t)(end - v));
+    memcpy(store + used, o->keyword, len);
+    secret_names[n++] = store + used;
+    used += len;
   }
+  PQconninfoFree(opts);
+  PQfreemem(perr);
+  if (n == 0) { /* libpq out of memory: the two it had when this was written */
+    secret_names[n++] = "password";
+    secret_names[n++] = "sslpassword";
+  }
+  secret_names[n] = NULL;
+}
+
+int tide_conninfo_is_secret(const char *keyword) {
+  load_secret_names();
+  for (size_t i = 0; secret_names[i]; i++)
+    if (strcmp(keyword, secret_names[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static void mark(unsigned char *marks, size_t from, size_t to) {
+  if (to > from)
+    memset(marks + from, 1, to - from);
+}
+
+static int hexval(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
+/* Whether [a, b) percent-decodes (as libpq decodes a URI's parameter names) to a secret keyword. */
+static int secret_key(const char *a, const char *b) {
+  char key[64];
+  size_t n = 0;
+  for (const char *p = a; p < b; p++) {
+    int c = (unsigned char)*p;
+    if (c == '%' && b - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+      c = hexval(p[1]) * 16 + hexval(p[2]);
+      p += 2;
+    }
+    if (n + 1 >= sizeof key || c == 0)
+      return 0;
+    key[n++] = (char)c;
+  }
+  key[n] = '\0';
+  return tide_conninfo_is_secret(key);
+}
+
+/* URIs (anywhere in s, also inside a keyword string's value): the userinfo's password, which
+ * libpq ends at the first '@' or '/', and every query parameter whose decoded name is secret,
+ * up to the next '&' (libpq does not stop at spaces or '#'). */
+static void mark_uris(const char *s, size_t n, unsigned char *marks) {
+  for (const char *p = strstr(s, "://"); p; p = strstr(p + 3, "://")) {
+    const char *user = p + 3, *end = user + strcspn(user, "@/"), *colon, *q;
+    if (*end == '@' && (colon = memchr(user, ':', (size_t)(end - user))))
+      mark(marks, (size_t)(colon + 1 - s), (size_t)(end - s));
+    if (!(q = strchr(user, '?')))
+      continue;
+    for (const char *k = q + 1; k < s + n;) {
+      const char *amp = k + strcspn(k, "&"), *eq = memchr(k, '=', (size_t)(amp - k));
+      if (eq && secret_key(k, eq))
+        mark(marks, (size_t)(eq + 1 - s), (size_t)(amp - s));
+      k = *amp ? amp + 1 : amp;
+    }
+  }
+}
+
+/* Where a keyword string's value that starts at v ends, as libpq's conninfo_parse reads it: a
+ * quoted value runs to the closing quote ('\' escaping the next character), an unquoted one to
+ * whitespace ('\' escaping the next character, a space included). */
+static const char *value_end(const char *v) {
+  const char *end;
+  if (*v == '\'') {
+    for (end = v + 1; *end && *end != '\''; end++)
+      if (*end == '\\' && end[1])
+        end++;
+    return *end ? end + 1 : end;
+  }
+  for (end = v; *end && !isspace((unsigned char)*end); end++)
+    if (*end == '\\' && end[1])
+      end++;
+  return end;
+}
+
+/* A keyword string, token by token as libpq reads it (keyword, blanks, '=', blanks, value),
+ * until it stops making sense to libpq. */
+static void mark_keywords(const char *s, unsigned char *marks) {
+  const char *p = s;
+  for (;;) {
+    const char *name, *name_end, *v, *end;
+    while (isspace((unsigned char)*p))
+      p++;
+    if (!*p)
+      return;
+    name = p;
+    while (*p && *p != '=' && !isspace((unsigned char)*p))
+      p++;
+    name_end = p;
+    while (isspace((unsigned char)*p))
+      p++;
+    if (*p != '=')
+      return;
+    p++;
+    while (isspace((unsigned char)*p))
+      p++;
+    v = p;
+    end = value_end(v);
+    if (name_end - name < 64) {
+      char key[64];
+      memcpy(key, name, (size_t)(name_end - name));
+      key[name_end - name] = '\0';
+      if (tide_conninfo_is_secret(key))
+        mark(marks, (size_t)(v - s), (size_t)(end - s));
+    }
+    p = end;
+  }
+}
+
+/* Belt and braces for text libpq would not accept (its own parse errors quote such text): any
+ * `secret = value` wherever it stands, the value read as a URI parameter after a URI's '?', as
+ * a keyword string's value elsewhere. */
+static void mark_patterns(const char *s, unsigned char *marks) {
+  const char *scheme = strstr(s, "://"), *query = scheme ? strchr(scheme + 3, '?') : NULL;
+  load_secret_names();
+  for (size_t i = 0; secret_names[i]; i++) {
+    size_t len = strlen(secret_names[i]);
+    for (const char *kw = strstr(s, secret_names[i]); kw; kw = strstr(kw + 1, secret_names[i])) {
+      const char *v = kw + len, *end;
+      v += strspn(v, " \t");
+      if (*v != '=')
+        continue;
+      v++;
+      v += strspn(v, " \t");
+      end = query && kw > query ? v + strcspn(v, "&") : value_end(v);
+      mark(marks, (size_t)(v - s), (size_t)(end - s));
+    }
+  }
+}
+
+/* libpq recognises a connection string (rather than a plain database name) by this. */
+static int looks_like_conninfo(const char *s) {
+  return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
+         strchr(s, '=') != NULL;
+}
+
+/* The proof: what libpq parses from the text with the marked bytes overwritten must hold no
+ * secret but the overwriting. When it does (a spelling the passes above do not know), the
+ * whole string is marked: hiding too much is the safe way to be wrong. */
+static void check_with_libpq(const char *s, size_t n, size_t from, unsigned char *marks) {
+  char *masked, *perr = NULL;
+  PQconninfoOption *opts;
+  if (!looks_like_conninfo(s + from) || !(masked = malloc(n - from + 1))) {
+    return;
+  }
+  for (size_t i = from; i < n; i++)
+    masked[i - from] = marks[i] ? 'x' : s[i];
+  masked[n - from] = '\0';
+  opts = PQconninfoParse(masked, &perr);
+  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+    if (!o->val || !o->val[0] || !tide_conninfo_is_secret(o->keyword))
+      continue;
+    if (strspn(o->val, "x") != strlen(o->val))
+      mark(marks, from, n);
+  }
+  PQconninfoFree(opts);
+  PQfreemem(perr);
+  free(masked);
+}
+
+void tide_conninfo_secrets(const char *s, unsigned char *marks) {
+  size_t n = strlen(s);
+  const char *eq;
+  memset(marks, 0, n);
+  mark_uris(s, n, marks);
+  mark_keywords(s, marks);
+  mark_patterns(s, marks);
+  check_with_libpq(s, n, 0, marks);
+  /* an option's value, `--url=postgresql://...`, is checked on its own too */
+  if (s[0] == '-' && (eq = strchr(s, '=')))
+    check_with_libpq(s, n, (size_t)(eq + 1 - s), marks);
+}
+
+/* Overwrites every secret of a connection string in place with 'x', keeping the length, so `ps`
+ * and /proc/PID/cmdline stop showing it once tide runs. The caller has already copied the
+ * argument into Lua. Without memory to work in, the whole argument goes. */
+void tide_mask_password(char *arg) {
+  size_t n = strlen(arg);
+  unsigned char *marks = malloc(n ? n : 1);
+  if (!marks) {
+    memset(arg, 'x', n);
+    return;
+  }
+  tide_conninfo_secrets(arg, marks);
+  for (size_t i = 0; i < n; i++)
+    if (marks[i])
+      arg[i] = 'x';
+  free(marks);
+}
+
+/* Writes the n bytes of s to out (room for 2n + 5 bytes, terminated) with each run of marked
+ * bytes replaced by "****"; marks has n bytes. */
+static size_t write_redacted(const char *s, size_t n, const unsigned char *marks, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!marks[i]) {
+      out[o++] = s[i];
+    } else if (i == 0 || !marks[i - 1]) {
+      memcpy(out + o, "****", 4);
+      o += 4;
+    }
+  }
+  out[o] = '\0';
+  return o;
+}
+
+char *tide_redact(const char *s) {
+  size_t n = strlen(s);
+  unsigned char *marks = malloc(n ? n : 1);
+  char *out = malloc(2 * n + 5);
+  if (marks && out) {
+    tide_conninfo_secrets(s, marks);
+    write_redacted(s, n, marks, out);
+  }
+  free(marks);
+  if (!marks) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* core.redact(text) -> text with every secret of a connection string replaced by ****: what
+ * tide prints of a URL. Hiding works on what libpq parses (see tide_conninfo_secrets). A NUL
+ * byte (possible in a Lua string only) is read as an ordinary character, so that a secret
+ * holding one is hidden whole. The buffers are userdata: a memory error leaks nothing. */
+static int l_redact(lua_State *L) {
+  size_t n, o;
+  const char *s = luaL_checklstring(L, 1, &n);
+  char *text = lua_newuserdatauv(L, n + 1, 0);
+  unsigned char *marks = lua_newuserdatauv(L, n ? n : 1, 0);
+  char *out = lua_newuserdatauv(L, 2 * n + 5, 0);
+  for (size_t i = 0; i < n; i++)
+    text[i] = s[i] ? s[i] : '\1';
+  text[n] = '\0';
+  tide_conninfo_secrets(text, marks);
+  o = write_redacted(s, n, marks, out);
+  lua_pushlstring(L, out, o);
+  return 1;
 }
 
 static int cmp_strings(const void *a, const void *b) {
@@ -254,6 +581,9 @@ static const luaL_Reg sys_functions[] = {
     {"username", l_username},
     {"isatty", l_isatty},
     {"random_bytes", l_random_bytes},
+    {"redact", l_redact},
+    {"catch_signals", l_catch_signals},
+    {"interrupted", l_interrupted},
     {NULL, NULL},
 };
 
@@ -261,6 +591,17 @@ void tide_sys_register(lua_State *L) {
   if (luaL_newmetatable(L, TIDE_DIR)) {
     lua_pushcfunction(L, l_dir_close);
     lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, TIDE_SIGNALS)) {
+    lua_pushcfunction(L, l_signals_release);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_signals_close);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_signals_release);
+    lua_setfield(L, -2, "close");
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
   luaL_setfuncs(L, sys_functions, 0);

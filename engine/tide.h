@@ -35,9 +35,31 @@ struct pg_conn;
 struct pg_conn *tide_pg_connect(const char *conninfo, const char *application_name,
                                 tide_error *err);
 
-/* sys.c: overwrites the password of a URL (scheme://user:PASSWORD@host) or of a keyword string
- * (password=PASSWORD) in place with 'x', keeping the length. For argv, so `ps` stops showing it. */
+/* sys.c: the secrets of connection strings, the one place that finds them. A secret keyword is
+ * one libpq marks as such (password, sslpassword ...). tide_conninfo_secrets sets marks[i] for
+ * every byte of s (strlen(s) marks) that holds a secret: URL userinfo passwords, URL parameters
+ * whose percent-decoded name is secret, keyword-string values, checked against what libpq's own
+ * PQconninfoParse reads (when that finds a secret the marks miss, the whole string is marked).
+ * tide_mask_password overwrites those bytes with 'x' in place, keeping the length (argv, so
+ * `ps` stops showing them); tide_redact returns a malloc'd copy with each run replaced by
+ * "****" (NULL when out of memory). */
+int tide_conninfo_is_secret(const char *keyword);
+void tide_conninfo_secrets(const char *s, unsigned char *marks);
 void tide_mask_password(char *arg);
+char *tide_redact(const char *s);
+
+/* sys.c: no core files (they would hold secrets) and a process that cannot be ptrace-attached
+ * by other processes of the same user; called first thing in main. */
+void tide_no_core_dumps(void);
+/* sys.c: while caught (tide_signals_catch, counted; tide_signals_release), SIGINT and SIGTERM
+ * set tide_interrupted to the signal's number instead of killing tide: the backup's loops watch
+ * it, stop their children and return an error, so that spools and partial uploads are removed
+ * before tide exits (with 128 + the signal's number). */
+#include <signal.h>
+extern volatile sig_atomic_t tide_interrupted;
+void tide_signals_catch(void);
+void tide_signals_release(void);
+const char *tide_signal_name(int sig);
 
 /* core.c: the normalisation of checksum algorithm 1 (see core.checksum); out holds n bytes. */
 size_t tide_checksum_normalize_v1(const char *s, size_t n, char *out);
@@ -101,6 +123,7 @@ typedef struct tide_dump_opts {
 
 typedef struct tide_dump_result {
   char path[4096]; /* the verified archive (the caller removes it) */
+  int spool_fd;    /* holds the archive's lock (see tide_spool_create); the caller closes it */
   unsigned long long size;
   char sha256[65], md5[33];
   char pg_dump_version[256];
@@ -116,6 +139,13 @@ int tide_dump_restore(const char *pg_restore, const char *conninfo, const char *
 int tide_dump_tool_version(const char *tool, char *out, size_t outsz, int *version_num,
                            tide_error *err);
 int tide_dump_disk_free(const char *dir, unsigned long long *bytes, tide_error *err);
+/* A spool: dir/<prefix>-XXXXXX, 0600, locked (flock) while its descriptor (returned) is open. */
+int tide_spool_create(const char *dir, const char *prefix, char *path, size_t pathsz,
+                      tide_error *err);
+/* Whether the file open at fd is a stale spool: ours, unchanged for min_age seconds, its lock
+ * free (its process is gone); remove_stale also removes dir/name when it is. */
+int tide_spool_is_stale(int fd, time_t min_age);
+int tide_spool_remove_stale(const char *dir, const char *name, time_t min_age);
 void tide_dump_register(lua_State *L);
 /* upload.c: backup destinations (file://, http(s)://, s3://) behind one interface. */
 typedef struct tide_upload tide_upload;
@@ -140,6 +170,7 @@ typedef struct tide_upload_opts {
 typedef struct tide_upload_entry {
   char *name; /* relative to the destination */
   unsigned long long size;
+  long long mtime; /* last modified, seconds since the epoch; 0 when unknown */
 } tide_upload_entry;
 
 int tide_upload_open(tide_upload **out, const tide_upload_opts *o, tide_error *err);
@@ -152,13 +183,20 @@ int tide_upload_put_data(tide_upload *u, const char *name, const char *data, siz
                          tide_error *err);
 int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned long long *size,
                      char *etag, size_t etag_sz, tide_error *err);
+/* max_size: refuse an object larger than this, before or while downloading it (0: no limit) */
 int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
-                         unsigned long long *size, char sha256_hex[65], tide_error *err);
+                         unsigned long long max_size, unsigned long long *size, char sha256_hex[65],
+                         tide_error *err);
 int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *len,
                          tide_error *err);
 int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_error *err);
 void tide_upload_entries_free(tide_upload_entry *e, size_t n);
 int tide_upload_delete(tide_upload *u, const char *name, tide_error *err);
+/* Removes the temporary objects of tide's own a killed tide left behind: file:// temporary
+ * files whose writer is gone, s3:// multipart uploads of archives older than max_age seconds.
+ * *out lists what went (free with tide_upload_entries_free). */
+int tide_upload_sweep(tide_upload *u, double max_age, tide_upload_entry **out, size_t *n,
+                      tide_error *err);
 void tide_upload_register(lua_State *L);
 /* upload.c: the unescaped text of the first <tag>..</tag> from *from (or xml); 1 if found. */
 int tide_xml_value(const char *xml, const char *tag, char *out, size_t outsz, const char **from);

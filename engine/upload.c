@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,7 +61,7 @@ static void sleep_s(double s) {
     return;
   ts.tv_sec = (time_t)s;
   ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !tide_interrupted)
     ;
 }
 
@@ -326,6 +327,22 @@ void tide_upload_close(tide_upload *u) {
   free(u);
 }
 
+/* A configured header must be one "Name: value" line: a token for a name (RFC 9110) and no line
+ * break in the value, which would send a second header of the caller's making. The message
+ * does not quote the value: it may be a secret. */
+static int check_header(const char *line, size_t i, tide_error *err) {
+  size_t name = strspn(line, "!#$%&'*+-.^_`|~0123456789"
+                             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+  if (name == 0 || line[name] != ':' || strpbrk(line, "\r\n")) {
+    tide_error_set(err, NULL,
+                   "header %zu is not one `Name: value` line (a name of letters, digits and "
+                   "-, and no CR or LF anywhere)",
+                   i + 1);
+    return -1;
+  }
+  return 0;
+}
+
 int tide_upload_open(tide_upload **out, const tide_upload_opts *o, tide_error *err) {
   static int curl_ready;
   tide_upload *u = calloc(1, sizeof *u);
@@ -346,8 +363,12 @@ int tide_upload_open(tide_upload **out, const tide_upload_opts *o, tide_error *e
   u->region = strdup(o->region && *o->region ? o->region : "us-east-1");
   u->ca_file = dupz(o->ca_file && *o->ca_file ? o->ca_file : NULL);
   for (size_t i = 0; i < o->nheaders; i++) {
-    struct curl_slist *l = curl_slist_append(u->extra_headers, o->headers[i]);
-    if (!l)
+    struct curl_slist *l;
+    if (check_header(o->headers[i], i, err) != 0) {
+      tide_upload_close(u);
+      return -1;
+    }
+    if (!(l = curl_slist_append(u->extra_headers, o->headers[i])))
       goto oom;
     u->extra_headers = l;
   }
@@ -428,7 +449,8 @@ typedef struct request {
   const char *payload_sha256;
   const char *content_md5; /* base64 */
   const char *content_type;
-  int sink_fd; /* GET into this file (hashing it), else into memory */
+  int sink_fd;                 /* GET into this file (hashing it), else into memory */
+  unsigned long long max_size; /* GET into a file: refuse more than this (0: no limit) */
   unsigned long long progress_base, progress_total;
 } request;
 
@@ -441,7 +463,9 @@ typedef struct response {
   EVP_MD_CTX *sink_sha;
   unsigned long long sink_bytes;
   int sink_failed;
+  int too_large; /* the download passed request.max_size */
   int progress_stop;
+  int interrupted; /* stopped by a caught SIGINT/SIGTERM */
 } response;
 
 typedef struct xfer {
@@ -487,6 +511,10 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud) {
   size_t n = size * nmemb;
   if (x->rq->sink_fd >= 0 && x->rs->status / 100 == 2) {
     size_t done = 0;
+    if (x->rq->max_size && x->rs->sink_bytes + n > x->rq->max_size) {
+      x->rs->too_large = 1;
+      return 0; /* CURLE_WRITE_ERROR: not retried */
+    }
     while (done < n) {
       ssize_t w = write(x->rq->sink_fd, ptr + done, n - done);
       if (w < 0 && errno == EINTR)
@@ -530,6 +558,11 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *ud) {
   return n;
 }
 
+/* Whether a caught SIGINT/SIGTERM stops rq: everything but the DELETEs that clean up. */
+static int interruptible(const request *rq) {
+  return strcmp(rq->method, "DELETE") != 0;
+}
+
 static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow) {
   xfer *x = ud;
@@ -537,6 +570,8 @@ static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
   tide_upload_opts *o = &x->u->o;
   (void)dltotal;
   (void)ultotal;
+  if (tide_interrupted && interruptible(x->rq))
+    return (x->rs->interrupted = 1);
   if (!o->progress || now_s() - last < 0.25)
     return 0;
   last = now_s();
@@ -550,33 +585,112 @@ static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
   return 0;
 }
 
-/* Authorization and session tokens never reach the debug output. */
+/* Headers whose values -v shows; any other header shows its name only. Everything that can
+ * carry a credential (Authorization, Proxy-Authorization, x-amz-security-token, Cookie,
+ * a configured X-Api-Key ...) is therefore hidden without being named here. */
+static int harmless_header(const char *name, size_t len) {
+  static const char *const shown[] = {"accept",
+                                      "accept-ranges",
+                                      "cache-control",
+                                      "connection",
+                                      "content-length",
+                                      "content-md5",
+                                      "content-range",
+                                      "content-type",
+                                      "date",
+                                      "etag",
+                                      "expect",
+                                      "host",
+                                      "keep-alive",
+                                      "last-modified",
+                                      "range",
+                                      "retry-after",
+                                      "server",
+                                      "transfer-encoding",
+                                      "user-agent",
+                                      "vary",
+                                      "x-amz-content-sha256",
+                                      "x-amz-date",
+                                      "x-amz-id-2",
+                                      "x-amz-request-id",
+                                      NULL};
+  for (int i = 0; shown[i]; i++)
+    if (strlen(shown[i]) == len && strncasecmp(name, shown[i], len) == 0)
+      return 1;
+  return 0;
+}
+
+/* curl's own text lines may name a URL with its userinfo (the proxy of http_proxy, password
+ * and all) or a user name ("with user 'u'"): those parts become [redacted]. out has outsz
+ * bytes; the result is cut to fit. */
+/* Appends text to out (o bytes used of outsz), cut to fit with room for the terminator. */
+static void append(char *out, size_t *o, size_t outsz, const char *text) {
+  size_t n = strlen(text);
+  if (n > outsz - 1 - *o)
+    n = outsz - 1 - *o;
+  memcpy(out + *o, text, n);
+  *o += n;
+}
+
+static void scrub_text(const char *p, size_t len, char *out, size_t outsz) {
+  size_t o = 0;
+  for (size_t i = 0; i < len && o + 1 < outsz;) {
+    if (len - i >= 3 && memcmp(p + i, "://", 3) == 0) {
+      size_t j = i + 3;
+      while (j < len && !strchr("/@ \t'\"", p[j]))
+        j++;
+      if (j < len && p[j] == '@') {
+        append(out, &o, outsz, "://[redacted]@");
+        i = j + 1;
+        continue;
+      }
+    }
+    if (len - i >= 11 && memcmp(p + i, "with user '", 11) == 0) {
+      const char *q = memchr(p + i + 11, '\'', len - i - 11);
+      append(out, &o, outsz, "with user [redacted]");
+      i = q ? (size_t)(q - p) + 1 : len;
+      continue;
+    }
+    out[o++] = p[i++];
+  }
+  out[o] = '\0';
+}
+
+static void debug_line(curl_infotype type, const char *p, size_t len) {
+  const char *dir = type == CURLINFO_HEADER_IN ? "<" : type == CURLINFO_TEXT ? "*" : ">";
+  const char *colon = memchr(p, ':', len);
+  char text[2048];
+  if (type == CURLINFO_TEXT) {
+    scrub_text(p, len, text, sizeof text);
+    fprintf(stderr, "tide: debug: * %s\n", text);
+  } else if (*p == ' ' || *p == '\t') {
+    fprintf(stderr, "tide: debug: %s [redacted: a folded header line]\n", dir);
+  } else if (!colon || memchr(p, ' ', (size_t)(colon - p))) {
+    /* the request or status line: method, path and query, or the status (no credential) */
+    fprintf(stderr, "tide: debug: %s %.*s\n", dir, (int)len, p);
+  } else if (harmless_header(p, (size_t)(colon - p))) {
+    fprintf(stderr, "tide: debug: %s %.*s\n", dir, (int)len, p);
+  } else {
+    fprintf(stderr, "tide: debug: %s %.*s: [redacted]\n", dir, (int)(colon - p), p);
+  }
+}
+
+/* -v: request and response headers and curl's notes, with every credential hidden (see
+ * harmless_header and scrub_text); bodies are never shown. */
 static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *ud) {
+  const char *p = data, *end = data + size;
   (void)h;
   (void)ud;
   if (type != CURLINFO_HEADER_OUT && type != CURLINFO_HEADER_IN && type != CURLINFO_TEXT)
     return 0;
-  {
-    const char *p = data, *end = data + size;
-    while (p < end) {
-      const char *nl = memchr(p, '\n', (size_t)(end - p));
-      size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-      if (len && p[len - 1] == '\r')
-        len--;
-      if (len >= 14 && strncasecmp(p, "authorization:", 14) == 0)
-        fprintf(stderr, "tide: debug: %s Authorization: [redacted]\n",
-                type == CURLINFO_HEADER_IN ? "<" : ">");
-      else if (len >= 21 && strncasecmp(p, "x-amz-security-token:", 21) == 0)
-        fprintf(stderr, "tide: debug: %s x-amz-security-token: [redacted]\n",
-                type == CURLINFO_HEADER_IN ? "<" : ">");
-      else if (len)
-        fprintf(stderr, "tide: debug: %s %.*s\n",
-                type == CURLINFO_HEADER_IN ? "<"
-                : type == CURLINFO_TEXT    ? "*"
-                                           : ">",
-                (int)len, p);
-      p = nl ? nl + 1 : end;
-    }
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (len && p[len - 1] == '\r')
+      len--;
+    if (len)
+      debug_line(type, p, len);
+    p = nl ? nl + 1 : end;
   }
   return 0;
 }
@@ -592,7 +706,9 @@ static void response_reset(response *rs) {
     rs->body.p[0] = '\0';
   rs->sink_bytes = 0;
   rs->sink_failed = 0;
+  rs->too_large = 0;
   rs->progress_stop = 0;
+  rs->interrupted = 0;
 }
 
 /* One attempt. Returns 0 when the exchange happened (look at rs->status), -1 on a local failure
@@ -647,6 +763,8 @@ static int attempt(tide_upload *u, request *rq, response *rs, double deadline, t
   curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "tide/" TIDE_VERSION);
+  if (rq->max_size) /* refused before the transfer when the server says its size first */
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)rq->max_size);
   if (u->o.debug) {
     curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
     curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, debug_cb);
@@ -739,6 +857,15 @@ static int attempt(tide_upload *u, request *rq, response *rs, double deadline, t
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &rs->status);
   if (rs->sink_failed) {
     tide_error_set(err, NULL, "writing the download: %s", strerror(rs->sink_failed));
+    goto cleanup;
+  }
+  if (rs->too_large || rs->cc == CURLE_FILESIZE_EXCEEDED) {
+    tide_error_set(err, NULL, "the object is larger than the %llu bytes expected: not downloaded",
+                   rq->max_size);
+    goto cleanup;
+  }
+  if (rs->interrupted) {
+    tide_error_set(err, NULL, "interrupted by %s", tide_signal_name(tide_interrupted));
     goto cleanup;
   }
   if (rs->progress_stop) {
@@ -864,8 +991,9 @@ static int retryable_curl(CURLcode cc) {
 /* "HTTP 403 SignatureDoesNotMatch: The request signature ..." or "connection reset ..." */
 static void describe(const response *rs, char *out, size_t outsz) {
   char code[128] = "", msg[512] = "";
-  if (rs->cc != CURLE_OK) {
-    snprintf(out, outsz, "%s", rs->curl_msg[0] ? rs->curl_msg : curl_easy_strerror(rs->cc));
+  if (rs->cc != CURLE_OK) { /* curl may name the proxy, userinfo and all */
+    const char *m = rs->curl_msg[0] ? rs->curl_msg : curl_easy_strerror(rs->cc);
+    scrub_text(m, strlen(m), out, outsz);
     return;
   }
   tide_xml_value(rs->body.p, "Code", code, sizeof code, NULL);
@@ -880,18 +1008,33 @@ static void describe(const response *rs, char *out, size_t outsz) {
 
 typedef enum { OUT_OK, OUT_RETRY, OUT_FAIL } outcome;
 
-/* Classifies a finished attempt. Success is 2xx without an <Error> document (S3 answers a
- * CompleteMultipartUpload with 200 and an <Error> body when it fails late). */
+/* Whether a 2xx response is an S3 error document in disguise: S3 answers a late failure of
+ * CompleteMultipartUpload with 200 and an <Error> body. Only a request that is not a GET or
+ * HEAD can get one, and only a body whose root element is <Error>: an object read back (a
+ * manifest naming a database "<Error>") is data, whatever it says. */
+static int error_in_2xx(const tide_upload *u, const request *rq, const response *rs) {
+  const char *p = rs->body.p;
+  if (u->kind != DEST_S3 || !p || rs->status / 100 != 2 || strcmp(rq->method, "GET") == 0 ||
+      strcmp(rq->method, "HEAD") == 0)
+    return 0;
+  p += strspn(p, " \t\r\n");
+  if (strncmp(p, "<?xml", 5) == 0 && (p = strstr(p, "?>")))
+    p += 2 + strspn(p + 2, " \t\r\n");
+  return p && strncmp(p, "<Error>", 7) == 0;
+}
+
+/* Classifies a finished attempt. Success is 2xx without an <Error> document (see
+ * error_in_2xx). */
 static outcome classify(const tide_upload *u, const request *rq, const response *rs,
                         int allow_404) {
   char code[128] = "";
   if (rs->cc != CURLE_OK)
     return retryable_curl(rs->cc) ? OUT_RETRY : OUT_FAIL;
   /* an S3 error document's Code; a successful GET's body is the object, not XML */
-  if (u->kind == DEST_S3 && rs->body.p && (rs->status / 100 != 2 || strcmp(rq->method, "GET") != 0))
+  if (u->kind == DEST_S3 && rs->body.p && (rs->status / 100 != 2 || error_in_2xx(u, rq, rs)))
     tide_xml_value(rs->body.p, "Code", code, sizeof code, NULL);
   if (rs->status / 100 == 2) {
-    if (rs->body.p && strstr(rs->body.p, "<Error>") && rq->sink_fd < 0 && u->kind == DEST_S3)
+    if (error_in_2xx(u, rq, rs))
       return !code[0] || retryable_status(0, code) ? OUT_RETRY : OUT_FAIL;
     return OUT_OK;
   }
@@ -907,6 +1050,10 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
   for (int n = 1;; n++) {
     outcome oc;
     double delay;
+    if (tide_interrupted && interruptible(rq)) {
+      tide_error_set(err, NULL, "%s: interrupted by %s", what, tide_signal_name(tide_interrupted));
+      return -1;
+    }
     if (attempt(u, rq, rs, deadline, err) != 0) {
       char local[sizeof err->message];
       snprintf(local, sizeof local, "%s", err->message);
@@ -917,7 +1064,7 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
     if (oc == OUT_OK)
       return 0;
     describe(rs, why, sizeof why);
-    if (rs->status / 100 == 2 && rs->body.p && strstr(rs->body.p, "<Error>")) {
+    if (error_in_2xx(u, rq, rs)) {
       char code[128] = "";
       tide_xml_value(rs->body.p, "Code", code, sizeof code, NULL);
       snprintf(why, sizeof why, "HTTP %ld carrying an <Error> document (%s)", rs->status,
@@ -940,6 +1087,10 @@ static int perform(tide_upload *u, request *rq, response *rs, double deadline, i
     if (u->o.debug)
       fprintf(stderr, "tide: debug: %s: %s; retrying in %.1f s\n", what, why, delay);
     sleep_s(delay);
+    if (tide_interrupted && interruptible(rq)) {
+      tide_error_set(err, NULL, "%s: interrupted by %s", what, tide_signal_name(tide_interrupted));
+      return -1;
+    }
   }
 }
 
@@ -975,26 +1126,8 @@ static char *checked_object_path(const tide_upload *u, const char *name, tide_er
 
 /* ---- file:// --------------------------------------------------------------------------- */
 
-static int mkdirs(const char *dir_path, tide_error *err) {
-  char *p = strdup(dir_path);
-  int rc = 0;
-  if (!p)
-    return -1;
-  for (char *s = p + 1; *s; s++) {
-    if (*s != '/')
-      continue;
-    *s = '\0';
-    if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-      tide_error_set(err, NULL, "mkdir %s: %s", p, strerror(errno));
-      rc = -1;
-      break;
-    }
-    *s = '/';
-  }
-  free(p);
-  return rc;
-}
-
+/* fsyncs the directory that holds path: what makes a new entry in it (a file renamed into
+ * place, a new folder) survive a power loss. */
 static int fsync_dir(const char *path) {
   char *d = strdup(path), *slash;
   int fd, rc = -1;
@@ -1010,6 +1143,56 @@ static int fsync_dir(const char *path) {
   return rc;
 }
 
+/* The destination folder must exist: tide creates the folders of its backups inside it, never
+ * the folder itself (a typo in the URL, or a volume that is not mounted, must not become a
+ * new folder on the root file system). */
+static int check_dir(const tide_upload *u, tide_error *err) {
+  struct stat st;
+  if (stat(u->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    tide_error_set(
+        err, NULL,
+        "%s: %s (create the folder first: tide creates only each backup's own folder in it)",
+        u->display, stat(u->dir, &st) != 0 ? strerror(errno) : "not a folder");
+    return -1;
+  }
+  return 0;
+}
+
+/* Creates the folders of path below the destination folder (which must exist), fsyncing the
+ * folder each new one is in, so that the backup's folder survives a power loss along with
+ * the files in it. */
+static int make_parents(const tide_upload *u, const char *path, tide_error *err) {
+  char *p = strdup(path);
+  int rc = 0;
+  if (!p) {
+    tide_error_set(err, NULL, "out of memory");
+    return -1;
+  }
+  if (check_dir(u, err) != 0) {
+    free(p);
+    return -1;
+  }
+  for (char *s = p + strlen(u->dir); *s; s++) {
+    if (*s != '/')
+      continue;
+    *s = '\0';
+    if (mkdir(p, 0700) == 0) {
+      if (fsync_dir(p) != 0) {
+        tide_error_set(err, NULL, "fsync of the folder holding %s: %s", p, strerror(errno));
+        rc = -1;
+        break;
+      }
+    } else if (errno != EEXIST) {
+      tide_error_set(err, NULL, "mkdir %s: %s", p, strerror(errno));
+      rc = -1;
+      break;
+    }
+    *s = '/';
+  }
+  free(p);
+  return rc;
+}
+
 /* Writes fd's content (or data) to dir/name through a temporary name, fsync and rename. */
 static int file_put(tide_upload *u, const char *name, int src_fd, const char *data,
                     unsigned long long len, tide_error *err) {
@@ -1020,7 +1203,7 @@ static int file_put(tide_upload *u, const char *name, int src_fd, const char *da
   double last = 0;
   if (!final || (!data && !buf))
     goto oom;
-  if (mkdirs(final, err) != 0)
+  if (make_parents(u, final, err) != 0)
     goto cleanup;
   if (!(tmp = malloc(strlen(final) + 16)))
     goto oom;
@@ -1031,7 +1214,14 @@ static int file_put(tide_upload *u, const char *name, int src_fd, const char *da
     tmp = NULL;
     goto cleanup;
   }
+  /* locked while written: the next backup removes a temporary file only once its lock is free
+   * (its tide is gone; see tide_upload_sweep) */
+  flock(fd, LOCK_EX | LOCK_NB);
   while (done < len) {
+    if (tide_interrupted) {
+      tide_error_set(err, NULL, "interrupted by %s", tide_signal_name(tide_interrupted));
+      goto cleanup;
+    }
     size_t want = len - done > (1 << 20) ? (1 << 20) : (size_t)(len - done);
     const char *chunk = data ? data + done : buf;
     ssize_t n = (ssize_t)want, w;
@@ -1380,6 +1570,10 @@ int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned lon
     return -1;
   if (u->kind == DEST_FILE) {
     struct stat st;
+    if (check_dir(u, err) != 0) {
+      free(path);
+      return -1;
+    }
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
       *exists = 1;
       *size = (unsigned long long)st.st_size;
@@ -1414,7 +1608,8 @@ int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned lon
 }
 
 int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
-                         unsigned long long *size, char sha256_hex[65], tide_error *err) {
+                         unsigned long long max_size, unsigned long long *size, char sha256_hex[65],
+                         tide_error *err) {
   char *path = NULL, what[600];
   request rq;
   response rs;
@@ -1433,7 +1628,7 @@ int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
     goto cleanup;
   }
   if (u->kind == DEST_FILE) {
-    tide_dump_result d;
+    tide_dump_result d = {.size = 0};
     int src = open(path, O_RDONLY | O_CLOEXEC);
     char buf[1 << 16];
     ssize_t n;
@@ -1441,12 +1636,22 @@ int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
       tide_error_set(err, NULL, "%s: %s", path, strerror(errno));
       goto cleanup;
     }
-    while ((n = read(src, buf, sizeof buf)) > 0)
+    while ((n = read(src, buf, sizeof buf)) > 0) {
+      if (tide_interrupted || (max_size && (d.size += (unsigned long long)n) > max_size)) {
+        if (tide_interrupted)
+          tide_error_set(err, NULL, "interrupted by %s", tide_signal_name(tide_interrupted));
+        else
+          tide_error_set(err, NULL, "%s is larger than the %llu bytes expected: not copied", path,
+                         max_size);
+        close(src);
+        goto cleanup;
+      }
       if (write(fd, buf, (size_t)n) != n) {
         tide_error_set(err, NULL, "writing %s: %s", file, strerror(errno));
         close(src);
         goto cleanup;
       }
+    }
     close(src);
     if (n < 0) {
       tide_error_set(err, NULL, "reading %s: %s", path, strerror(errno));
@@ -1463,6 +1668,7 @@ int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
   rq.method = "GET";
   rq.path = path;
   rq.sink_fd = fd;
+  rq.max_size = max_size;
   snprintf(what, sizeof what, "GET %s%s", u->display, name);
   if (perform(u, &rq, &rs, now_s() + u->o.deadline, 0, what, err) != 0)
     goto cleanup;
@@ -1541,7 +1747,7 @@ typedef struct entries {
   size_t n, cap;
 } entries;
 
-static int entries_add(entries *es, const char *name, unsigned long long size) {
+static int entries_add(entries *es, const char *name, unsigned long long size, long long mtime) {
   if (es->n == es->cap) {
     tide_upload_entry *g = realloc(es->e, (es->cap = es->cap ? 2 * es->cap : 64) * sizeof *g);
     if (!g)
@@ -1550,6 +1756,7 @@ static int entries_add(entries *es, const char *name, unsigned long long size) {
   }
   if (!(es->e[es->n].name = strdup(name)))
     return -1;
+  es->e[es->n].mtime = mtime;
   es->e[es->n++].size = size;
   return 0;
 }
@@ -1570,6 +1777,28 @@ static int entries_take(entries *es, tide_upload_entry *e, size_t n) {
     memcpy(es->e + es->n, e, n * sizeof *e);
   es->n += n;
   return 0;
+}
+
+/* Seconds since the epoch of an S3 time, "2026-11-24T10:18:34.000Z" (UTC); 0 when [a, b) is
+ * not one. Days from the civil date as in Howard Hinnant's algorithm: no timegm needed. */
+static long long parse_time(const char *a, const char *b) {
+  int y, mo, d, h, mi, sec, used = 0;
+  char text[40];
+  long long era, yoe, doy, doe;
+  if (b - a >= (long)sizeof text)
+    return 0;
+  memcpy(text, a, (size_t)(b - a));
+  text[b - a] = '\0';
+  if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
+      used != 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
+      y < 1970)
+    return 0;
+  y -= mo <= 2;
+  era = y / 400;
+  yoe = y - era * 400;
+  doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return (era * 146097 + doe - 719468) * 86400 + h * 3600 + mi * 60 + sec;
 }
 
 /* A <Size>: decimal digits only, no sign, no overflow (strtoull would take "-1" and " 7"). */
@@ -1611,6 +1840,8 @@ int tide_s3_parse_list(const char *body, const char *prefix, tide_upload_entry *
         xml_find(from, close, "Size", &sa, &sb, NULL) && parse_size(sa, sb, &size)) {
       size_t len = xml_unescape(a, b, NULL, 0);
       char *key = malloc(len + 1);
+      long long mtime =
+          xml_find(from, close, "LastModified", &sa, &sb, NULL) ? parse_time(sa, sb) : 0;
       if (!key)
         goto oom;
       xml_unescape(a, b, key, len + 1);
@@ -1618,7 +1849,7 @@ int tide_s3_parse_list(const char *body, const char *prefix, tide_upload_entry *
         free(key);
       } else {
         memmove(key, key + plen, len - plen + 1);
-        if (entries_take(&es, &(tide_upload_entry){key, size}, 1) != 0) {
+        if (entries_take(&es, &(tide_upload_entry){key, size, mtime}, 1) != 0) {
           free(key);
           goto oom;
         }
@@ -1674,7 +1905,8 @@ static int file_list(const char *base, const char *sub, int depth, entries *es, 
     if (S_ISDIR(st.st_mode) && depth > 0) {
       strncat(rel, "/", sizeof rel - strlen(rel) - 1);
       rc = file_list(base, rel, depth - 1, es, err);
-    } else if (S_ISREG(st.st_mode) && entries_add(es, rel, (unsigned long long)st.st_size) != 0) {
+    } else if (S_ISREG(st.st_mode) &&
+               entries_add(es, rel, (unsigned long long)st.st_size, (long long)st.st_mtime) != 0) {
       tide_error_set(err, NULL, "out of memory");
       rc = -1;
     }
@@ -1694,7 +1926,7 @@ int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_er
   *n = 0;
   memset(&rs, 0, sizeof rs);
   if (u->kind == DEST_FILE) {
-    if (file_list(u->dir, "", 2, &es, err) != 0)
+    if (check_dir(u, err) != 0 || file_list(u->dir, "", 2, &es, err) != 0)
       goto cleanup;
     rc = 0;
     goto cleanup;
@@ -1770,6 +2002,148 @@ cleanup:
   free(bucket_path);
   free(rs.body.p);
   return rc;
+}
+
+/* ---- stale temporary objects ------------------------------------------------------------- */
+
+/* Whether [a, b) is a backup id as tide.backup makes them: <YYYYMMDD>T<HHMMSSmmm>Z-<db>-<6 hex>. */
+static int backup_id(const char *a, const char *b) {
+  size_t n = (size_t)(b - a);
+  if (n < 27 || a[8] != 'T' || a[18] != 'Z' || a[19] != '-' || b[-7] != '-')
+    return 0;
+  for (size_t i = 0; i < 18; i++)
+    if (i != 8 && (a[i] < '0' || a[i] > '9'))
+      return 0;
+  for (const char *p = b - 6; p < b; p++)
+    if (!strchr("0123456789abcdef", *p))
+      return 0;
+  return !memchr(a, '/', n);
+}
+
+/* file://: the temporary files of tide's own put (<id>/<name>.tmp-XXXXXX) whose writer is
+ * gone (their lock is free; see tide_spool_is_stale), and the backup folder when that leaves
+ * it empty. */
+static int file_sweep(tide_upload *u, entries *es, tide_error *err) {
+  DIR *top, *d;
+  struct dirent *e, *f;
+  if (check_dir(u, err) != 0)
+    return -1;
+  if (!(top = opendir(u->dir))) {
+    tide_error_set(err, NULL, "%s: %s", u->dir, strerror(errno));
+    return -1;
+  }
+  while ((e = readdir(top))) {
+    char sub[8192];
+    int removed = 0;
+    if (!backup_id(e->d_name, e->d_name + strlen(e->d_name)))
+      continue;
+    snprintf(sub, sizeof sub, "%s%s", u->dir, e->d_name);
+    if (!(d = opendir(sub)))
+      continue;
+    while ((f = readdir(d))) {
+      const char *t = strstr(f->d_name, ".tmp-");
+      char rel[8192];
+      if (!t || strlen(t) != 11 ||
+          (strncmp(f->d_name, "archive.dump.", 13) != 0 &&
+           strncmp(f->d_name, "manifest.json.", 14) != 0) ||
+          !tide_spool_remove_stale(sub, f->d_name, 60))
+        continue;
+      removed = 1;
+      snprintf(rel, sizeof rel, "%s/%s", e->d_name, f->d_name);
+      if (entries_add(es, rel, 0, 0) != 0) {
+        tide_error_set(err, NULL, "out of memory");
+        closedir(d);
+        closedir(top);
+        return -1;
+      }
+    }
+    closedir(d);
+    if (removed)
+      rmdir(sub); /* only when empty */
+  }
+  closedir(top);
+  return 0;
+}
+
+/* s3://: the multipart uploads of tide's archives (<prefix><id>/archive.dump) started more than
+ * max_age seconds ago, aborted: a tide killed while uploading leaves its parts stored (and
+ * billed), invisible to listings. One page (1000 uploads) per call. */
+static int s3_sweep(tide_upload *u, double max_age, entries *es, tide_error *err) {
+  char *enc_prefix = tide_sigv4_uri_encode(u->key_prefix, 0), *query = NULL, what[600];
+  const char *from, *end, *close_tag, *a, *b;
+  request rq;
+  response rs;
+  int rc = -1;
+  size_t plen = strlen(u->key_prefix);
+  long long now = (long long)time(NULL);
+  memset(&rs, 0, sizeof rs);
+  if (!enc_prefix || !(query = malloc(strlen(enc_prefix) + 32))) {
+    tide_error_set(err, NULL, "out of memory");
+    goto cleanup;
+  }
+  sprintf(query, "prefix=%s&uploads=", enc_prefix);
+  memset(&rq, 0, sizeof rq);
+  rq.method = "GET";
+  rq.path = u->list_path;
+  rq.query = query;
+  rq.sink_fd = -1;
+  snprintf(what, sizeof what, "listing the unfinished uploads at %s", u->display);
+  if (perform(u, &rq, &rs, now_s() + u->o.deadline, 0, what, err) != 0)
+    goto cleanup;
+  end = rs.body.p ? rs.body.p + rs.body.len : NULL;
+  for (from = rs.body.p; from && (from = find_in(from, end, "<Upload>")); from = close_tag) {
+    char key[1100], id[1024], initiated[64], *path, note[900] = "";
+    if (!(close_tag = find_in(from, end, "</Upload>")))
+      break;
+    if (!xml_find(from, close_tag, "Key", &a, &b, NULL) ||
+        xml_unescape(a, b, key, sizeof key) >= sizeof key ||
+        !xml_find(from, close_tag, "UploadId", &a, &b, NULL) ||
+        xml_unescape(a, b, id, sizeof id) >= sizeof id ||
+        !xml_find(from, close_tag, "Initiated", &a, &b, NULL) ||
+        xml_unescape(a, b, initiated, sizeof initiated) >= sizeof initiated)
+      continue;
+    /* only tide's own: <prefix><id>/archive.dump, and only an old one */
+    if (strncmp(key, u->key_prefix, plen) != 0 || strlen(key) < plen + 14 ||
+        strcmp(key + strlen(key) - 13, "/archive.dump") != 0 ||
+        !backup_id(key + plen, key + strlen(key) - 13) ||
+        now - parse_time(initiated, initiated + strlen(initiated)) < (long long)max_age)
+      continue;
+    if (!(path = object_path(u, key + plen))) {
+      tide_error_set(err, NULL, "out of memory");
+      goto cleanup;
+    }
+    s3_abort(u, path, id, note, sizeof note);
+    free(path);
+    if (!note[0] && entries_add(es, key + plen, 0, 0) != 0) {
+      tide_error_set(err, NULL, "out of memory");
+      goto cleanup;
+    }
+  }
+  rc = 0;
+cleanup:
+  free(enc_prefix);
+  free(query);
+  free(rs.body.p);
+  return rc;
+}
+
+int tide_upload_sweep(tide_upload *u, double max_age, tide_upload_entry **out, size_t *n,
+                      tide_error *err) {
+  entries es = {0};
+  int rc = 0;
+  *out = NULL;
+  *n = 0;
+  if (u->kind == DEST_FILE)
+    rc = file_sweep(u, &es, err);
+  else if (u->kind == DEST_S3)
+    rc = s3_sweep(u, max_age, &es, err);
+  if (rc != 0) {
+    tide_upload_entries_free(es.e, es.n);
+    return -1;
+  }
+  *out = es.e;
+  *n = es.n;
+  return 0;
 }
 
 int tide_upload_delete(tide_upload *u, const char *name, tide_error *err) {
@@ -1941,8 +2315,11 @@ static int l_destination(lua_State *L) {
     o.nheaders = (size_t)luaL_len(L, -1);
     headers = lua_newuserdatauv(L, (o.nheaders + 1) * sizeof *headers, 0); /* freed by the GC */
     for (size_t i = 0; i < o.nheaders; i++) {
+      size_t len;
       lua_geti(L, -2, (lua_Integer)i + 1);
-      headers[i] = luaL_checkstring(L, -1);
+      headers[i] = luaL_checklstring(L, -1, &len);
+      if (strlen(headers[i]) != len) /* C would send it cut at the NUL */
+        return luaL_error(L, "core.destination: header %d contains a NUL byte", (int)i + 1);
       lua_pop(L, 1); /* the headers table keeps it alive */
     }
     o.headers = headers;
@@ -2025,15 +2402,18 @@ static int l_dest_head(lua_State *L) {
   return 1;
 }
 
-/* dest:get_file(name, path) -> {size=, sha256=} | raises tide.Error */
+/* dest:get_file(name, path [, max_size]) -> {size=, sha256=} | raises tide.Error: an object
+ * larger than max_size bytes is refused, not downloaded */
 static int l_dest_get_file(lua_State *L) {
   ldest *d = check_dest(L);
   unsigned long long size = 0;
+  lua_Integer max = luaL_optinteger(L, 4, 0);
   char sha[65];
   tide_error err = {0};
+  luaL_argcheck(L, max >= 0, 4, "a size in bytes");
   d->L = L;
-  if (tide_upload_get_file(d->u, luaL_checkstring(L, 2), luaL_checkstring(L, 3), &size, sha,
-                           &err) != 0)
+  if (tide_upload_get_file(d->u, luaL_checkstring(L, 2), luaL_checkstring(L, 3),
+                           (unsigned long long)max, &size, sha, &err) != 0)
     return raise_dest(L, d, &err);
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, (lua_Integer)size);
@@ -2057,7 +2437,8 @@ static int l_dest_get_string(lua_State *L) {
   return 1;
 }
 
-/* dest:list() -> {{name=, size=}, ...} (names relative to the destination) | raises tide.Error */
+/* dest:list() -> {{name=, size=, mtime=}, ...} (names relative to the destination; mtime in
+ * seconds since the epoch, when known) | raises tide.Error */
 static int l_dest_list(lua_State *L) {
   ldest *d = check_dest(L);
   tide_upload_entry *e = NULL;
@@ -2073,6 +2454,31 @@ static int l_dest_list(lua_State *L) {
     lua_setfield(L, -2, "name");
     lua_pushinteger(L, (lua_Integer)e[i].size);
     lua_setfield(L, -2, "size");
+    if (e[i].mtime) {
+      lua_pushinteger(L, (lua_Integer)e[i].mtime);
+      lua_setfield(L, -2, "mtime");
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  tide_upload_entries_free(e, n);
+  return 1;
+}
+
+/* dest:sweep(max_age) -> {name, ...} | raises tide.Error: removes the temporary objects of tide's
+ * own that a killed tide left behind (file://: temporary files whose writer is gone; s3://:
+ * multipart uploads of archives started over max_age seconds ago) */
+static int l_dest_sweep(lua_State *L) {
+  ldest *d = check_dest(L);
+  lua_Number max_age = luaL_checknumber(L, 2);
+  tide_upload_entry *e = NULL;
+  size_t n = 0;
+  tide_error err = {0};
+  d->L = L;
+  if (tide_upload_sweep(d->u, max_age, &e, &n, &err) != 0)
+    return raise_dest(L, d, &err);
+  lua_createtable(L, (int)n, 0); /* a memory error here leaks e: rare, and bounded */
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, e[i].name);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   tide_upload_entries_free(e, n);
@@ -2115,6 +2521,7 @@ static const luaL_Reg dest_methods[] = {
     {"get_string", l_dest_get_string},
     {"list", l_dest_list},
     {"delete", l_dest_delete},
+    {"sweep", l_dest_sweep},
     {"close", l_dest_close},
     {NULL, NULL},
 };

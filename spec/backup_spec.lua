@@ -7,60 +7,13 @@ local H = require "spec.support.helpers"
 local core = require "tide.core"
 local json = require "tide.json"
 
-local AK, SK = "AKIDTEST", "sk-Zq8vV3cret-do-not-print"
-local BEARER = "bearer-Tk9-do-not-print"
+local S3 = require "spec.support.s3"
+
+local SK, BEARER = S3.SK, S3.BEARER
 local BIN = os.getenv("PG_BINDIR") or "/usr/lib/postgresql/15/bin"
 
--- fake S3 ---------------------------------------------------------------------------------------
-
-local s3 = {}
-
-local function start_s3()
-  local dir = H.tmpdir()
-  local cmd = string.format("python3 %s/spec/support/fake_s3.py --port 0 --bucket backups --access-key %s "
-    .. "--secret-key %s --bearer %s --region us-east-1 --dir %s --max-seconds 1200 >%s/port 2>%s/log & "
-    .. "echo $!",
-    H.shell_quote(H.source_dir), AK, H.shell_quote(SK), H.shell_quote(BEARER), H.shell_quote(dir .. "/data"),
-    H.shell_quote(dir), H.shell_quote(dir))
-  local p = assert(io.popen(cmd, "r"))
-  s3.pid = tonumber(p:read("l"))
-  p:close()
-  local deadline = core.now() + 10
-  while core.now() < deadline do
-    local port = (H.read(dir .. "/port") or ""):match("PORT (%d+)")
-    if port then
-      s3.port = tonumber(port)
-      s3.endpoint = "http://127.0.0.1:" .. port
-      return
-    end
-    core.sleep(0.05)
-  end
-  error("fake_s3.py did not start: " .. tostring(H.read(dir .. "/log")))
-end
-
-local function s3_ctl(path, body)
-  local p = assert(io.popen(string.format("curl -s -f -X POST --data-binary @- %s%s >/dev/null", s3.endpoint, path),
-    "w"))
-  p:write(body or "")
-  assert(p:close(), "fake_s3 control request failed")
-end
-
-local function s3_fault(t)
-  s3_ctl("/__ctl/fault", json.encode(t))
-end
-
-local function s3_log()
-  local p = assert(io.popen("curl -s -f " .. s3.endpoint .. "/__ctl/log", "r"))
-  local text = p:read("a")
-  p:close()
-  return json.decode(text)
-end
-
--- A destination as the specs see it (for listing what is there).
-local function s3_dest(prefix)
-  return core.destination { url = "s3://backups/" .. prefix, endpoint = s3.endpoint, access_key_id = AK,
-    secret_access_key = SK, region = "us-east-1", deadline = 10 }
-end
+local s3 = S3 -- .endpoint, once started
+local s3_ctl, s3_fault, s3_log, s3_dest = S3.ctl, S3.fault, S3.log, S3.dest
 
 -- databases and projects --------------------------------------------------------------------------
 
@@ -89,7 +42,7 @@ local function s3_project(prefix, extra)
     "s3://backups/" .. prefix, s3.endpoint, BIN, extra and (", " .. extra) or ""))
 end
 
-local S3_ENV = { AWS_ACCESS_KEY_ID = AK, AWS_SECRET_ACCESS_KEY = SK }
+local S3_ENV = S3.ENV
 
 local function state(db)
   return {
@@ -114,19 +67,16 @@ local function assert_failed_closed(r, db, before, step_pattern)
   assert.are.same(before.schemas, after.schemas)
 end
 
-local function all_objects(prefix)
-  local d <close> = s3_dest(prefix)
-  local names = {}
-  for _, o in ipairs(d:list()) do
-    names[#names + 1] = o.name
-  end
-  table.sort(names)
-  return names
+local all_objects = S3.objects
+
+-- text as a Lua pattern that matches only itself (backup ids hold '-')
+local function lit(text)
+  return (text:gsub("%p", "%%%0"))
 end
 
 describe("tide.backup #db", function()
   setup(function()
-    start_s3()
+    S3.start()
     template = H.fresh_db()
     H.sql(template, "CREATE TABLE big (id int PRIMARY KEY, v text NOT NULL); "
       .. "INSERT INTO big SELECT g, pg_catalog.md5(random()::text) || pg_catalog.md5(random()::text) "
@@ -134,9 +84,7 @@ describe("tide.backup #db", function()
   end)
 
   teardown(function()
-    if s3.pid then
-      os.execute("kill " .. s3.pid .. " 2>/dev/null")
-    end
+    S3.stop()
     for _, name in ipairs(extra_dbs) do
       pcall(H.sql, nil, "DROP DATABASE IF EXISTS " .. name .. " WITH (FORCE)")
     end
@@ -308,7 +256,7 @@ return {
       assert.are.same({}, H.tables(target))
     end)
 
-    it("keeps N complete backups, never pruning the one just made or the latest run's", function()
+    it("keeps N complete backups: the latest run's counts among them and is never pruned", function()
       local db = db_from(template.name)
       local dir = H.tmpdir()
       local proj = project(string.format("{ to = %q, keep = 2, pg_bindir = %q }", "file://" .. dir .. "/", BIN))
@@ -320,11 +268,24 @@ return {
         local r = H.tide({ "backup", "--url", db.url, "--json" }, { dir = proj })
         assert.are.equal(0, r.code, r.output)
         ids[i] = json.decode(r.stdout).id
+        -- keep = 2: the latest run's and the newest, never three
+        assert.are.same({ run_id, ids[i] }, core.listdir(dir))
       end
-      local left = core.listdir(dir)
-      -- the two newest, plus the one the latest run references
-      assert.are.same({ run_id, ids[2], ids[3] }, left)
       assert.is_nil(H.read(dir .. "/" .. ids[1] .. "/manifest.json"))
+    end)
+
+    it("keeps N backups of each database at a destination they share", function()
+      local a, b = db_from(template.name), db_from(template.name)
+      local dir = H.tmpdir()
+      local proj = project(string.format("{ to = %q, keep = 1, pg_bindir = %q }", "file://" .. dir .. "/", BIN))
+      local ids = {}
+      for _, db in ipairs { a, b, a, b } do
+        local r = H.tide({ "backup", "--url", db.url, "--json" }, { dir = proj })
+        assert.are.equal(0, r.code, r.output)
+        ids[#ids + 1] = json.decode(r.stdout).id
+      end
+      -- each database's newest: a backup of b never pruned one of a
+      assert.are.same({ ids[3], ids[4] }, core.listdir(dir))
     end)
 
     it("fails closed when pg_dump is killed midway", function()
@@ -411,6 +372,7 @@ return {
         end
         local db = db_from(template.name)
         local before = state(db)
+        assert(os.execute("mkdir " .. H.shell_quote(mnt .. "/dest")))
         local proj = project(string.format("{ to = %q, pg_bindir = %q }", "file://" .. mnt .. "/dest/", BIN))
         local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj })
         assert_failed_closed(r, db, before, "upload: .*No space left on device")
@@ -601,6 +563,509 @@ return {
       assert.is_nil(all:find(SK, 1, true))
       assert.is_nil(all:find(pw, 1, true))
       assert.is_nil(all:find("Signature=", 1, true))
+    end)
+  end)
+
+  describe("order of the steps", function()
+    it("uploads and checks the archive before the manifest's PUT, in the stand-in's journal", function()
+      local db = db_from(template.name)
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = s3_project("order"), env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      local steps = {}
+      for _, e in ipairs(S3.journal("/backups/order/")) do
+        local what = e.method .. " " .. (e.path:match("/([^/]+)$") or "") .. (e.query:find("uploadId", 1, true)
+          and " (upload)" or e.query == "uploads" and " (start)" or "") .. " " .. tostring(e.status)
+        if not e.path:match("/backups$") then -- listings and the sweep
+          steps[#steps + 1] = what
+        end
+      end
+      local function at(pattern)
+        for i, s in ipairs(steps) do
+          if s:match(pattern) then
+            return i
+          end
+        end
+        error("no " .. pattern .. " in " .. table.concat(steps, ", "))
+      end
+      local checked, started = at("^HEAD archive%.dump 404$"), at("^POST archive%.dump %(start%) 200$")
+      local completed, verified = at("^POST archive%.dump %(upload%) 200$"), at("^HEAD archive%.dump 200$")
+      local manifest = at("^PUT manifest%.json 200$")
+      assert.truthy(checked < started and started < completed and completed < verified and verified < manifest,
+        table.concat(steps, ", "))
+      assert.are.equal(#steps, manifest, "the manifest is the last thing written: " .. table.concat(steps, ", "))
+    end)
+
+    it("never PUTs a manifest when the check of the upload fails", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      -- the first HEAD (does the name exist yet?) passes, every later one fails
+      s3_fault { fail = { { method = "HEAD", status = 500, skip = 1, count = 1000, path = "/backups/nohead/" } } }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = s3_project("nohead", "deadline = 4"), env = S3_ENV })
+      local journal = S3.journal("/backups/nohead/")
+      s3_ctl("/__ctl/reset")
+      assert_failed_closed(r, db, before, "checking the upload")
+      local heads = 0
+      for _, e in ipairs(journal) do
+        heads = heads + (e.method == "HEAD" and 1 or 0)
+        assert.is_nil(e.path:find("manifest.json", 1, true) and e.method == "PUT" or nil, "a manifest was PUT")
+      end
+      assert.truthy(heads >= 2, "the journal holds the failing checks")
+      assert.are.same({}, all_objects("nohead"))
+    end)
+  end)
+
+  describe("restore checks the archive against the database's record", function()
+    it("records the archive's SHA-256 and size in the history rows of the run it protects", function()
+      local db = db_from(template.name)
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = s3_project("record"), env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      local rows = H.sql(db, "SELECT DISTINCT backup, backup_sha256, backup_size FROM tide.history")
+      assert.are.equal(1, #rows)
+      local id = rows[1].backup:match("([^/]+)/$")
+      local m = json.decode(s3_dest("record"):get_string(id .. "/manifest.json"))
+      assert.are.equal(m.sha256, rows[1].backup_sha256)
+      assert.are.equal(m.size, rows[1].backup_size)
+    end)
+
+    it("refuses an archive and manifest both replaced in the bucket, and says when it cannot check", function()
+      local db, other = db_from(template.name), H.fresh_db()
+      H.sql(other, "CREATE TABLE planted (id int); INSERT INTO planted VALUES (666);")
+      local proj = s3_project("tamper")
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj, env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      local id = H.sql(db, "SELECT DISTINCT backup FROM tide.history")[1].backup:match("([^/]+)/$")
+      -- a clean restore first: checked against the history of the source database
+      local target = H.fresh_db()
+      r = H.tide({ "restore", id, "--to", target.url, "--yes", "--url", db.url }, { dir = proj, env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("restore: backup " .. lit(id) .. " matches its record in the history of ", r.stderr)
+      -- whoever can write to the bucket replaces both the archive and its manifest
+      r = H.tide({ "backup", "--url", other.url, "--json" }, { dir = s3_project("planted"), env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      local planted = json.decode(r.stdout).id
+      local src <close> = s3_dest("planted")
+      local dst <close> = s3_dest("tamper")
+      local tmp = H.tmpdir() .. "/archive"
+      src:get_file(planted .. "/archive.dump", tmp)
+      local digest = core.file_digest(tmp)
+      dst:put_file(id .. "/archive.dump", tmp, digest)
+      local m = json.decode(src:get_string(planted .. "/manifest.json"))
+      m.id = id
+      dst:put_string(id .. "/manifest.json", json.encode(m))
+      target = H.fresh_db()
+      r = H.tide({ "restore", id, "--to", target.url, "--yes", "--url", db.url }, { dir = proj, env = S3_ENV })
+      assert.are.equal(7, r.code, r.output)
+      assert.matches("backup " .. lit(id) .. " at s3://backups/tamper/ does not match the record in the history of .*: "
+        .. "the history says sha256 %x+ and %d+ bytes, the manifest " .. digest.sha256 .. " and %d+ bytes; the archive "
+        .. "there is not the one tide took, refusing to restore it", r.stderr)
+      assert.are.same({}, H.tables(target))
+      -- when the source cannot be reached, restore says it checks against the manifest only
+      local closed = string.format("postgresql://x@127.0.0.1:%d/x", H.closed_port())
+      r = H.tide({ "restore", id, "--to", target.url, "--yes", "--url", closed }, { dir = proj, env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("warning: restore: cannot reach postgresql://x@127%.0%.0%.1:%d+/x to check backup " .. lit(id)
+        .. " against its history .*: the archive is checked against its manifest only", r.stderr)
+      assert.are.same({ { id = 666 } }, H.sql(target, "SELECT id FROM planted"))
+    end)
+
+    it("downloads no more than the manifest's size", function()
+      local db = db_from(template.name)
+      local dir, tmp = H.tmpdir(), H.tmpdir()
+      local proj = project(string.format("{ to = %q, pg_bindir = %q, tmp_dir = %q }", "file://" .. dir .. "/", BIN,
+        tmp))
+      local r = H.tide({ "backup", "--url", db.url, "--json" }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      local id = json.decode(r.stdout).id
+      local size = json.decode(r.stdout).size
+      assert(os.execute(string.format("head -c 3000000 /dev/zero >> %s", H.shell_quote(dir .. "/" .. id
+        .. "/archive.dump"))))
+      local target = H.fresh_db()
+      r = H.tide({ "restore", id, "--to", target.url, "--yes" }, { dir = proj })
+      assert.are.equal(7, r.code, r.output)
+      assert.matches("backup failed at download: .*is larger than the " .. size .. " bytes expected", r.stderr)
+      assert.are.same({}, H.tables(target))
+      assert.are.same({}, core.listdir(tmp))
+    end)
+  end)
+
+  describe("signals and killed tides", function()
+    -- tide's own process among the descendants of an H.spawn
+    local function tide_pid(run)
+      local deadline = core.now() + 10
+      while core.now() < deadline do
+        local pid = H.tide_pids(run.pid)[1]
+        if pid then
+          return pid
+        end
+        core.sleep(0.02)
+      end
+      error("tide did not start")
+    end
+
+    -- pg_dump and pg_restore that write their pid to dir/<tool>.pid, then run the real tool
+    local function pid_bindir()
+      local bindir = H.tmpdir()
+      for _, tool in ipairs { "pg_dump", "pg_restore" } do
+        H.write(bindir .. "/" .. tool, string.format("#!/bin/sh\n[ \"$1\" = --version ] || echo $$ > %s/%s.pid\n"
+          .. "exec %s/%s \"$@\"\n", H.shell_quote(bindir), tool, BIN, tool))
+      end
+      assert(os.execute("chmod +x " .. H.shell_quote(bindir) .. "/pg_*"))
+      return bindir
+    end
+
+    local function alive(pid)
+      return pid and os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+    end
+
+    local function wait_for(what, fn, seconds)
+      local deadline = core.now() + (seconds or 15)
+      while core.now() < deadline do
+        local v = fn()
+        if v then
+          return v
+        end
+        core.sleep(0.05)
+      end
+      error("timed out waiting for " .. what)
+    end
+
+    -- Starts `tide upgrade` whose pg_dump waits for a lock the spec holds on table big.
+    local function blocked_dump(db, dest, tmp)
+      local bindir = pid_bindir()
+      local holder = core.connect(db.url, "spec-holder")
+      holder:exec("BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE")
+      local proj = project(string.format("{ to = %q, pg_bindir = %q, tmp_dir = %q, lock_wait_timeout = '60s' }",
+        dest, bindir, tmp))
+      local run = H.spawn({ "upgrade", "--url", db.url }, { dir = proj })
+      local pg_dump = wait_for("pg_dump", function()
+        local pid = tonumber(H.read(bindir .. "/pg_dump.pid") or "")
+        -- its backend is waiting for the lock: the dump is under way
+        return pid and #H.sql(db, "SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'big'::regclass") > 0
+          and pid
+      end)
+      return run, tide_pid(run), pg_dump, holder, proj
+    end
+
+    for _, sig in ipairs { { "TERM", 143 }, { "INT", 130 } } do
+      it("SIGINT/SIGTERM during pg_dump: stops it, removes the spool, exits " .. sig[2] .. ", changes nothing",
+        function()
+          local db = db_from(template.name)
+          local before = state(db)
+          local dir, tmp = H.tmpdir(), H.tmpdir()
+          local run, pid, pg_dump, holder = blocked_dump(db, "file://" .. dir .. "/", tmp)
+          assert.are.equal(1, #core.listdir(tmp), "the spool exists while pg_dump runs")
+          assert(os.execute("kill -" .. sig[1] .. " " .. pid))
+          local r = run.wait()
+          holder:exec("ROLLBACK")
+          holder:close()
+          assert.are.equal(sig[2], r.code, r.stderr)
+          assert.matches("tide: backup interrupted by SIG" .. sig[1] .. " at pg_dump: its children were stopped and "
+            .. "its temporary files removed; nothing was migrated", r.stderr)
+          assert.is_false(alive(pg_dump), "pg_dump still runs")
+          assert.are.same({}, core.listdir(tmp))
+          assert.are.same({}, core.listdir(dir))
+          local after = state(db)
+          assert.are.same(before, after)
+        end)
+    end
+
+    it("SIGTERM with a child that ignores it: the child is killed a few seconds later, tide ends", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      local bindir, dir, tmp = H.tmpdir(), H.tmpdir(), H.tmpdir()
+      H.write(bindir .. "/pg_dump", string.format("#!/bin/sh\n[ \"$1\" = --version ] && exec %s/pg_dump --version\n"
+        .. "echo $$ > %s/pg_dump.pid\ntrap '' TERM\nexec sleep 60\n", BIN, H.shell_quote(bindir)))
+      assert(os.execute("chmod +x " .. H.shell_quote(bindir .. "/pg_dump")))
+      local proj = project(string.format("{ to = %q, pg_bindir = %q, tmp_dir = %q }", "file://" .. dir .. "/",
+        bindir, tmp))
+      local run = H.spawn({ "upgrade", "--url", db.url }, { dir = proj })
+      local pid = tide_pid(run)
+      local child = wait_for("pg_dump", function()
+        return tonumber(H.read(bindir .. "/pg_dump.pid") or "")
+      end)
+      assert(os.execute("kill -TERM " .. pid))
+      local r = run.wait()
+      assert.are.equal(143, r.code, r.stderr)
+      assert.matches("backup interrupted by SIGTERM at pg_dump", r.stderr)
+      assert.is_false(alive(child), "the child that ignored SIGTERM still runs")
+      assert.are.same({}, core.listdir(tmp))
+      assert.are.same(before, state(db))
+    end)
+
+    it("SIGTERM during restore's pg_restore: stops it (its transaction rolls back), removes the spool", function()
+      local db = db_from(template.name)
+      local bindir, tmp = pid_bindir(), H.tmpdir()
+      local proj = project(string.format("{ to = %q, pg_bindir = %q, tmp_dir = %q }", "file://" .. H.tmpdir() .. "/",
+        bindir, tmp))
+      local r = H.tide({ "backup", "--url", db.url, "--json" }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      local id = json.decode(r.stdout).id
+      -- a --clean restore into the source itself, whose DROP of big waits for the spec's lock
+      H.sql(db, "INSERT INTO big VALUES (0, 'added after the backup')")
+      local holder <close> = core.connect(db.url, "spec-holder")
+      holder:exec("BEGIN; LOCK TABLE big IN ACCESS SHARE MODE")
+      os.remove(bindir .. "/pg_restore.pid")
+      local run = H.spawn({ "restore", id, "--to", db.url, "--clean", "--yes" }, { dir = proj })
+      local pid = tide_pid(run)
+      local pg_restore = wait_for("pg_restore to wait for the lock", function()
+        local p = tonumber(H.read(bindir .. "/pg_restore.pid") or "")
+        return p and #H.sql(nil, "SELECT 1 FROM pg_locks WHERE NOT granted AND relation IS NOT NULL "
+          .. "AND database = (SELECT oid FROM pg_database WHERE datname = $1)", db.name) > 0 and p
+      end)
+      assert(os.execute("kill -TERM " .. pid))
+      r = run.wait()
+      holder:exec("ROLLBACK")
+      assert.are.equal(143, r.code, r.stderr)
+      assert.matches("restore interrupted by SIGTERM at pg_restore: its children were stopped and its temporary "
+        .. "files removed; nothing was restored", r.stderr)
+      assert.is_false(alive(pg_restore), "pg_restore still runs")
+      assert.are.same({}, core.listdir(tmp))
+      -- the row added after the backup is still there: nothing of the restore was committed
+      assert.are.equal(1, #H.sql(db, "SELECT 1 FROM big WHERE id = 0"))
+    end)
+
+    it("SIGTERM during an S3 upload: aborts the multipart upload, leaves no object, exits 143", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      s3_fault { stall = { { method = "PUT", query = "partNumber", after_bytes = 1000000, seconds = 60, count = 1,
+        path = "/backups/sigterm/" } } }
+      local run = H.spawn({ "upgrade", "--url", db.url }, { dir = s3_project("sigterm", "deadline = 60, "
+        .. "low_speed_time = 60"), env = S3_ENV })
+      local pid = tide_pid(run)
+      wait_for("the multipart upload to start", function()
+        return S3.log().open_uploads > 0
+      end, 60)
+      core.sleep(0.5)
+      assert(os.execute("kill -TERM " .. pid))
+      local r = run.wait()
+      s3_ctl("/__ctl/reset")
+      assert.are.equal(143, r.code, r.stderr)
+      assert.matches("backup interrupted by SIGTERM at upload", r.stderr)
+      assert.are.equal(0, S3.log().open_uploads)
+      assert.are.same({}, all_objects("sigterm"))
+      assert.are.same(before, state(db))
+    end)
+
+    it("a tide killed with SIGKILL takes pg_dump along; the next backup removes its spool", function()
+      local db = db_from(template.name)
+      local dir, tmp = H.tmpdir(), H.tmpdir()
+      local run, pid, pg_dump, holder, proj = blocked_dump(db, "file://" .. dir .. "/", tmp)
+      assert(os.execute("kill -KILL " .. pid))
+      run.wait()
+      wait_for("pg_dump to die with tide", function()
+        return not alive(pg_dump)
+      end)
+      holder:exec("ROLLBACK")
+      holder:close()
+      local left = core.listdir(tmp)
+      assert.are.equal(1, #left)
+      assert.matches("^tide%-backup%-", left[1])
+      -- a spool a live tide is writing is locked and recent: this one is neither once aged a little
+      assert(os.execute("touch -d '-2 minutes' " .. H.shell_quote(tmp .. "/" .. left[1])))
+      local r = H.tide({ "backup", "--url", db.url }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("removed " .. lit(tmp .. "/" .. left[1]) .. ", a spool left by a tide", r.stderr)
+      assert.are.same({}, core.listdir(tmp))
+    end)
+
+    it("the next backup removes what killed tides left at a file:// destination, only that", function()
+      local db = db_from(template.name)
+      local dir = H.tmpdir()
+      local id = "20261124T101834170Z-app-3f2a1c"
+      local files = {
+        dead = id .. "/archive.dump.tmp-abc123", -- its tide is gone: unlocked, unchanged for minutes
+        live = "20261124T111111111Z-app-aaaaaa/archive.dump.tmp-def456", -- locked by a live writer
+        young = "20261124T121212121Z-app-bbbbbb/archive.dump.tmp-123456", -- just written
+        orphan = "20261120T101834170Z-app-cccccc/archive.dump", -- an archive that never got a manifest
+        recent = "20261124T131313131Z-app-dddddd/archive.dump", -- the same, minutes old: maybe in progress
+        notes = "notes/archive.dump.tmp-999999", -- not a backup's folder
+      }
+      for _, name in pairs(files) do
+        assert(os.execute("mkdir -p " .. H.shell_quote(dir .. "/" .. name:match("^(.*)/"))))
+        H.write(dir .. "/" .. name, "partial")
+      end
+      for _, k in ipairs { "dead", "live", "notes" } do
+        assert(os.execute("touch -d '-10 minutes' " .. H.shell_quote(dir .. "/" .. files[k])))
+      end
+      assert(os.execute("touch -d '-3 days' " .. H.shell_quote(dir .. "/" .. files.orphan)))
+      -- flock -o: the lock stays with flock itself, not with the sleep it runs
+      local p = assert(io.popen("flock -o " .. H.shell_quote(dir .. "/" .. files.live) .. " sleep 60 >/dev/null & "
+        .. "echo $!", "r"))
+      local holder = tonumber(p:read("l"))
+      p:close()
+      finally(function()
+        os.execute(string.format("pkill -P %d; kill %d 2>/dev/null", holder, holder))
+      end)
+      wait_for("the lock", function()
+        return os.execute("flock -n " .. H.shell_quote(dir .. "/" .. files.live) .. " true") ~= true
+      end)
+      local proj = project(string.format("{ to = %q, pg_bindir = %q }", "file://" .. dir .. "/", BIN))
+      local r = H.tide({ "backup", "--url", db.url }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      local function there(name)
+        return H.read(dir .. "/" .. name) ~= nil
+      end
+      assert.is_false(there(files.dead))
+      assert.is_nil(core.isdir(dir .. "/" .. id) and true or nil, "the emptied backup folder stays")
+      assert.is_false(there(files.orphan))
+      for _, k in ipairs { "live", "young", "recent", "notes" } do
+        assert.is_true(there(files[k]), k .. " was removed")
+      end
+      assert.matches("removed file://.*" .. lit(files.dead) .. ", left by a tide", r.stderr)
+    end)
+
+    it("the next backup aborts an S3 multipart upload a killed tide left, and removes orphan archives", function()
+      local db = db_from(template.name)
+      s3_fault { stall = { { method = "PUT", query = "partNumber", after_bytes = 1000000, seconds = 60, count = 1,
+        path = "/backups/killed/" } } }
+      local proj = s3_project("killed", "deadline = 60, low_speed_time = 60")
+      local run = H.spawn({ "upgrade", "--url", db.url }, { dir = proj, env = S3_ENV })
+      local pid = tide_pid(run)
+      wait_for("the multipart upload to start", function()
+        return S3.log().open_uploads > 0
+      end, 60)
+      assert(os.execute("kill -KILL " .. pid))
+      run.wait()
+      s3_ctl("/__ctl/reset")
+      assert.are.equal(1, S3.log().open_uploads)
+      -- an archive without its manifest, and an object that is not tide's
+      local d <close> = s3_dest("killed")
+      d:put_string("20261120T101834170Z-app-cccccc/archive.dump", "orphan")
+      d:put_string("notes/archive.dump", "not tide's")
+      -- a day later, the next backup there cleans up after the killed one
+      S3.ctl("/__ctl/age", json.encode { path = "/backups/killed/", seconds = 2 * 86400 })
+      local r = H.tide({ "backup", "--url", db.url }, { dir = proj, env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(0, S3.log().open_uploads)
+      assert.matches("removed s3://backups/killed/[^ ]+/archive%.dump, left by a tide", r.stderr)
+      local names = all_objects("killed")
+      assert.are.equal(3, #names, table.concat(names, ", ")) -- the new backup's two, and notes
+      assert.are.equal("notes/archive.dump", names[3])
+    end)
+  end)
+
+  describe("smaller findings", function()
+    it("reads back a manifest whose text holds <Error> (a database named so)", function()
+      local name = "tide_bk_<Error>_" .. (core.random_bytes(3):gsub(".", function(c)
+        return string.format("%02x", c:byte())
+      end))
+      H.sql(nil, 'CREATE DATABASE "' .. name .. '" TEMPLATE ' .. template.name)
+      extra_dbs[#extra_dbs + 1] = '"' .. name .. '"'
+      local url = H.url((name:gsub("<", "%%3C"):gsub(">", "%%3E")))
+      local proj = s3_project("errorname")
+      local r = H.tide({ "backup", "--url", url, "--json" }, { dir = proj, env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      local id = json.decode(r.stdout).id
+      r = H.tide({ "backups", "--json" }, { dir = proj, env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(name, json.decode(r.stdout).backups[1].database)
+      local target = H.fresh_db()
+      r = H.tide({ "restore", id, "--to", target.url, "--yes" }, { dir = proj, env = S3_ENV })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(160000, H.sql(target, "SELECT count(*)::int AS n FROM big")[1].n)
+    end)
+
+    it("backs up with a bare --url DBNAME, as it connects with one", function()
+      local db = db_from(template.name)
+      local dir = H.tmpdir()
+      local proj = project(string.format("{ to = %q, pg_bindir = %q }", "file://" .. dir .. "/", BIN))
+      local r = H.tide({ "upgrade", "--url", db.name }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.equal(1, #core.listdir(dir))
+    end)
+
+    it("looks a bare pg_dump up on PATH, in absolute folders only, never in the current folder", function()
+      local cwd = H.tmpdir {
+        ["pg_dump"] = "#!/bin/sh\ntouch planted-ran\necho 'pg_dump (PostgreSQL) 99.0'\n",
+      }
+      assert(os.execute("chmod +x " .. H.shell_quote(cwd .. "/pg_dump")))
+      local cpath = package.cpath:gsub("[^;]+", function(entry) -- this process's, from another folder
+        return entry:sub(1, 1) == "/" and entry or (H.source_dir .. "/" .. entry)
+      end)
+      local code = "package.cpath = " .. string.format("%q", cpath) .. "\n"
+        .. "local core = require 'tide.core'\nprint(core.pg_tool_version('pg_dump'))"
+      -- an empty PATH entry and "." both mean the current folder to a shell
+      for _, path in ipairs { ":" .. BIN, ".:" .. BIN, BIN .. ":" } do
+        local p = assert(io.popen(string.format("cd %s && PATH=%s lua5.4 -e %s 2>&1", H.shell_quote(cwd),
+          H.shell_quote(path .. ":/usr/bin:/bin"), H.shell_quote(code))))
+        local out = p:read("a")
+        p:close()
+        assert.matches("pg_dump %(PostgreSQL%) 1%d", out)
+        assert.is_nil(H.read(cwd .. "/planted-ran"), "./pg_dump ran with PATH=" .. path)
+      end
+    end)
+
+    it("range-checks numeric backup options (exit 2, before connecting)", function()
+      local db = H.fresh_db()
+      for _, c in ipairs { { "part_size = 1024", "part_size" }, { "part_size = 1e30", "part_size" },
+        { "multipart_threshold = -1", "multipart_threshold" }, { "max_attempts = 0", "max_attempts" },
+        { "max_attempts = 2.5", "max_attempts" }, { "keep = 0", "keep" },
+        { "low_speed_limit = 0", "low_speed_limit" } } do
+        local proj = project(string.format("{ to = 'file:///tmp/', %s }", c[1]))
+        local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj })
+        assert.are.equal(2, r.code, r.output)
+        assert.matches("tide%.lua: `backup%." .. c[2] .. "` must be a whole number from %d+ to %d+", r.stderr)
+      end
+      assert.are.same({}, H.applied(db))
+    end)
+
+    it("refuses a missing file:// destination folder (exit 7) instead of creating it", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      local missing = H.tmpdir() .. "/missing/dir"
+      local r = H.tide({ "upgrade", "--url", db.url, "--backup-to", "file://" .. missing .. "/" },
+        { dir = project(string.format("{ pg_bindir = %q }", BIN)) })
+      assert_failed_closed(r, db, before, "checking the destination: file://.*/missing/dir/: No such file or "
+        .. "directory %(create the folder first: tide creates only each backup's own folder in it%)")
+      assert.is_false(core.isdir(missing:match("^(.*)/dir$")))
+      r = H.tide({ "backups", "--backup-to", "file://" .. missing .. "/" }, { dir = project("{}") })
+      assert.are.equal(7, r.code, r.output)
+      assert.matches("No such file or directory", r.stderr)
+    end)
+  end)
+
+  describe("restore into a database", function()
+    local function one_backup()
+      local db = db_from(template.name)
+      local dir = H.tmpdir()
+      local proj = project(string.format("{ to = %q, pg_bindir = %q }", "file://" .. dir .. "/", BIN))
+      local r = H.tide({ "backup", "--url", db.url, "--json" }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      return json.decode(r.stdout).id, proj
+    end
+
+    it("that does not exist says to create it (exit 3), or creates it with --create", function()
+      local id, proj = one_backup()
+      local name = "tide_bk_new_" .. (core.random_bytes(3):gsub(".", function(c)
+        return string.format("%02x", c:byte())
+      end))
+      extra_dbs[#extra_dbs + 1] = name
+      local r = H.tide({ "restore", id, "--to", H.url(name), "--yes" }, { dir = proj })
+      assert.are.equal(3, r.code, r.output)
+      assert.matches('the database "' .. name .. '" does not exist on the server of .*: create it first %(createdb, '
+        .. "or CREATE DATABASE%), or pass %-%-create to let restore create it", r.stderr)
+      assert.are.same({}, H.sql(nil, "SELECT 1 FROM pg_database WHERE datname = $1", name))
+      r = H.tide({ "restore", id, "--to", H.url(name), "--yes", "--create" }, { dir = proj })
+      assert.are.equal(0, r.code, r.output)
+      assert.are.equal(160000, H.sql({ url = H.url(name) }, "SELECT count(*)::int AS n FROM big")[1].n)
+    end)
+
+    it("asks on a terminal, and an answer of no exits 2 with nothing changed", function()
+      local id, proj = one_backup()
+      local target = H.fresh_db()
+      local out = os.tmpname()
+      -- script(1) gives tide a terminal; the answer comes from the pipe into it
+      local cmd = "unset DATABASE_URL; cd " .. H.shell_quote(proj) .. " && printf 'n\\n' | script -qec "
+        .. H.shell_quote(H.command { "restore", id, "--to", target.url } .. "; echo exit=$?") .. " /dev/null > "
+        .. H.shell_quote(out) .. " 2>&1"
+      os.execute(cmd)
+      local screen = H.read(out)
+      os.remove(out)
+      assert.matches("Restore backup " .. lit(id) .. " .*%? %[y/N%]", screen)
+      assert.matches("restore cancelled: nothing was changed", screen)
+      assert.matches("exit=2", screen)
+      assert.are.same({}, H.tables(target))
     end)
   end)
 end)

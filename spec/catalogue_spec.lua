@@ -85,10 +85,17 @@ local CASES = {
       return string.format("return { backup = { to = 'http://127.0.0.1:%d/backups/', deadline = 2, "
         .. "max_attempts = 2 } }\n", H.closed_port())
     end },
+  { id = "backup-folder-missing", files = with { ["003_c.lua"] = rev("003", "002") }, before = GOOD,
+    tide_lua = function()
+      return string.format("return { backup = { to = 'file://%s/not/mounted/' } }\n", H.tmpdir())
+    end },
+  { id = "plaintext-credentials", files = with { ["003_c.lua"] = rev("003", "002") }, before = GOOD,
+    tide_lua = "return { backup = { to = 'http://backup.example.invalid/db/', "
+      .. "headers = { ['X-Api-Key'] = 'k' } } }\n" },
   { id = "disk-full", files = with { ["003_c.lua"] = rev("003", "002") }, before = GOOD, root = true,
     setup = function(_, dir)
       local mnt = dir .. "/full"
-      assert(os.execute("mkdir -p " .. H.shell_quote(mnt)))
+      assert(os.execute("mkdir -p " .. H.shell_quote(mnt) .. " " .. H.shell_quote(dir .. "/backups")))
       assert(os.execute("mount -t tmpfs -o size=64k tide-catalogue " .. H.shell_quote(mnt)))
       H.write(dir .. "/tide.lua", string.format("return { backup = { to = 'file://%s/backups/', tmp_dir = %q } }\n",
         dir, mnt))

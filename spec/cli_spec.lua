@@ -1117,13 +1117,8 @@ return { revision = "004", down_revision = "003", message = "typo",
       while core.now() < deadline and not cmdline do
         local waiting = #H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
           .. "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") > 0
-        for _, pid in ipairs(waiting and H.descendants(run.pid) or {}) do
-          local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
-          local exe = p:read("l")
-          p:close()
-          if exe == H.bin then
-            cmdline = (H.read("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
-          end
+        for _, pid in ipairs(waiting and H.tide_pids(run.pid) or {}) do
+          cmdline = (H.read("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
         end
         core.sleep(0.05)
       end
@@ -1151,6 +1146,28 @@ return { revision = "004", down_revision = "003", message = "typo",
       local cmdline = cmdline_while_waiting(string.format("host=%s port=%s dbname=%s password=%s",
         os.getenv("PGHOST"), os.getenv("PGPORT"), db.name, password))
       assert.is_nil(cmdline:find(password, 1, true), "password visible in /proc/<pid>/cmdline: " .. cmdline)
+    end)
+
+    -- libpq percent-decodes a URL parameter's name: `%70assword` is its password. Hiding works
+    -- on what libpq parses, so every place that shows a URL hides it too.
+    it("hides a password named %70assword in /proc/<pid>/cmdline, status and errors", function()
+      local url = H.url(db.name) .. "?sslmode=disable&%70assword=" .. password
+      local cmdline = cmdline_while_waiting(url)
+      assert.is_nil(cmdline:find(password, 1, true), "password visible in /proc/<pid>/cmdline: " .. cmdline)
+      local no_passfile = { dir = dir, unset = { "PGPASSFILE", "DATABASE_URL" } }
+      local r = tide({ "status", "--url", url }, no_passfile)
+      assert.are.equal(0, r.code, r.output) -- the password did reach libpq
+      assert.matches("database: .*%%70assword=%*%*%*%*", r.stdout)
+      assert_hidden(r, password)
+      -- an unknown database, and a string libpq cannot parse, whose error quotes it
+      r = tide({ "status", "--url", H.url("tide_no_such_db") .. "?%70assword=" .. password }, no_passfile)
+      assert.are.equal(3, r.code, r.output)
+      assert.matches("does not exist", r.stderr)
+      assert_hidden(r, password)
+      r = tide({ "status", "--url", H.url(db.name) .. "?%70assword=" .. password .. "%zz" }, no_passfile)
+      assert.are.equal(3, r.code, r.output)
+      assert.matches("percent%-encoded", r.stderr)
+      assert_hidden(r, password)
     end)
 
     -- libpq accepts spaces around `=` in a keyword string: the mask must too (fixed in 6f205c7).

@@ -122,3 +122,32 @@ describe("core.sleep() (review)", function()
     assert.is_true(core.now() - t < 0.5)
   end)
 end)
+
+describe("tide's connections (issue 14's review) #db", function()
+  after_each(H.cleanup)
+
+  it("speak UTF-8 whatever PGCLIENTENCODING says, so a message escaped byte by byte stays one literal", function()
+    local db = H.fresh_db()
+    -- In Shift-JIS the UTF-8 bytes of "ā" end in 0x81, a lead byte that takes the next byte as
+    -- its second: a backslash after it stops escaping, a quote after it ends nothing.
+    local message = "caf\u{e9} \u{101}\\ and \u{101}' \u{8868}"
+    local dir = H.project { ["001_a.lua"] = H.revision { revision = "001", message = message,
+      up = "CREATE TABLE t (id int)" } }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir, env = { PGCLIENTENCODING = "SJIS" } })
+    assert.are.equal(0, r.code, r.output)
+    assert.are.equal(message, H.sql(db, "SELECT message FROM tide.revision")[1].message)
+    -- even a URL that asks for another encoding gets UTF-8
+    local conn <close> = core.connect(db.url .. "?client_encoding=SJIS")
+    assert.are.equal("UTF8", conn:query("SHOW client_encoding")[1].client_encoding)
+  end)
+
+  it("print server notices without terminal escape sequences", function()
+    local db = H.fresh_db()
+    local dir = H.project { ["001_a.lua"] = H.revision { revision = "001",
+      up = [[DO $$ BEGIN RAISE NOTICE '%', E'\x1b]0;owned\x07\x1b[2J\x1b[31mred\u009b'; END $$]] } }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(0, r.code, r.output)
+    assert.is_nil(r.stderr:find("[\27\7]"), "a control character reached the terminal: " .. r.stderr)
+    assert.matches("tide: server: NOTICE: \\x1b%]0;owned\\x07\\x1b%[2J\\x1b%[31mred\\u009b", r.stderr)
+  end)
+end)

@@ -71,6 +71,23 @@ end
 describe("dry runs #db", function()
   after_each(H.cleanup)
 
+  it("--sql writes a script in UTF-8 that says so: psql with PGCLIENTENCODING=SJIS applies it as written", function()
+    -- the UTF-8 bytes of "ā" end in a Shift-JIS lead byte, which would swallow the escaping after it
+    local message = "\u{101}\\ and \u{101}' \u{8868}"
+    local dir = H.project { ["001_a.lua"] = H.revision { revision = "001", message = message,
+      up = "CREATE TABLE t (id int)" } }
+    local db = H.fresh_db()
+    local r = H.tide({ "upgrade", "--sql", "--url", db.url }, { dir = dir, env = { PGCLIENTENCODING = "SJIS" } })
+    assert.equal(0, r.code, r.stderr)
+    local file = H.tmpdir() .. "/up.sql"
+    H.write(file, r.stdout)
+    local p = assert(io.popen(string.format("PGCLIENTENCODING=SJIS psql -X -q -v ON_ERROR_STOP=1 -d %s -f %s 2>&1",
+      H.shell_quote(db.url), H.shell_quote(file))))
+    local output = p:read("a")
+    assert.is_true(p:close(), output)
+    assert.equal(message, H.sql(db, "SELECT message FROM tide.revision")[1].message)
+  end)
+
   it("--sql prints a script that psql applies to the same schema and tracking rows as upgrade", function()
     local dir = H.project(REVS)
     local a, b = H.fresh_db(), H.fresh_db()

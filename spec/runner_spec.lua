@@ -190,13 +190,8 @@ describe("tide.runner #db", function()
       core.sleep(0.05)
     end
     local killed = false
-    for _, pid in ipairs(H.descendants(run.pid)) do
-      local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
-      local exe = p:read("l")
-      p:close()
-      if exe == H.bin then
-        killed = os.execute("kill -9 " .. pid) and true
-      end
+    for _, pid in ipairs(H.tide_pids(run.pid)) do
+      killed = os.execute("kill -9 " .. pid) and true
     end
     assert.is_true(killed, "did not find the running tide")
     local r = run.wait()

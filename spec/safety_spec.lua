@@ -156,9 +156,33 @@ CREATE TABLE t1 (id int PRIMARY KEY);
     local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
     assert.equal(0, r.code, r.stderr)
     assert.same({ "001", "002" }, H.applied(db))
-    assert.equal("tide migration state (format 2)",
+    assert.equal("tide migration state (format 3)",
       H.sql(db, "SELECT obj_description('tide'::regnamespace, 'pg_namespace') AS c")[1].c)
     assert.equal(1, #H.sql(db, "SELECT 1 FROM pg_attribute WHERE attrelid = 'tide.revision'::regclass "
       .. "AND attname = 'state'"))
+  end)
+
+  it("upgrades a format 2 schema to format 3 (the backup's checksum in history) when something runs", function()
+    local db = H.fresh_db()
+    local dir = H.project(H.chain(1))
+    assert.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
+    -- back to the layout of format 2: no backup_sha256 and backup_size in history
+    H.sql(db, "ALTER TABLE tide.history DROP COLUMN backup_sha256, DROP COLUMN backup_size; "
+      .. "COMMENT ON SCHEMA tide IS 'tide migration state (format 2)';")
+    -- nothing pending: the lock-free read works with format 2 and changes nothing
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.stderr)
+    assert.matches("nothing to do", r.output)
+    assert.equal("tide migration state (format 2)",
+      H.sql(db, "SELECT obj_description('tide'::regnamespace, 'pg_namespace') AS c")[1].c)
+    -- something pending: the upgrade brings the layout to format 3 under the lock
+    H.write(dir .. "/versions/002_t2.lua", H.chain(2)["002_t2.lua"])
+    r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.equal(0, r.code, r.stderr)
+    assert.same({ "001", "002" }, H.applied(db))
+    assert.equal("tide migration state (format 3)",
+      H.sql(db, "SELECT obj_description('tide'::regnamespace, 'pg_namespace') AS c")[1].c)
+    assert.equal(2, #H.sql(db, "SELECT 1 FROM pg_attribute WHERE attrelid = 'tide.history'::regclass "
+      .. "AND attname IN ('backup_sha256', 'backup_size') AND NOT attisdropped"))
   end)
 end)

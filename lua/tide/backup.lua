@@ -3,15 +3,21 @@
 --
 -- One backup, in order (any failure stops here: non-zero exit, one line naming the step, and
 -- the run applies nothing):
---   1. check the destination answers and accepts our credentials (a HEAD of the new object);
---   2. pg_dump -Fc into a temporary file (core.dump: version and free-space checks, full-read
+--   1. check the destination answers and accepts our credentials (a HEAD of the new object),
+--      and remove what killed tides left there and in tmp_dir (see sweep);
+--   2. pg_dump -Fc into a spool file (core.dump: version and free-space checks, full-read
 --      verification, SHA-256, MD5 and size);
 --   3. upload the archive (core.destination: file://, http(s)://, s3://), then HEAD it and
 --      compare size and ETag;
 --   4. write <id>/manifest.json last. Only a backup with a manifest exists: a failed one has its
 --      archive removed and never gets a manifest.
 -- Objects: <destination>/<id>/archive.dump and <destination>/<id>/manifest.json, where
--- id = <UTC time>-<database>-<random>, so names sort by time.
+-- id = <UTC time>-<database>-<random>, so names sort by time. The runs the backup protects
+-- record its reference, SHA-256 and size in their history rows: `tide restore` checks an
+-- archive against that record, not only against the manifest beside it.
+--
+-- SIGINT and SIGTERM during a backup or restore stop the children, remove the spools and what
+-- was uploaded, and end tide with 128 + the signal's number (kinds sigint and sigterm).
 local config = require "tide.config"
 local core = require "tide.core"
 local errors = require "tide.errors"
@@ -45,6 +51,19 @@ M.keys = {
   connect_timeout = "duration", -- whole seconds, rounded up (default 10s)
   multipart_threshold = "number", -- bytes; above it S3 uploads are multipart (default 64 MiB)
   part_size = "number", -- bytes per part (default 16 MiB, at least 5 MiB)
+  allow_plaintext = "boolean", -- let credentials travel over http:// to a host that is not loopback
+}
+
+local MiB = 1024 * 1024
+
+-- Whole numbers and their range: a value outside would be silently replaced by a default in C,
+-- or overflow there.
+local RANGES = {
+  keep = { 1, 1000000, "backups" },
+  max_attempts = { 1, 100, "attempts" },
+  low_speed_limit = { 1, 1024 * MiB, "bytes per second" },
+  part_size = { 5 * MiB, 5 * 1024 * MiB, "bytes (S3 parts are 5 MiB to 5 GiB)" },
+  multipart_threshold = { 5 * MiB, 5 * 1024 * 1024 * MiB, "bytes (5 MiB to 5 TiB)" },
 }
 
 --- Checks the `backup` table of tide.lua; raises a config error naming the bad key.
@@ -72,8 +91,12 @@ function M.validate(tbl, where)
       errors.raise("config", string.format("%s: `backup.%s` must be a %s, got %s", where, k, M.keys[k], type(v)))
     end
   end
-  if tbl.keep ~= nil and (tbl.keep < 1 or tbl.keep % 1 ~= 0) then
-    errors.raise("config", where .. ": `backup.keep` must be a whole number of backups, at least 1")
+  for k, r in pairs(RANGES) do
+    local v = tbl[k]
+    if v ~= nil and (not math.tointeger(v) or v < r[1] or v > r[2]) then
+      errors.raise("config", string.format("%s: `backup.%s` must be a whole number from %d to %d %s, got %s", where,
+        k, r[1], r[2], r[3], tostring(v)))
+    end
   end
   return tbl
 end
@@ -149,19 +172,64 @@ local function expand(value)
   end))
 end
 
+-- Whether url's host is this machine's loopback (what crosses no network).
+local function loopback(url)
+  local host = (url:match("^%a[%w+.-]*://([^/?#]*)") or ""):gsub("^.*@", ""):lower()
+  host = host:match("^%[([^%]]*)%]") or host:gsub(":%d*$", "")
+  return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- Credentials over plain http travel in clear: refused towards any host but loopback unless
+-- the project says allow_plaintext = true.
+local function check_plaintext(s, headers)
+  local url, what
+  if s.to:match("^[Hh][Tt][Tt][Pp]://") and #headers > 0 then
+    url, what = s.to, "the configured headers (bearer token)"
+  elseif s.to:match("^s3://") and s.endpoint and s.endpoint:match("^[Hh][Tt][Tt][Pp]://") then
+    url, what = s.endpoint, "the AWS credentials' signatures and the archive"
+  end
+  if url and not loopback(url) and not s.allow_plaintext then
+    errors.raise("config", string.format("backup destination %s: %s would travel unencrypted over http://; use "
+      .. "https://, or set backup.allow_plaintext = true", require("tide.config").redact(url), what))
+  end
+end
+
 --- Opens the destination of settings s (a tide.Destination). progress: fn(stage, done, total).
 function M.destination(s, progress)
   local headers = {}
+  local names = {}
   for name, value in pairs(s.headers or {}) do
-    headers[#headers + 1] = name .. ": " .. expand(value)
+    if type(name) ~= "string" or type(value) ~= "string" then
+      errors.raise("config", "backup.headers: names and values must be strings")
+    end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local value = s.headers[name]
+    -- one header each: a name that is an HTTP token, a value with no line break or NUL (which
+    -- would end the header and start another of the value's making)
+    if not name:match("^[%w!#$%%&'*+.^_`|~-]+$") then
+      errors.raise("config", string.format("backup.headers: %q is not a header name", name))
+    end
+    value = expand(value)
+    if value:find("[\r\n\0]") then
+      errors.raise("config", string.format("backup.headers: the value of %s holds a line break or NUL byte", name))
+    end
+    headers[#headers + 1] = name .. ": " .. value
   end
   if s.bearer_token_env then
     local token = os.getenv(s.bearer_token_env)
     if not token or token == "" then
       errors.raise("config", string.format("backup.bearer_token_env: %s is not set", s.bearer_token_env))
     end
+    if token:find("[\r\n\0]") then
+      errors.raise("config", string.format("backup.bearer_token_env: %s holds a line break or NUL byte",
+        s.bearer_token_env))
+    end
     headers[#headers + 1] = "Authorization: Bearer " .. token
   end
+  check_plaintext(s, headers)
   local ok, dest = pcall(core.destination, {
     url = s.to,
     access_key_id = s.access_key_id,
@@ -180,7 +248,7 @@ function M.destination(s, progress)
     connect_timeout = s.connect_timeout,
     multipart_threshold = s.multipart_threshold,
     part_size = s.part_size,
-    debug = log.level >= 2, -- -v: HTTP headers on stderr, Authorization redacted
+    debug = log.level >= 2, -- -v: HTTP headers on stderr, credentials hidden
     progress = progress,
   })
   if not ok then
@@ -242,7 +310,18 @@ local function random_hex(n)
   end))
 end
 
+-- A caught SIGINT/SIGTERM becomes the error that ends tide with 128 + its number.
+local function raise_interrupted(step, outcome)
+  local sig = core.interrupted()
+  errors.raise(sig == "SIGINT" and "sigint" or "sigterm", string.format("%s interrupted by %s%s: its children "
+    .. "were stopped and its temporary files removed; %s", outcome and "restore" or "backup", sig,
+    step and (" at " .. step) or "", outcome or "nothing was migrated"))
+end
+
 local function fail(step, err)
+  if core.interrupted() then
+    raise_interrupted(step)
+  end
   local why = errors.is_error(err) and err.message or tostring(err)
   errors.raise("backup", string.format("backup failed at %s: %s", step, why), { step = step })
 end
@@ -269,6 +348,60 @@ local function applied_revisions(conn, cfg)
   return ids
 end
 
+-- A backup id as M.run makes them: <UTC time>-<database>-<6 hex>.
+local ID = "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%d%d%d%dZ%-.+%-%x%x%x%x%x%x$"
+
+-- How old a temporary object of tide's own must be before the next backup takes it for the
+-- remains of a killed tide, where nothing better tells (an S3 multipart upload, an archive that
+-- never got its manifest): a day, or twice the transfer deadline if that is longer.
+local function stale_age(s)
+  return math.max(24 * 3600, 2 * (tonumber(s.deadline) or 900))
+end
+
+--- Removes what killed tides left behind: spools in tmp_dir and temporary files at a file://
+--- destination once their lock is free (their tide is gone), and, older than stale_age, S3
+--- multipart uploads of archives and archives that never got a manifest. Only tide's own names;
+--- best effort: a failure is a warning, never a failed backup.
+function M.sweep(dest, s)
+  local where = dest:display()
+  local ok, removed = pcall(core.sweep_spools, s.tmp_dir)
+  for _, name in ipairs(ok and removed or {}) do
+    log.info("backup: removed %s/%s, a spool left by a tide that was stopped before it finished", s.tmp_dir, name)
+  end
+  ok, removed = pcall(dest.sweep, dest, stale_age(s))
+  if not ok then
+    log.warn("backup: could not look for temporary objects left at %s: %s", where,
+      errors.is_error(removed) and removed.message or tostring(removed))
+    return
+  end
+  for _, name in ipairs(removed) do
+    log.info("backup: removed %s%s, left by a tide that was stopped before it finished", where, name)
+  end
+  if not (s.to:match("^file://") or s.to:match("^s3://")) then
+    return -- http(s) cannot be listed
+  end
+  local listed
+  ok, listed = pcall(dest.list, dest)
+  if not ok then
+    return
+  end
+  local manifests, now = {}, os.time()
+  for _, o in ipairs(listed) do
+    local id = o.name:match("^([^/]+)/manifest%.json$")
+    if id then
+      manifests[id] = true
+    end
+  end
+  for _, o in ipairs(listed) do
+    local id = o.name:match("^([^/]+)/archive%.dump$")
+    if id and id:match(ID) and not manifests[id] and o.mtime and now - o.mtime > stale_age(s) then
+      if pcall(dest.delete, dest, o.name) then
+        log.info("backup: removed %s%s, an archive that never got its manifest (a failed backup's)", where, o.name)
+      end
+    end
+  end
+end
+
 --- Takes one complete backup of the database conn is connected to.
 ---@param ctx table {cfg, flags, conn, target?, run?, revisions?}
 ---@return table {id, reference, archive, manifest, size, sha256}
@@ -277,6 +410,9 @@ function M.run(ctx)
   if not s then
     errors.raise("usage", "no backup destination: set `backup = { to = ... }` in tide.lua or pass --backup-to URL")
   end
+  -- until the guard closes, SIGINT/SIGTERM stop the backup's C loops instead of killing tide
+  -- outright, so that everything below can clean up
+  local _ <close> = core.catch_signals()
   local conn = ctx.conn
   local progress = reporter()
   local info = conn:info()
@@ -297,6 +433,7 @@ function M.run(ctx)
   if step("checking the destination", dest.head, dest, archive) then
     fail("checking the destination", "an object named " .. archive .. " already exists")
   end
+  M.sweep(dest, s)
 
   -- 2. dump, verify, hash
   local t0 = core.now()
@@ -311,6 +448,7 @@ function M.run(ctx)
     estimate = db.size,
     progress = progress.update,
   })
+  local spool <close> = dumped.spool -- removes the archive's spool file however this ends
   progress.done("dumped and verified", dumped.size, core.now() - t0)
 
   local ok, err = pcall(function()
@@ -329,6 +467,9 @@ function M.run(ctx)
     if head.etag and head.etag:match("^%x+%-?%d*$") and (#head.etag == 32 or head.etag:find("-", 1, true))
       and head.etag ~= want then
       fail("checking the upload", string.format("%s has ETag %s, expected %s", archive, head.etag, want))
+    end
+    if core.interrupted() then
+      raise_interrupted("checking the upload")
     end
     -- 4. the manifest, last
     local manifest = {
@@ -352,7 +493,7 @@ function M.run(ctx)
     }
     step("writing the manifest", dest.put_string, dest, manifest_name, json.encode(manifest))
   end)
-  os.remove(dumped.path)
+  spool:close()
   if not ok then
     -- a failed backup leaves no manifest and no archive behind
     pcall(dest.delete, dest, manifest_name)
@@ -363,7 +504,7 @@ function M.run(ctx)
 
   local result = { id = id, reference = reference, size = dumped.size, sha256 = dumped.sha256 }
   if s.keep then
-    local pruned_ok, pruned = pcall(M.prune, dest, s.keep, id, ctx.protect)
+    local pruned_ok, pruned = pcall(M.prune, dest, s.keep, id, ctx.protect, db.name)
     if pruned_ok then
       result.pruned = pruned
     else
@@ -411,21 +552,34 @@ function M.list(dest)
   return out
 end
 
---- Deletes complete backups beyond the newest keep, never just_made, never one in protect
---- (a set of ids: the backup of the latest run). The manifest goes first: once it is gone the
---- backup no longer exists, even if removing the archive then fails.
+--- Keeps `keep` complete backups of `database` at dest and deletes the older ones. The one just
+--- made and the ones in protect (a set of ids: the backup of the latest run) are never deleted
+--- and count towards keep, so keep = N leaves N backups (more only when those alone are more).
+--- Other databases' backups at the same destination are not this database's to count or prune.
+--- The manifest goes first: once it is gone the backup no longer exists, even if removing the
+--- archive then fails.
 ---@return string[] ids pruned
-function M.prune(dest, keep, just_made, protect)
-  local list = M.list(dest)
-  local pruned = {}
-  local kept = 0
-  for i = #list, 1, -1 do
-    local b = list[i]
+function M.prune(dest, keep, just_made, protect, database)
+  local mine = {}
+  for _, b in ipairs(M.list(dest)) do
+    if database == nil or b.database == database or b.id == just_made then
+      mine[#mine + 1] = b
+    end
+  end
+  local must = {}
+  local slots = keep
+  for _, b in ipairs(mine) do
     if b.id == just_made or (protect and protect[b.id]) then
-      kept = kept + (b.id == just_made and 1 or 0)
-    elseif kept < keep then
-      kept = kept + 1
-    else
+      must[b.id] = true
+      slots = slots - 1
+    end
+  end
+  local pruned = {}
+  for i = #mine, 1, -1 do
+    local b = mine[i]
+    if not must[b.id] and slots > 0 then
+      slots = slots - 1
+    elseif not must[b.id] then
       dest:delete(b.id .. "/manifest.json")
       dest:delete(b.id .. "/" .. (b.manifest.archive or "archive.dump"))
       pruned[#pruned + 1] = b.id
@@ -517,6 +671,8 @@ function M.hook(ctx, flags)
         revisions = revs,
         protect = latest_run_backup(info.conn, ctx.cfg),
       }
+      -- the run's history rows keep the archive's checksum and size: restore's trust anchor
+      info.run.backup_sha256, info.run.backup_size = r.sha256, r.size
       return r.reference
     end
     if hooks.before_migrate then
@@ -568,7 +724,77 @@ local function confirm(question)
   return answer and answer:match("^%s*[yY]") ~= nil
 end
 
---- Restores backup id into the database at url.
+-- What the project's database (the one tide migrates, normally the backup's source) recorded of
+-- backup id when a migration took it: {sha256, size, run_id} | nil, why not.
+local function history_record(cfg, id)
+  local where = cfg.url ~= "" and require("tide.config").redact(cfg.url) or "the database named by PG* variables"
+  local ok, conn = pcall(core.connect, cfg.url, "tide-restore")
+  if not ok then
+    return nil, string.format("cannot reach %s to check backup %s against its history (%s)", where, id,
+      errors.is_error(conn) and conn.message or tostring(conn))
+  end
+  local read, row = pcall(require("tide.track").backup_record, conn, cfg.schema, id)
+  conn:close()
+  if not read then
+    return nil, string.format("cannot read the history of %s to check backup %s (%s)", where, id,
+      errors.is_error(row) and row.message or tostring(row))
+  end
+  if not row then
+    return nil, string.format("%s has no record of backup %s (only the backups its migrations take are "
+      .. "recorded, with their checksum since tide's tracking format 3)", where, id)
+  end
+  row.where = where
+  return row
+end
+
+-- Connects to the restore target. When its database does not exist (asked of the server's
+-- maintenance database, not read from an error message), creates it with --create, else says
+-- how. Returns the connection and whether the database was created.
+local function connect_target(target, opts, ask)
+  local config = require "tide.config"
+  local ok, conn = pcall(core.connect, target, "tide-restore")
+  if ok then
+    conn:on_notice(log.notice)
+    return conn, false
+  end
+  local err = conn
+  local maint
+  for _, name in ipairs { "postgres", "template1" } do
+    local reached, c = pcall(core.connect, target, "tide-restore", { dbname = name })
+    if reached then
+      maint = c
+      break
+    end
+  end
+  local missing = maint and err.dbname and #maint:query("SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+    err.dbname) == 0
+  if not missing then
+    if maint then
+      maint:close()
+    end
+    errors.raise("connect", string.format("cannot connect to %s (from --to): %s", config.redact(target),
+      errors.is_error(err) and err.message or tostring(err)))
+  end
+  if not opts.create then
+    maint:close()
+    errors.raise("connect", string.format("the database %q does not exist on the server of %s: create it first "
+      .. "(createdb, or CREATE DATABASE), or pass --create to let restore create it", err.dbname,
+      config.redact(target)))
+  end
+  ask(string.format("a new database %q", err.dbname))
+  -- template0: pg_dump's archive assumes a database with nothing but what it restores
+  local created, why = pcall(maint.exec, maint, "CREATE DATABASE " .. require("tide.sql").ident(err.dbname)
+    .. " TEMPLATE template0")
+  maint:close()
+  if not created then
+    errors.raise("connect", string.format("cannot create the database %q: %s", err.dbname,
+      errors.is_error(why) and why.message or tostring(why)))
+  end
+  log.info("restore: created the database %q", err.dbname)
+  return assert(core.connect(target, "tide-restore")), true
+end
+
+--- Restores backup id into the database at opts.to.
 ---@param ctx table {cfg, flags}
 function M.restore(ctx, id, opts)
   local s = M.settings(ctx.cfg, ctx.flags)
@@ -587,55 +813,88 @@ function M.restore(ctx, id, opts)
       errors.is_error(text) and text.message or tostring(text)))
   end
   local m = json.decode(text)
-  if type(m) ~= "table" or m.id ~= id or type(m.sha256) ~= "string" or type(m.size) ~= "number" then
+  if type(m) ~= "table" or m.id ~= id or type(m.sha256) ~= "string" or not math.tointeger(m.size) then
     errors.raise("backup", string.format("%s%s/manifest.json is not a valid manifest", dest:display(), id))
   end
 
-  local conn <close> = require("tide.runner").connect({ url = target, url_source = "--to",
-    application_name = "tide-restore", search_path = "pg_catalog" })
-  local objects = user_objects(conn)
-  if (objects.relations > 0 or objects.schemas > 0) and not opts.clean then
-    local count = require("tide.text").count
-    errors.raise("usage", string.format("the target database is not empty (%s, %s): restore into "
-      .. "an empty database, or pass --clean to drop and replace the backup's objects",
-      count(objects.relations, "relation"), count(objects.schemas, "schema")))
+  -- The manifest sits beside the archive: whoever can replace one can replace both. The
+  -- database's own history, when it holds the backup's record, is what the archive must match.
+  local record, why_not = history_record(ctx.cfg, id)
+  if record and (record.sha256 ~= m.sha256 or record.size ~= m.size) then
+    errors.raise("backup", string.format("backup %s at %s does not match the record in the history of %s: the "
+      .. "history says sha256 %s and %d bytes, the manifest %s and %d bytes; the archive there is not the one tide "
+      .. "took, refusing to restore it", id, dest:display(), record.where, record.sha256, record.size, m.sha256,
+      m.size))
+  elseif record then
+    log.info("restore: backup %s matches its record in the history of %s (run %s)", id, record.where,
+      tostring(record.run_id))
+  else
+    log.warn("restore: %s: the archive is checked against its manifest only", why_not)
   end
-  if not opts.yes then
+
+  local function ask(what)
+    if opts.yes then
+      return
+    end
     if not (core.isatty(0) and core.isatty(2)) then
       errors.raise("usage", "restore replaces data: pass --yes to confirm when not on a terminal")
     end
-    if not confirm(string.format("Restore backup %s (database %s, %s) into %s?", id, tostring(m.database),
-      human(m.size), redact(target))) then
-      errors.raise("usage", "restore cancelled")
+    if not confirm(string.format("Restore backup %s (database %s, %s) into %s (%s)?", id, tostring(m.database),
+      human(m.size), redact(target), what)) then
+      errors.raise("usage", "restore cancelled: nothing was changed")
+    end
+  end
+  local conn, created = connect_target(target, opts, ask)
+  if not created then
+    local objects = user_objects(conn)
+    if (objects.relations > 0 or objects.schemas > 0) and not opts.clean then
+      conn:close()
+      local count = require("tide.text").count
+      errors.raise("usage", string.format("the target database is not empty (%s, %s): restore into an empty "
+        .. "database, or pass --clean to drop and replace the backup's objects", count(objects.relations, "relation"),
+        count(objects.schemas, "schema")))
+    end
+    local ok_ask, why = pcall(ask, "an existing database")
+    if not ok_ask then
+      conn:close()
+      error(why, 0)
     end
   end
   conn:close()
 
-  local tmp_dir = s.tmp_dir
-  local path = string.format("%s/tide-restore-%s.dump", tmp_dir, random_hex(6))
-  local _, pg_restore = M.tools(s)
-  local done, err = pcall(function()
-    local t0 = core.now()
-    local got = step("download", dest.get_file, dest, id .. "/" .. (m.archive or "archive.dump"), path)
-    if got.size ~= m.size or got.sha256 ~= m.sha256 then
-      fail("checking the download", string.format("the archive has %d bytes and sha256 %s; the manifest says %d and "
-        .. "%s", got.size, got.sha256, m.size, m.sha256))
-    end
-    log.info("restore: downloaded and checked %s in %.1f s", human(got.size), core.now() - t0)
-    t0 = core.now()
-    local r_ok, r_err = pcall(core.restore_archive, { pg_restore = pg_restore, url = target, path = path,
-      clean = opts.clean or false })
-    if not r_ok then
-      errors.raise("backup", "restore failed (rolled back: nothing was restored): "
-        .. (errors.is_error(r_err) and r_err.message or tostring(r_err)))
-    end
-    log.info("restore: pg_restore finished in %.1f s", core.now() - t0)
-  end)
-  os.remove(path)
-  if not done then
-    error(err, 0)
+  -- from here on SIGINT/SIGTERM stop the download or pg_restore and remove the spool
+  local _ <close> = core.catch_signals()
+  for _, name in ipairs(core.sweep_spools(s.tmp_dir)) do
+    log.info("restore: removed %s/%s, a spool left by a tide that was stopped before it finished", s.tmp_dir, name)
   end
-  return { id = id, database = m.database, size = m.size, sha256 = m.sha256, revisions = m.revisions }
+  local _ <close>, path = core.spool(s.tmp_dir, "tide-restore") -- the spool goes when this ends
+  local _, pg_restore = M.tools(s)
+  local t0 = core.now()
+  -- never more than the record says (or the manifest, when there is no record)
+  local got_ok, got = pcall(dest.get_file, dest, id .. "/" .. (m.archive or "archive.dump"), path, m.size)
+  if not got_ok and core.interrupted() then
+    raise_interrupted("download", "nothing was restored")
+  elseif not got_ok then
+    fail("download", got)
+  end
+  if got.size ~= m.size or got.sha256 ~= m.sha256 then
+    fail("checking the download", string.format("the archive has %d bytes and sha256 %s; the %s says %d and %s",
+      got.size, got.sha256, record and "database's history" or "manifest", m.size, m.sha256))
+  end
+  log.info("restore: downloaded and checked %s in %.1f s", human(got.size), core.now() - t0)
+  t0 = core.now()
+  local r_ok, r_err = pcall(core.restore_archive, { pg_restore = pg_restore, url = target, path = path,
+    clean = opts.clean or false })
+  if not r_ok then
+    if core.interrupted() then
+      raise_interrupted("pg_restore", "nothing was restored (pg_restore's transaction was rolled back)")
+    end
+    errors.raise("backup", "restore failed (rolled back: nothing was restored): "
+      .. (errors.is_error(r_err) and r_err.message or tostring(r_err)))
+  end
+  log.info("restore: pg_restore finished in %.1f s", core.now() - t0)
+  return { id = id, database = m.database, size = m.size, sha256 = m.sha256, revisions = m.revisions,
+    checked_against = record and record.where or nil, created = created or nil }
 end
 
 -- Commands --------------------------------------------------------------------------------------
@@ -707,11 +966,13 @@ M.commands = {
     name = "restore",
     usage = "restore ID --to URL",
     summary = "restore a backup into a database (an empty one unless --clean)",
-    details = "Downloads the archive, checks size and SHA-256 against the manifest, and runs "
-      .. "pg_restore --single-transaction --exit-on-error.",
+    details = "Checks the backup against the record the project's database (--url, DATABASE_URL, tide.lua) "
+      .. "keeps of it in its history, downloads the archive, checks size and SHA-256, and runs "
+      .. "pg_restore --single-transaction --exit-on-error. Answering no to the question exits 2.",
     flags = {
       BACKUP_TO,
       { "to", "URL", "the database to restore into (required)" },
+      { "create", nil, "create the database named by --to when it does not exist" },
       { "clean", nil, "drop the backup's objects in the target before restoring them" },
       { "yes", nil, "do not ask for confirmation" },
     },
@@ -721,7 +982,7 @@ M.commands = {
       if not flags.to then
         errors.raise("usage", "usage: tide restore ID --to URL")
       end
-      return M.restore(ctx, args[1], { to = flags.to, clean = flags.clean, yes = flags.yes })
+      return M.restore(ctx, args[1], { to = flags.to, clean = flags.clean, yes = flags.yes, create = flags.create })
     end,
     print = function(r)
       out("restored %s (database %s, %s)", r.id, tostring(r.database), human(r.size))

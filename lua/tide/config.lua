@@ -119,18 +119,15 @@ end
 -- The options of `lint = {...}` in tide.lua, with their types (tide.lint reads them).
 M.lint_options = { require_rls = "boolean" }
 
---- Replaces the password in a URL or keyword conninfo with ****, for every message tide prints.
+--- Replaces every secret of a URL or keyword conninfo (password, sslpassword ... as libpq reads
+--- them, percent-encoded names included) with ****, for every message tide prints.
 ---@param url string
 ---@return string
 function M.redact(url)
   if not url then
     return url
   end
-  url = url:gsub("^(%a[%w+.-]*://[^/@:]*:)[^@/]*@", "%1****@")
-  url = url:gsub("([?&]password=)[^&]*", "%1****")
-  url = url:gsub("(password%s*=%s*)'[^']*'", "%1****")
-  url = url:gsub("(password%s*=%s*)[^%s']+", "%1****")
-  return url
+  return require("tide.core").redact(url)
 end
 
 -- The libraries a restricted environment sees through a proxy of its own: a table that reads

@@ -21,6 +21,8 @@ M.exit_codes = {
   ahead = 8, -- the database has revisions this code does not know
   drift = 9, -- an applied revision's file changed since it ran (upgrade without --allow-drift)
   internal = 70,
+  sigint = 130, -- a backup or restore stopped by SIGINT (128 + 2): children stopped, spools removed
+  sigterm = 143, -- the same for SIGTERM (128 + 15)
 }
 
 --- Raises a tide.Error of the given kind.

@@ -79,10 +79,22 @@ end
 --- Removes the live line, if one is shown (at the end of what it was about).
 M.clear_live = clear_live
 
+-- Control characters of a server's text, shown rather than sent to the terminal: a notice
+-- could otherwise carry escape sequences (colours, a rewritten title, a cleared screen) into
+-- an operator's terminal. C0 controls but tab, DEL, and C1 controls as UTF-8 (U+0080..U+009F).
+local function visible(text)
+  return (text:gsub("[\0-\8\11-\31\127]", function(c)
+    return string.format("\\x%02x", c:byte())
+  end):gsub("\194([\128-\159])", function(c)
+    return string.format("\\u%04x", c:byte())
+  end))
+end
+M.visible = visible
+
 --- Server notices (RAISE NOTICE in a revision, "skipping" from IF EXISTS) arrive here.
 function M.notice(text)
   for line in text:gmatch("[^\n]+") do
-    M.info("server: %s", line)
+    M.info("server: %s", visible(line))
   end
 end
 

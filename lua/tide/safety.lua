@@ -303,6 +303,8 @@ function M.sql_script(ctx, direction, target, opts)
   push("\\set ON_ERROR_STOP on")
   push(BOOK .. ": revisions create objects where tide's own connection would (search_path)")
   push(string.format("SELECT pg_catalog.set_config('search_path', %s, false);", sqlmod.literal(cfg.search_path)))
+  push(BOOK .. ": the literals below are written for UTF-8, as tide's own connection speaks it")
+  push("SET client_encoding = 'UTF8';")
   push("")
   if not present or format < track.format then
     push(BOOK .. ": the tracking tables")

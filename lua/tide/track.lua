@@ -22,7 +22,7 @@ local sql = require "tide.sql"
 
 local M = {}
 
-M.format = 2 -- version of the tables' layout, stored in the schema's comment
+M.format = 3 -- version of the tables' layout, stored in the schema's comment
 
 -- Every direction and outcome a history row can have (format 2 added accept and resolve).
 local DIRECTIONS = "'upgrade', 'downgrade', 'stamp', 'unstamp', 'accept', 'resolve'"
@@ -90,6 +90,10 @@ ALTER TABLE {schema}.history DROP CONSTRAINT IF EXISTS history_direction_check;
 ALTER TABLE {schema}.history ADD CONSTRAINT history_direction_check CHECK (direction IN ({directions}));
 ALTER TABLE {schema}.history DROP CONSTRAINT IF EXISTS history_outcome_check;
 ALTER TABLE {schema}.history ADD CONSTRAINT history_outcome_check CHECK (outcome IN ({outcomes}));
+-- format 3: the backup's SHA-256 and size, so that restore can check an archive against the
+-- database's own record rather than the manifest beside it in the bucket
+ALTER TABLE {schema}.history ADD COLUMN IF NOT EXISTS backup_sha256 text;
+ALTER TABLE {schema}.history ADD COLUMN IF NOT EXISTS backup_size bigint;
 COMMENT ON SCHEMA {schema} IS 'tide migration state (format {format})';
 ]]):gsub("{directions}", DIRECTIONS):gsub("{outcomes}", OUTCOMES)
     :gsub("{schema}", (s:gsub("%%", "%%%%"))):gsub("{format}", M.format)
@@ -199,19 +203,20 @@ end
 
 local function history_columns()
   return "run_id, revision, direction, outcome, started_at, duration_ms, checksum, error, sqlstate, "
-    .. "os_user, host, tide_version, backup, note"
+    .. "os_user, host, tide_version, backup, note, backup_sha256, backup_size"
 end
 
 -- $1 run_id $2 revision $3 direction $4 outcome $5 duration_ms $6 checksum $7 error $8 sqlstate
--- $9 os_user $10 host $11 tide_version $12 backup $13 note
+-- $9 os_user $10 host $11 tide_version $12 backup $13 note $14 backup_sha256 $15 backup_size
 local history_values = "$1, $2, $3, $4, pg_catalog.clock_timestamp() - $5 * interval '1 millisecond', "
-  .. "$5, $6, $7, $8, $9, $10, $11, $12, $13"
+  .. "$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::bigint"
 
--- The 13 history parameters, plus any that follow them in the statement.
+-- The 15 history parameters, plus any that follow them in the statement.
 local function history_args(run, rev_id, direction, outcome, ms, checksum, err, ...)
   local w = M.who()
   return table.pack(run.id, rev_id, direction, outcome, ms, checksum, err and err.text or nil,
-    err and err.sqlstate or nil, w.os_user, w.host, w.version, run.backup, run.note, ...)
+    err and err.sqlstate or nil, w.os_user, w.host, w.version, run.backup, run.note, run.backup_sha256,
+    run.backup_size, ...)
 end
 
 -- The bookkeeping statements run once per revision: prepared, the server parses and plans each
@@ -250,7 +255,7 @@ function M.record_upgrade(conn, schema, run, rev, ms, opts)
   local s = sql.ident(schema)
   query(conn, "WITH state AS (INSERT INTO " .. s .. ".revision "
     .. "(revision, message, checksum, checksum_algorithm, applied_by, duration_ms, source) "
-    .. "VALUES ($2, $14, $6, $15, $9 || '@' || $10, $5, $16) ON CONFLICT (revision) DO UPDATE SET "
+    .. "VALUES ($2, $16, $6, $17, $9 || '@' || $10, $5, $18) ON CONFLICT (revision) DO UPDATE SET "
     .. "message = EXCLUDED.message, checksum = EXCLUDED.checksum, checksum_algorithm = EXCLUDED.checksum_algorithm, "
     .. "applied_at = EXCLUDED.applied_at, applied_by = EXCLUDED.applied_by, duration_ms = EXCLUDED.duration_ms, "
     .. "source = EXCLUDED.source, state = 'applied', partial_direction = NULL, steps_total = NULL, "
@@ -317,8 +322,8 @@ end
 --- `tide accept`: the file's current checksum and source become the applied ones.
 function M.record_accept(conn, schema, run, rev, old_checksum)
   local s = sql.ident(schema)
-  query(conn, "WITH state AS (UPDATE " .. s .. ".revision SET checksum = $6, checksum_algorithm = $14, "
-    .. "source = $15, message = $16 WHERE revision = $2) "
+  query(conn, "WITH state AS (UPDATE " .. s .. ".revision SET checksum = $6, checksum_algorithm = $16, "
+    .. "source = $17, message = $18 WHERE revision = $2) "
     .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
     history_args(run, rev.revision, "accept", "applied", 0, rev.checksum,
       { text = "previous checksum " .. tostring(old_checksum) }, revisions.checksum_algorithm, rev.source, rev.message))
@@ -332,8 +337,8 @@ function M.record_resolve(conn, schema, run, rev, outcome)
     return
   end
   query(conn, "WITH state AS (UPDATE " .. s .. ".revision SET state = 'applied', partial_direction = NULL, "
-    .. "steps_total = NULL, failed_step = NULL, error = NULL, checksum = $6, checksum_algorithm = $14, "
-    .. "source = $15 WHERE revision = $2), "
+    .. "steps_total = NULL, failed_step = NULL, error = NULL, checksum = $6, checksum_algorithm = $16, "
+    .. "source = $17 WHERE revision = $2), "
     .. "steps AS (DELETE FROM " .. s .. ".step WHERE revision = $2) "
     .. "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
     history_args(run, rev.revision, "resolve", "applied", 0, rev.checksum, nil, revisions.checksum_algorithm,
@@ -345,6 +350,20 @@ function M.record_failure(conn, schema, run, rev, direction, ms, err)
   local s = sql.ident(schema)
   query(conn, "INSERT INTO " .. s .. ".history (" .. history_columns() .. ") VALUES (" .. history_values .. ")",
     history_args(run, rev.revision, direction, "failed", ms, rev.checksum, err))
+end
+
+--- What the history says of backup `id` (the last path segment of a backup reference): the
+--- newest {backup, sha256, size, run_id} recorded with a checksum, or nil when the tracking
+--- tables are missing, older than format 3, or hold no such record. A lock-free read.
+function M.backup_record(conn, schema, id)
+  local present, format = M.inspect(conn, schema)
+  if not present or format < 3 then
+    return nil
+  end
+  local row = conn:query("SELECT backup, backup_sha256 AS sha256, backup_size AS size, run_id FROM "
+    .. sql.ident(schema) .. ".history WHERE backup_sha256 IS NOT NULL "
+    .. "AND pg_catalog.strpos(backup, '/' || $1 || '/') > 0 ORDER BY id DESC LIMIT 1", id)[1]
+  return row
 end
 
 --- The applied history, newest first. A downgrade's outcome reads `reverted`, also in rows

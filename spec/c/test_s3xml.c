@@ -1,7 +1,7 @@
 /* test_s3xml.c: the S3 response parsing of upload.c, without a network: tide_xml_value
  * (entities, truncation, the cursor) and tide_s3_parse_list (one ListObjectsV2 page: elements
- * read on their own, the prefix, the continuation token). spec/fuzz/fuzz_s3xml.c holds the
- * properties; these pin the cases. */
+ * read on their own, the prefix, the continuation token, the time of each object).
+ * spec/fuzz/fuzz_s3xml.c holds the properties; these pin the cases. */
 #include <stdio.h>
 #include <string.h>
 
@@ -93,9 +93,34 @@ static void list(void) {
         "no body");
 }
 
+/* LastModified becomes the entry's mtime (seconds since the epoch, UTC); 0 when missing or not
+ * a time: the sweep of stale objects must never take a bad date for an old one. */
+static void times(void) {
+  const char *page = "<Contents><Key>a</Key><LastModified>2026-11-24T10:18:34.000Z</LastModified>"
+                     "<Size>1</Size></Contents>"
+                     "<Contents><Key>b</Key><Size>1</Size></Contents>"
+                     "<Contents><Key>c</Key><LastModified>yesterday</LastModified><Size>1</Size>"
+                     "</Contents>"
+                     "<Contents><Key>d</Key><LastModified>2024-02-29T23:59:59Z</LastModified>"
+                     "<Size>1</Size></Contents>";
+  tide_upload_entry *e;
+  size_t n;
+  char token[16];
+  tide_error err = {{0}, {0}};
+  CHECK(tide_s3_parse_list(page, "", &e, &n, token, sizeof token, &err) == 0 && n == 4,
+        "entries: %zu", n);
+  if (n == 4) {
+    CHECK(e[0].mtime == 1795515514LL, "a: %lld", e[0].mtime);
+    CHECK(e[1].mtime == 0 && e[2].mtime == 0, "b, c: %lld %lld", e[1].mtime, e[2].mtime);
+    CHECK(e[3].mtime == 1709251199LL, "d (a leap day): %lld", e[3].mtime);
+  }
+  tide_upload_entries_free(e, n);
+}
+
 int main(void) {
   values();
   list();
+  times();
   if (!failures)
     printf("ok: s3 xml\n");
   return failures ? 1 : 0;

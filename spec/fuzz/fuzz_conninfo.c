@@ -1,6 +1,7 @@
-/* fuzz_conninfo.c: libFuzzer target for connection strings: tide_mask_password (argv masking,
- * C) and tide.config.redact (every printed URL, Lua). A password placed in a URL or a keyword
- * string must be gone from both results, and masking must never change the length. */
+/* fuzz_conninfo.c: libFuzzer target for connection strings: tide_mask_password (argv masking)
+ * and tide.config.redact (every printed URL), one finder of secrets in C (sys.c). A password
+ * placed in a URL or a keyword string, under any name libpq reads as a secret (%70assword is
+ * password to it), must be gone from both results, and masking must never change the length. */
 #include "fuzz_lua.h"
 
 static const char *property =
@@ -14,7 +15,9 @@ static const char *property =
     "                       'postgres://:' .. pw .. '@h/d?sslmode=require',\n"
     "                       'postgresql://h/d?user=u&password=' .. pw .. '&x=1',\n"
     "                       'host=h password=' .. pw .. ' dbname=d',\n"
-    "                       \"host=h password='\" .. pw .. \"' dbname=d\" } do\n"
+    "                       \"host=h password='\" .. pw .. \"' dbname=d\",\n"
+    "                       'postgresql://h/d?%70assword=' .. pw,\n"
+    "                       'host=h sslpassword=' .. pw .. ' dbname=d' } do\n"
     "  local shown = redact(url)\n"
     "  local rest = url:gsub(pw:gsub('%p', '%%%0'), '', 1)\n"
     "  if not rest:find(pw, 1, true) then\n"

@@ -33,8 +33,16 @@ Fault JSON (all keys optional; counters decrement per matching request):
                                                                    # then drop (tide's copy: stall detection)
    "complete_200_error": 1}                                        # CompleteMultipartUpload -> 200 + <Error>
 
-tide's copy (spec/support/fake_s3.py) of ../shared/tools/fake-s3.py adds the "stall" fault and
---bearer TOKEN (plain HTTP PUT/GET/HEAD/DELETE with a bearer token, for http(s):// destinations).
+tide's copy (spec/support/fake_s3.py) of the project's S3 stand-in adds the "stall" fault,
+--bearer TOKEN (plain HTTP PUT/GET/HEAD/DELETE with a bearer token, for http(s):// destinations),
+and, for the backup specs:
+  * "skip": N on any fault: the first N matching requests pass untouched, later ones take it
+  * journal entries numbered in arrival order ("seq")
+  * ListMultipartUploads (GET ?uploads) filtered by prefix, with each upload's Initiated time
+  * POST /__ctl/age {"path": "/backups/x/", "seconds": 90000}: objects and unfinished uploads
+    whose path contains "path" get that much older (LastModified, Initiated)
+  * --proxy-auth USER:PASSWORD: also a forward proxy for itself (absolute-form request targets,
+    Proxy-Authorization checked, 407 otherwise; journal entries say "proxied")
 """
 import argparse, base64, datetime, hashlib, hmac, json, os, re, sys, tempfile, threading, time, uuid
 import urllib.parse
@@ -93,6 +101,7 @@ class State:
     def __init__(self, args):
         self.args, self.lock = args, threading.Lock()
         self.faults, self.journal, self.uploads = {}, [], {}
+        self.seq = 0
         os.makedirs(os.path.join(args.dir, "objects"), exist_ok=True)
         os.makedirs(os.path.join(args.dir, "parts"), exist_ok=True)
         self.buckets = set(args.bucket or [])
@@ -108,6 +117,9 @@ class State:
                 if f.get("path") is not None and f["path"] not in path:  # tide's copy: scope by path
                     continue
                 if f.get("query") is not None and f["query"] not in query:
+                    continue
+                if f.get("skip", 0) > 0:  # tide's copy: let the first N matching requests through
+                    f["skip"] -= 1
                     continue
                 f["count"] = f.get("count", 1) - 1
                 return f
@@ -266,14 +278,26 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         self._body_read = self.command in ("GET", "HEAD") or self.headers.get("Content-Length") in (None, "0")
         self._status = None
-        raw_path, _, raw_query = self.path.partition("?")
+        target, proxied = self.path, False
+        if target.startswith("http://"):  # tide's copy: a forward proxy's absolute-form target
+            target, proxied = "/" + target[len("http://"):].partition("/")[2], True
+        raw_path, _, raw_query = target.partition("?")
         query = urllib.parse.parse_qs(raw_query, keep_blank_values=True)
-        entry = {"method": self.command, "path": raw_path, "query": raw_query,
+        with st.lock:
+            st.seq += 1
+            seq = st.seq
+        entry = {"seq": seq, "method": self.command, "path": raw_path, "query": raw_query, "proxied": proxied,
                  "content_length": self.headers.get("Content-Length"),
                  "signed_headers": (re.search(r"SignedHeaders=([^,]+)", self.headers.get("Authorization", "")) or [None, None])[1]}
         try:
             if raw_path.startswith("/__ctl/"):
                 return self.control(raw_path)
+            if st.args.proxy_auth and proxied:
+                want = "Basic " + base64.b64encode(st.args.proxy_auth.encode()).decode()
+                if self.headers.get("Proxy-Authorization") != want:
+                    self.drain_body()
+                    self._status = 407
+                    return self.send(407, b"", {"Proxy-Authenticate": 'Basic realm="fake"'})
             d = st.take_fault("delay", self.command, query, raw_path)
             if d:
                 time.sleep(d.get("seconds", 1))
@@ -296,7 +320,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise S3Error(404, "NoSuchBucket", "The specified bucket does not exist")
             if not key:
                 if self.command == "GET" and "uploads" in query:
-                    return self.list_uploads(bucket)
+                    return self.list_uploads(bucket, query.get("prefix", [""])[0])
                 if self.command == "GET":
                     return self.list_v2(bucket, query.get("prefix", [""])[0])
                 raise S3Error(405, "MethodNotAllowed", "not supported by fake")
@@ -408,7 +432,7 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         uid = uuid.uuid4().hex
         with st.lock:
-            st.uploads[uid] = {"bucket": bucket, "key": key, "parts": {}}
+            st.uploads[uid] = {"bucket": bucket, "key": key, "parts": {}, "initiated": time.time()}
         self.send(200, f'<?xml version="1.0" encoding="UTF-8"?>\n<InitiateMultipartUploadResult>'
                        f"<Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key><UploadId>{uid}</UploadId>"
                        f"</InitiateMultipartUploadResult>", {"Content-Type": "application/xml"})
@@ -512,11 +536,14 @@ class Handler(BaseHTTPRequestHandler):
         if respond:
             self.send(204)
 
-    def list_uploads(self, bucket):
+    def list_uploads(self, bucket, prefix=""):
         st = self.server.state
         with st.lock:
-            ups = [(u, v["key"]) for u, v in st.uploads.items() if v["bucket"] == bucket]
-        items = "".join(f"<Upload><Key>{escape(k)}</Key><UploadId>{u}</UploadId></Upload>" for u, k in ups)
+            ups = [(u, v["key"], v["initiated"]) for u, v in st.uploads.items()
+                   if v["bucket"] == bucket and v["key"].startswith(prefix)]
+        items = "".join(f"<Upload><Key>{escape(k)}</Key><UploadId>{u}</UploadId><Initiated>"
+                        f"{time.strftime('%Y-%m-%dT%H:%M:%S.000Z', time.gmtime(t))}</Initiated></Upload>"
+                        for u, k, t in ups)
         self.send(200, f'<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult>'
                        f"<Bucket>{escape(bucket)}</Bucket>{items}</ListMultipartUploadsResult>",
                   {"Content-Type": "application/xml"})
@@ -545,6 +572,20 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 body = json.dumps({"journal": st.journal, "open_uploads": len(st.uploads)}, indent=1)
             return self.send(200, body, {"Content-Type": "application/json"})
+        if raw_path == "/__ctl/age" and self.command == "POST":  # tide's copy: make things older
+            n = int(self.headers.get("Content-Length", "0"))
+            data = json.loads(self.rfile.read(n) or b"{}")
+            self._body_read = True
+            part, seconds = data.get("path", ""), float(data.get("seconds", 0))
+            with st.lock:
+                for (b, k), o in st.objects.items():
+                    if part in f"/{b}/{k}":
+                        o["mtime_ts"] -= seconds
+                        o["mtime"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(o["mtime_ts"]))
+                for u in st.uploads.values():
+                    if part in f"/{u['bucket']}/{u['key']}":
+                        u["initiated"] -= seconds
+            return self.send(200, b"ok\n")
         if raw_path == "/__ctl/reset" and self.command == "POST":
             with st.lock:
                 st.journal.clear(); st.faults = {}
@@ -582,6 +623,7 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=600)
     ap.add_argument("--allow-anonymous", action="store_true")
     ap.add_argument("--bearer", default=None, help="also accept 'Authorization: Bearer TOKEN' (tide's copy)")
+    ap.add_argument("--proxy-auth", default=None, help="USER:PASSWORD a proxied request must carry (tide's copy)")
     ap.add_argument("--tls-cert", default=None, help="serve HTTPS with this certificate (PEM) ...")
     ap.add_argument("--tls-key", default=None, help="... and this key (tide's copy: TLS verification specs)")
     ap.add_argument("--verbose", action="store_true")

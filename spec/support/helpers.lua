@@ -307,6 +307,20 @@ function H.descendants(pid)
   return out
 end
 
+--- The tide processes (build/tide itself, not a shell around it) below pid. Found by their
+--- command line, which stays readable: tide makes itself non-dumpable, so /proc/PID/exe of a
+--- running tide is out of reach to anyone but root.
+function H.tide_pids(pid)
+  local out = {}
+  for _, child in ipairs(H.descendants(pid)) do
+    local argv0 = (H.read("/proc/" .. child .. "/cmdline") or ""):match("^[^\0]*")
+    if argv0 == H.bin then
+      out[#out + 1] = child
+    end
+  end
+  return out
+end
+
 --- Rows of tide's history table (schema default tide) ordered by id.
 function H.history(db, schema)
   return H.sql(db, "SELECT id, revision, direction, outcome, sqlstate, error, run_id FROM "
