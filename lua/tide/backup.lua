@@ -751,7 +751,6 @@ end
 -- maintenance database, not read from an error message), creates it with --create, else says
 -- how. Returns the connection and whether the database was created.
 local function connect_target(target, opts, ask)
-  local config = require "tide.config"
   local ok, conn = pcall(core.connect, target, "tide-restore")
   if ok then
     conn:on_notice(log.notice)
