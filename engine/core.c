@@ -61,6 +61,24 @@ static const luaL_Reg error_metamethods[] = {
     {NULL, NULL},
 };
 
+size_t tide_echo_keep(const char *s, size_t len) {
+  size_t keep = TIDE_ECHO_LIMIT;
+  if (len <= keep)
+    return len;
+  while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+    keep--; /* s[keep] is the first byte cut: not in the middle of a character */
+  return keep;
+}
+
+void tide_push_echo(lua_State *L, const char *s, size_t len) {
+  size_t keep = tide_echo_keep(s, len);
+  lua_pushlstring(L, s, keep);
+  if (keep < len) {
+    lua_pushfstring(L, " ... [cut, %I bytes]", (lua_Integer)(len - keep));
+    lua_concat(L, 2);
+  }
+}
+
 /* The NULL sentinel is a unique light userdata: cheap to compare, impossible to forge from Lua. */
 static const char null_sentinel = 0;
 
@@ -183,6 +201,8 @@ int luaopen_tide_core(lua_State *L) {
   luaL_newlib(L, core_functions);
   lua_pushliteral(L, TIDE_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushinteger(L, TIDE_ECHO_LIMIT);
+  lua_setfield(L, -2, "echo_limit");
   tide_push_null(L);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, TIDE_ERROR);
