@@ -95,6 +95,13 @@ local CASES = {
     end },
   { id = "revision-fails", files = with { ["003_c.lua"] = rev("003", "002", "SELECT 1/0") }, before = GOOD,
     changes = true },
+  { id = "empty-target", args = { "upgrade", "" } },
+  { id = "negative-retries", args = { "upgrade", "--lock-retries", "-1" } },
+  { id = "bad-limit", before = GOOD, args = { "history", "--applied", "--limit", "-1" } },
+  { id = "bad-parameter", before = GOOD, changes = true, files = with {
+    ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", up = "CREATE TABLE t003 (id int)" }
+      :gsub('db:exec%("CREATE TABLE t003 %(id int%)"%)', 'db:exec("CREATE TABLE t003 (id int)")\n    '
+        .. 'db:query("SELECT $1::int", {})') } },
 }
 
 -- The README's table: | `id` | what | exit | `` message (plain text) `` | what changed |

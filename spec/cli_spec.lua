@@ -237,6 +237,15 @@ describe("tide command line #db", function()
       assert.are.same({ "003", "002" }, ids(out.applied))
     end)
 
+    it("refuses a --limit that is not a whole number of 1 or more (exit 2), before connecting", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      for _, limit in ipairs { "-1", "0", "1.5", "many", "99999999999999999999" } do
+        local r = tide { "history", "--applied", "--limit", limit, "--url", db.url }
+        assert.are.equal(2, r.code, limit .. ": " .. r.output)
+        assert.truthy(r.stderr:find("--limit " .. limit .. ": give a whole number of 1 or more", 1, true), r.stderr)
+      end
+    end)
+
     it("shows an empty --applied history on a database tide never touched", function()
       local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
       assert.are.same({}, out.applied)
@@ -535,6 +544,34 @@ describe("tide command line #db", function()
 
     it("refuses a flag without its value (exit 2)", function()
       assert.are.equal(2, tide({ "status", "--url" }).code)
+    end)
+
+    it("refuses a negative or fractional --lock-retries, and lock_retries in tide.lua, before connecting", function()
+      for _, n in ipairs { "-1", "1.5" } do
+        local r = tide { "upgrade", "--lock-retries", n, "--url", db.url }
+        assert.are.equal(2, r.code, n .. ": " .. r.output)
+        assert.truthy(r.stderr:find("lock_retries " .. n .. ": give a whole number, 0 or more", 1, true), r.stderr)
+      end
+      local d = H.project(H.chain(1), "return { lock_retries = -2 }\n")
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.truthy(r.stderr:find("lock_retries -2: give a whole number, 0 or more", 1, true), r.stderr)
+      assert.are.same({}, H.applied(db))
+      assert.is_false(H.exists(db, "tide.history"))
+    end)
+
+    it("refuses an empty target (it is a prefix of every id) with exit 2, changing nothing", function()
+      local one = H.project(H.chain(1))
+      for _, args in ipairs { { "upgrade", "" }, { "downgrade", "" }, { "stamp", "" } } do
+        args[#args + 1] = "--url"
+        args[#args + 1] = db.url
+        local r = tide(args, { dir = one })
+        assert.are.equal(2, r.code, args[1] .. ": " .. r.output)
+        assert.truthy(r.stderr:find('unknown target "": give head, heads, base, +N, -N or a revision id', 1, true),
+          r.stderr)
+      end
+      assert.are.same({}, H.applied(db))
+      assert.are.same({}, H.tables(db))
     end)
 
     it("refuses extra arguments (exit 2)", function()

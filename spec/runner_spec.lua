@@ -130,6 +130,21 @@ describe("tide.runner #db", function()
     assert.matches("x", f[1].error)
   end)
 
+  it("refuses a db:query parameter it cannot send, at the revision's line and not inside tide", function()
+    local dir = H.project {
+      ["001_a.lua"] = 'return {\n  revision = "001",\n  message = "bad parameter",\n'
+        .. '  upgrade = function(db)\n    db:exec("CREATE TABLE a (id int)")\n    db:query("SELECT $1::int", {})\n'
+        .. '  end,\n}\n',
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.truthy(r.stderr:find("revision 001 (versions/001_a.lua:6) failed in upgrade: db:query: parameter $1 is "
+      .. "a table", 1, true), r.stderr)
+    assert.falsy(r.stderr:find("lua/tide/", 1, true), r.stderr)
+    assert.are.same({}, H.applied(db))
+    assert.are.same({}, H.tables(db))
+  end)
+
   it("describes an error object that is a plain table instead of printing its address", function()
     local dir = H.project {
       ["001_a.lua"] = 'return {\n  revision = "001",\n  message = "m",\n  upgrade = function(db)\n'

@@ -302,11 +302,14 @@ command("history", {
   },
   run = function(ctx, _, flags)
     if flags.applied then
+      local limit = math.tointeger(tonumber(flags.limit or "50"))
+      if not limit or limit < 1 then
+        errors.raise("usage", string.format("--limit %s: give a whole number of 1 or more", errors.cut(flags.limit)))
+      end
       local conn <close> = connect(ctx)
       if not require("tide.track").exists(conn, ctx.cfg.schema) then
         return { applied = {} }
       end
-      local limit = tonumber(flags.limit or "50") or errors.raise("usage", "--limit needs a number")
       return { applied = require("tide.track").history(conn, ctx.cfg.schema, limit) }
     end
     local list = {}
@@ -656,7 +659,7 @@ function M.main(args)
         schema = flags.schema,
         lock_wait = flags["lock-wait"] and lock_wait_seconds(flags["lock-wait"]),
         lock_timeout = flags["lock-timeout"],
-        lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))
+        lock_retries = flags["lock-retries"] and (tonumber(flags["lock-retries"])
           or errors.raise("usage", "--lock-retries needs a whole number")),
       }
       if cmd.creates_versions and not core.isdir(ctx.cfg.versions_dir) then

@@ -239,6 +239,11 @@ function M.load(flags)
   if cfg.lock_wait < 0 or cfg.lock_wait > 2147483 then
     errors.raise("config", string.format("lock_wait %s: give seconds between 0 and 2147483", cfg.lock_wait))
   end
+  local retries = math.tointeger(cfg.lock_retries)
+  if not retries or retries < 0 then
+    errors.raise("config", string.format("lock_retries %s: give a whole number, 0 or more", cfg.lock_retries))
+  end
+  cfg.lock_retries = retries
   if not cfg.schema:match("^[%a_][%w_]*$") then
     errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _)", cfg.schema))
   end

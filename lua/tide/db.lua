@@ -182,12 +182,22 @@ function M.inline(statement, ...)
   end))
 end
 
+-- The values a parameter can take; anything else is refused before the statement is sent.
+local PARAM_TYPES = { ["nil"] = true, string = true, number = true, boolean = true }
+
 ---@param sql string one statement with $1..$n placeholders
 ---@return table[] rows
 ---@return integer count
 function DB:query(sql, ...)
   if type(sql) ~= "string" then
     error("db:query(sql, ...): sql must be a string, got " .. type(sql), 2)
+  end
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if not PARAM_TYPES[type(v)] and v ~= core.null then
+      errors.raise("run", string.format("db:query: parameter $%d is a %s: give a string, a number, a boolean, "
+        .. "nil or db.null", i, type(v)))
+    end
   end
   if self.record then
     if reads(sql) then

@@ -361,6 +361,9 @@ end
 
 --- Resolves a revision id or unique prefix to an id.
 function M.find(graph, word)
+  if word == "" then -- a prefix of every id
+    errors.raise("usage", 'unknown target "": give head, heads, base, +N, -N or a revision id')
+  end
   if graph.by_id[word] then
     return word
   end
@@ -375,8 +378,8 @@ function M.find(graph, word)
   elseif #found > 1 then
     errors.raise("usage", string.format("target %q is ambiguous: %s", word, table.concat(found, ", ")))
   end
-  errors.raise("usage", string.format("unknown target %q: not head, heads, base, +N, -N or a revision in %s%s", word,
-    graph.dir, errors.did_you_mean(word, M.ids(graph))))
+  errors.raise("usage", string.format("unknown target %q: not head, heads, base, +N, -N or a revision in %s%s",
+    errors.cut(word), graph.dir, errors.did_you_mean(word, M.ids(graph))))
 end
 
 --- The single head, or a clear refusal naming every head.
