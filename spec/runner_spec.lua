@@ -223,6 +223,26 @@ describe("tide.runner #db", function()
     assert.are.same({ "k1", "k2", "k3", "k4", "k5", "k6" }, H.tables(db))
   end)
 
+  it("commits a revision and its state and history rows together: failing bookkeeping leaves no trace", function()
+    local dir = H.project(H.chain(2))
+    assert.are.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    -- From now on the state row of 002 cannot be written: its table must not stay behind.
+    H.sql(db, "CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      .. "RAISE EXCEPTION 'no state row for %', NEW.revision USING ERRCODE = 'P0001'; END $$; "
+      .. "CREATE TRIGGER refuse BEFORE INSERT ON tide.revision FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.truthy(r.stderr:find("revision 002", 1, true), r.stderr)
+    assert.truthy(r.stderr:find("no state row for 002", 1, true), r.stderr)
+    assert.are.same({ "001" }, H.applied(db))
+    assert.are.same({ "t1" }, H.tables(db))
+    local f = failures(db)
+    assert.are.equal(1, #f)
+    assert.are.equal("002", f[1].revision)
+    assert.are.equal("P0001", f[1].sqlstate)
+    assert.are.equal(1, #applied_rows(db, "upgrade"))
+  end)
+
   it("exits 3 when the server refuses tide's own bookkeeping, changing nothing", function()
     local role = "spec_limited_" .. db.name:sub(-12)
     H.sql(nil, "CREATE ROLE " .. role .. " NOLOGIN")
