@@ -584,11 +584,25 @@ static int l_conn_on_notice(lua_State *L) {
   return 0;
 }
 
+/* What libpq knows of the server's transaction after the last command: "idle" (none open),
+ * "active", "intrans", "inerror" (open and failed) or "unknown" (the connection is bad). */
+static const char *transaction_status(PGconn *pg) {
+  static const char *const tx[] = {"idle", "active", "intrans", "inerror", "unknown"};
+  PGTransactionStatusType ts = PQtransactionStatus(pg);
+  return tx[ts <= PQTRANS_UNKNOWN ? ts : PQTRANS_UNKNOWN];
+}
+
+/* conn:transaction_status() -> "idle" | "active" | "intrans" | "inerror" | "unknown"; no round
+ * trip: the server reports it with every command's end. */
+static int l_conn_transaction_status(lua_State *L) {
+  conn *c = check_conn(L);
+  lua_pushstring(L, transaction_status(c->pg));
+  return 1;
+}
+
 /* conn:info() -> {pid, server_version, user, dbname, host, port, transaction} */
 static int l_conn_info(lua_State *L) {
   conn *c = check_conn(L);
-  static const char *const tx[] = {"idle", "active", "intrans", "inerror", "unknown"};
-  PGTransactionStatusType ts = PQtransactionStatus(c->pg);
   lua_createtable(L, 0, 7);
   lua_pushinteger(L, PQbackendPID(c->pg));
   lua_setfield(L, -2, "pid");
@@ -602,7 +616,7 @@ static int l_conn_info(lua_State *L) {
   lua_setfield(L, -2, "host");
   lua_pushstring(L, PQport(c->pg));
   lua_setfield(L, -2, "port");
-  lua_pushstring(L, tx[ts <= PQTRANS_UNKNOWN ? ts : PQTRANS_UNKNOWN]);
+  lua_pushstring(L, transaction_status(c->pg));
   lua_setfield(L, -2, "transaction");
   return 1;
 }
@@ -630,6 +644,7 @@ static const luaL_Reg conn_methods[] = {
     {"closed", l_conn_closed},
     {"on_notice", l_conn_on_notice},
     {"info", l_conn_info},
+    {"transaction_status", l_conn_transaction_status},
     {"forget_prepared", l_conn_forget_prepared},
     {NULL, NULL},
 };

@@ -109,6 +109,8 @@ local CASES = {
   { id = "empty-target", args = { "upgrade", "" } },
   { id = "negative-retries", args = { "upgrade", "--lock-retries", "-1" } },
   { id = "bad-limit", before = GOOD, args = { "history", "--applied", "--limit", "-1" } },
+  { id = "ends-transaction", before = GOOD, changes = true,
+    files = with { ["003_c.lua"] = rev("003", "002", "CREATE TABLE c (id int); COMMIT") } },
   { id = "bad-parameter", before = GOOD, changes = true, files = with {
     ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", up = "CREATE TABLE t003 (id int)" }
       :gsub('db:exec%("CREATE TABLE t003 %(id int%)"%)', 'db:exec("CREATE TABLE t003 (id int)")\n    '

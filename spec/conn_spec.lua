@@ -28,6 +28,21 @@ describe("tide.Conn #db", function()
       assert.is_false(conn:closed())
     end)
 
+    it("reports the transaction status libpq saw at the end of the last command", function()
+      local conn <close> = core.connect(db.url)
+      assert.are.equal("idle", conn:transaction_status())
+      conn:exec("BEGIN")
+      assert.are.equal("intrans", conn:transaction_status())
+      pcall(conn.exec, conn, "SELECT 1/0")
+      assert.are.equal("inerror", conn:transaction_status())
+      conn:exec("ROLLBACK")
+      assert.are.equal("idle", conn:transaction_status())
+      conn:exec("BEGIN; SELECT 1; COMMIT")
+      assert.are.equal("idle", conn:transaction_status())
+      conn:exec("BEGIN; SELECT 1; COMMIT AND CHAIN")
+      assert.are.equal("intrans", conn:info().transaction)
+    end)
+
     it("uses `tide` as the fallback application_name", function()
       local conn <close> = core.connect(db.url)
       assert.are.equal("tide", conn:query("SELECT current_setting('application_name') AS a")[1].a)
@@ -408,6 +423,7 @@ describe("tide.Conn #db", function()
         function() conn:query("SELECT 1") end,
         function() conn:exec("SELECT 1") end,
         function() conn:info() end,
+        function() conn:transaction_status() end,
         function() conn:on_notice(print) end,
       } do
         local err = raises(call)

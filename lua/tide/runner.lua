@@ -323,6 +323,7 @@ local function attempt(conn, cfg, run, rev, direction, mode)
     ok, err = xpcall(function()
       if rev.transaction then
         db:send_prelude() -- a revision that sent nothing still runs under its timeouts
+        db:still_in_transaction() -- nothing reached its connection around tide.db
         record(conn, cfg.schema, run, rev, ms, { after = not mode.single and "COMMIT" or nil })
       else
         conn:exec("BEGIN")
@@ -355,7 +356,7 @@ local function apply(conn, cfg, run, rev, direction, mode)
     end
     -- A non-transactional revision is retried only when every statement that ran was inside a
     -- step that is now recorded, so that nothing runs twice.
-    local safe = rev.transaction or (db.unstepped or 0) == 0
+    local safe = (rev.transaction or (db.unstepped or 0) == 0) and not err.ended_transaction
     local blocker
     if is_lock_timeout(err) then
       blocker = M.blocker(conn, mode.pids or { conn:info().pid }, err.query)
@@ -371,7 +372,10 @@ local function apply(conn, cfg, run, rev, direction, mode)
       core.sleep(delay)
     else
       local rolled_back = "rolled back; earlier revisions of this run stay applied"
-      if mode.dry then
+      if err.ended_transaction then
+        rolled_back = "NOT rolled back: the revision's transaction had ended, and what ran before the end may be "
+          .. "committed; the revision is not recorded as applied"
+      elseif mode.dry then
         rolled_back = "rolled back, with every revision of this --dry-run"
       elseif mode.single then
         rolled_back = "rolled back, with every revision of this --single-transaction run"

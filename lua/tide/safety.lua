@@ -274,18 +274,23 @@ end
 --- Lints the upgrades of revisions (a list in order). Revisions that read data cannot be
 --- recorded; they are listed in `unrecorded` instead of failing the lint.
 function M.lint(list)
-  local items, unrecorded = {}, {}
+  local items, unrecorded, refused = {}, {}, {}
   for _, rev in ipairs(list) do
     local db = dbmod.recorder(rev)
     local ok, err = pcall(rev.upgrade, db)
     if ok then
       items[#items + 1] = { rev = rev, statements = db.record, direction = "upgrade" }
+    elseif type(err) == "table" and err.refused then
+      -- a statement tide will refuse to run (one that ends the revision's transaction)
+      refused[#refused + 1] = { revision = rev.revision, file = rev.file, rule = err.refused, message = err.message,
+        statement = err.query }
     else
       unrecorded[#unrecorded + 1] = { revision = rev.revision, file = rev.file,
         reason = errors.is_error(err) and err.message or tostring(err) }
     end
   end
   local findings = lint.check(items)
+  table.move(refused, 1, #refused, #findings + 1, findings)
   local problems = {}
   for _, f in ipairs(findings) do
     if not f.allowed then
