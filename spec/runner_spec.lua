@@ -309,6 +309,45 @@ describe("tide.runner #db", function()
     assert.are.same({}, H.tables(other, "public"))
   end)
 
+  it("starts every revision from the same session: role, search_path, settings and temporary tables", function()
+    local other = "spec_other_" .. db.name:sub(-12)
+    H.sql(nil, "CREATE ROLE " .. other .. " NOLOGIN")
+    local ok, err = pcall(function()
+      H.sql(db, "CREATE SCHEMA evil; GRANT ALL ON SCHEMA evil, public TO " .. other)
+      local function setter(id, parent, extra, up)
+        return H.revision { revision = id, down_revision = parent, extra = extra, up = up }
+      end
+      local dir = H.project {
+        ["001_a.lua"] = setter("001", nil, nil, "CREATE TABLE t1 (id int); "
+          .. "GRANT USAGE ON SCHEMA tide TO " .. other .. "; GRANT ALL ON ALL TABLES IN SCHEMA tide TO " .. other
+          .. "; GRANT ALL ON ALL SEQUENCES IN SCHEMA tide TO " .. other),
+        -- each leaves something behind with SET instead of SET LOCAL
+        ["002_b.lua"] = setter("002", "001", nil, "SET ROLE " .. other .. "; SET search_path = evil, public; "
+          .. "SET work_mem = '7MB'; CREATE TEMP TABLE t1 (id int)"),
+        ["003_c.lua"] = setter("003", "002", nil, "CREATE TABLE t3 AS SELECT current_user::text AS who, "
+          .. "current_setting('work_mem') AS work_mem; INSERT INTO t1 VALUES (3)"),
+        ["004_d.lua"] = setter("004", "003", "transaction = false,", "SET ROLE " .. other
+          .. "; SET search_path = evil; SET statement_timeout = '7s'"),
+        ["005_e.lua"] = setter("005", "004", nil, "CREATE TABLE t5 AS SELECT current_user::text AS who, "
+          .. "current_setting('statement_timeout') AS statement_timeout"),
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      local me = os.getenv("PGUSER")
+      -- t3 and t5 are tide's role's, in public; t1 got 003's row, not a temporary table of 002
+      assert.are.same({ "t1", "t3", "t5" }, H.tables(db))
+      assert.are.same({}, H.tables(db, "evil"))
+      assert.are.same({ { who = me, work_mem = "4MB" } }, H.sql(db, "SELECT who, work_mem FROM t3"))
+      assert.are.same({ { who = me, statement_timeout = "0" } }, H.sql(db, "SELECT who, statement_timeout FROM t5"))
+      assert.are.same({ { n = 1 } }, H.sql(db, "SELECT count(*)::int AS n FROM t1"))
+      assert.are.same({ { owner = me } }, H.sql(db, "SELECT DISTINCT tableowner::text AS owner FROM pg_tables "
+        .. "WHERE tablename IN ('t3', 't5')"))
+    end)
+    H.sql(db, "DROP OWNED BY " .. other)
+    H.sql(nil, "DROP ROLE " .. other)
+    assert(ok, err)
+  end)
+
   it("keeps recording after a revision's DEALLOCATE ALL, DISCARD ALL or RESET, and keeps its search_path", function()
     H.sql(db, "CREATE SCHEMA decoy; ALTER DATABASE " .. db.name .. " SET search_path = decoy")
     local revs = {

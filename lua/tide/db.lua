@@ -113,6 +113,9 @@ function DB:send(sql)
   end
 end
 
+-- The first words of the statements ends_transaction looks further at.
+local TRANSACTION_WORDS = { COMMIT = true, END = true, ROLLBACK = true, ABORT = true, PREPARE = true }
+
 -- The word of a statement that ends the transaction it runs in (COMMIT, END, ROLLBACK, ABORT,
 -- PREPARE TRANSACTION; with AND CHAIN they end it and open another), or nil. ROLLBACK TO
 -- SAVEPOINT undoes part of the transaction and stays in it.
@@ -136,7 +139,11 @@ function M.refuse_transaction_end(sql)
   local statements
   if sql:find(";", 1, true) then
     statements = M.statements(sql)
-  else -- one statement: its first words are enough
+  else -- one statement: its first words are enough, and most often its first word
+    local first = sql:match("^%s*(%a+)")
+    if first and not TRANSACTION_WORDS[first:upper()] then
+      return nil
+    end
     statements = { M.head(sql) }
   end
   for _, st in ipairs(statements) do

@@ -31,10 +31,32 @@ function M.connect(cfg, opts)
   return conn
 end
 
---- Sets up tide's session: revisions create objects where they expect them (search_path);
---- tide's own SQL is fully qualified. Again after a revision's DISCARD ALL or RESET.
+-- tide's own session settings, as SQL: revisions create objects where they expect them
+-- (search_path); tide's own SQL is fully qualified.
+local function session_sql(cfg)
+  return "SELECT pg_catalog.set_config('search_path', " .. sql.literal(cfg.search_path) .. ", false)"
+end
+
+--- Sets up tide's session. Again after a revision's DISCARD ALL or RESET.
 function M.session(conn, cfg)
-  conn:query("SELECT pg_catalog.set_config('search_path', $1, false)", cfg.search_path)
+  conn:exec(session_sql(cfg))
+end
+
+-- What tide puts back after every revision, so that each starts from the same session: a
+-- revision's SET (rather than SET LOCAL), SET ROLE, SET SESSION AUTHORIZATION or temporary
+-- table would otherwise carry over into the next revision (its tables owned by another role,
+-- created in another schema, or a temporary table standing in for a real one). RESET ALL goes
+-- back to what the session started with (server, database and role settings, PGOPTIONS), then
+-- tide's own settings again. Sent with the revision's COMMIT: no round trip of its own.
+local restore_for = setmetatable({}, { __mode = "k" }) -- cfg -> its text, made once per run
+
+function M.restore_sql(cfg)
+  local text = restore_for[cfg]
+  if not text then
+    text = "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; DISCARD TEMP; " .. session_sql(cfg)
+    restore_for[cfg] = text
+  end
+  return text
 end
 
 --- Revisions recorded in the database, read without any lock: applied (id -> row) and partial
@@ -318,22 +340,29 @@ local function attempt(conn, cfg, run, rev, direction, mode)
   if ok then
     ok, err = xpcall(fn, on_error, db)
   end
+  if not rev.transaction and not conn:closed() then
+    -- its timeouts, and whatever it set, before tide writes its rows (success or failure)
+    if conn:transaction_status() ~= "idle" then
+      pcall(conn.exec, conn, "ROLLBACK")
+    end
+    pcall(conn.exec, conn, M.restore_sql(cfg))
+  end
   local ms = (core.now() - t0) * 1000
   if ok and not mode.dry then
     ok, err = xpcall(function()
       if rev.transaction then
         db:send_prelude() -- a revision that sent nothing still runs under its timeouts
         db:still_in_transaction() -- nothing reached its connection around tide.db
-        record(conn, cfg.schema, run, rev, ms, { after = not mode.single and "COMMIT" or nil })
+        record(conn, cfg.schema, run, rev, ms, { after = (not mode.single and "COMMIT;\n" or "")
+          .. M.restore_sql(cfg) })
       else
         conn:exec("BEGIN")
         record(conn, cfg.schema, run, rev, ms)
         conn:exec("COMMIT")
       end
     end, on_error)
-  end
-  if not rev.transaction then
-    pcall(conn.exec, conn, "RESET lock_timeout; RESET statement_timeout")
+  elseif ok and mode.dry then
+    ok, err = xpcall(conn.exec, on_error, conn, M.restore_sql(cfg))
   end
   return ok, ms, err, db
 end
