@@ -754,8 +754,9 @@ describe("tide command line #db", function()
       local cmdline
       local deadline = core.now() + 10
       while core.now() < deadline and not cmdline do
-        local waiting = #H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-          .. "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") > 0
+        -- a waiting tide tries pg_try_advisory_lock between pauses
+        local waiting = #H.sql(db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+          .. "AND query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()") > 0
         for _, pid in ipairs(waiting and H.descendants(run.pid) or {}) do
           local p = io.popen("readlink /proc/" .. pid .. "/exe 2>/dev/null")
           local exe = p:read("l")
