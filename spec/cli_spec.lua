@@ -523,6 +523,31 @@ describe("tide command line #db", function()
       assert.matches("`lock_wait` must be a number", r.stderr)
     end)
 
+    it("stops a tide.lua that loops forever (exit 2) and a revision file that does (exit 5), any command", function()
+      local d = H.project(H.chain(1), "local n = 0\nwhile true do n = n + 1 end\nreturn {}\n")
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.truthy(r.stderr:find("tide.lua:2: its top level ran over the load budget of 100000000 Lua instructions",
+        1, true), r.stderr)
+      local revs = H.chain(1)
+      revs["002_loop.lua"] = "while true do end\n"
+      d = H.project(revs, "return { load_instructions = 1000000 }\n")
+      for _, cmd in ipairs { "status", "upgrade", "check", "history" } do
+        r = tide({ cmd, "--url", db.url }, { dir = d })
+        assert.are.equal(5, r.code, cmd .. ": " .. r.output)
+        assert.truthy(r.stderr:find("versions/002_loop.lua:1: its top level ran over the load budget of 1000000 Lua "
+          .. "instructions (an endless loop?); `load_instructions` in tide.lua raises it", 1, true), r.stderr)
+      end
+      assert.is_false(H.exists(db, "tide.revision"))
+    end)
+
+    it("refuses a load budget that is not a positive number (exit 2)", function()
+      local d = H.project(H.chain(1), "return { load_memory_mb = 0 }\n")
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.truthy(r.stderr:find("load_memory_mb 0: give a positive number", 1, true), r.stderr)
+    end)
+
     it("refuses -C of a folder that does not exist (exit 2)", function()
       local r = H.tide({ "status", "-C", "/nonexistent/tide-spec" }, { dir = "/" })
       assert.are.equal(2, r.code, r.output)

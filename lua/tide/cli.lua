@@ -668,7 +668,8 @@ function M.main(args)
           errors.raise("usage", "cannot create the versions folder " .. why)
         end
       end
-      ctx.graph = revisions.load(ctx.cfg.versions_dir, { cache = ctx.cfg.cache })
+      ctx.graph = revisions.load(ctx.cfg.versions_dir, { cache = ctx.cfg.cache,
+        limits = config.load_limits(ctx.cfg) })
       ctx.flags = flags
     end
     local res = cmd.run(ctx, positional, flags)
