@@ -113,6 +113,7 @@ local CASES = {
     files = with { ["003_c.lua"] = rev("003", "002", "CREATE TABLE c (id int); COMMIT") } },
   { id = "endless-revision", files = with { ["003_c.lua"] = "while true do end\n" } },
   { id = "endless-config", tide_lua = "while true do end\n" },
+  { id = "long-target", args = { "upgrade", string.rep("z", 100 * 1024) } },
   { id = "bad-parameter", before = GOOD, changes = true, files = with {
     ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", up = "CREATE TABLE t003 (id int)" }
       :gsub('db:exec%("CREATE TABLE t003 %(id int%)"%)', 'db:exec("CREATE TABLE t003 (id int)")\n    '

@@ -605,6 +605,90 @@ describe("tide command line #db", function()
     end)
   end)
 
+  describe("what it echoes of user input", function()
+    -- one piece of user input is at most core.echo_limit bytes in output or storage, then the marker
+    local MAX = core.echo_limit + 64
+
+    local function assert_cut(text, what)
+      assert.truthy(text:find(" ... [cut, ", 1, true), what .. ": no cut marker in " .. text:sub(1, 300))
+    end
+
+    it("cuts a 10 MB message in upgrade, status, JSON and the state row", function()
+      local d = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", message = string.rep("m", 10 * 1024 * 1024) },
+      }
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.stderr:sub(1, 300))
+      assert.is_true(#r.output < 8 * MAX, #r.output .. " bytes of output")
+      for _, args in ipairs { { "status" }, { "status", "--json" }, { "current" } } do
+        args[#args + 1] = "--url"
+        args[#args + 1] = db.url
+        r = tide(args, { dir = d })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.is_true(#r.output < 4 * MAX, table.concat(args, " ") .. ": " .. #r.output .. " bytes")
+        assert_cut(r.stdout, args[1])
+      end
+      local stored = H.sql(db, "SELECT message FROM tide.revision")[1].message
+      assert.is_true(#stored < MAX, #stored .. " bytes stored")
+      assert_cut(stored, "state row")
+    end)
+
+    it("cuts a 5 MB failing statement and a long error message on stderr and in the history row", function()
+      local d = H.project {
+        ["001_a.lua"] = H.revision { revision = "001",
+          up = "SELECT '" .. string.rep("x", 5 * 1024 * 1024) .. "', 1/0" },
+        ["002_b.lua"] = 'return { revision = "002", down_revision = "001", message = "m", upgrade = function(db)\n'
+          .. '  error(string.rep("e", 1000000)) end }\n',
+      }
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(6, r.code)
+      assert.is_true(#r.stderr < 4 * MAX, #r.stderr .. " bytes on stderr")
+      assert.truthy(r.stderr:find("statement: SELECT 'xxx", 1, true), r.stderr:sub(1, 300))
+      assert_cut(r.stderr, "statement")
+      H.write(d .. "/versions/001_a.lua", H.revision { revision = "001" })
+      r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(6, r.code)
+      assert.is_true(#r.stderr < 4 * MAX, #r.stderr .. " bytes on stderr")
+      assert_cut(r.stderr, "Lua error")
+      for _, row in ipairs(H.sql(db, "SELECT revision, length(error) AS n FROM tide.history "
+        .. "WHERE outcome = 'failed'")) do
+        assert.is_true(row.n < 2 * MAX, row.revision .. ": " .. row.n .. " bytes stored")
+      end
+    end)
+
+    it("cuts a server notice that quotes a 1 MB identifier", function()
+      local d = H.project { ["001_a.lua"] = H.revision { revision = "001",
+        up = "CREATE TABLE t (" .. string.rep("c", 1024 * 1024) .. " int)" } }
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.stderr:sub(1, 300))
+      assert.truthy(r.stderr:find("tide: server: NOTICE: identifier \"ccc", 1, true), r.stderr:sub(1, 300))
+      assert_cut(r.stderr, "notice")
+      assert.is_true(#r.stderr < 4 * MAX, #r.stderr .. " bytes on stderr")
+    end)
+
+    it("cuts a 100 KB target, command, flag and database name", function()
+      local long = string.rep("z", 100 * 1024)
+      for _, case in ipairs {
+        { { "upgrade", long, "--url", db.url }, 2 },
+        { { long }, 2 },
+        { { "status", "--" .. long }, 2 },
+        { { "status", "--url", H.url(long) }, 3 },
+      } do
+        local r = tide(case[1])
+        assert.are.equal(case[2], r.code, r.output:sub(1, 300))
+        assert.is_true(#r.output < 4 * MAX, #r.output .. " bytes of output")
+        assert_cut(r.stderr, case[1][1]:sub(1, 20))
+      end
+    end)
+
+    it("refuses a revision id longer than 255 bytes (exit 5)", function()
+      local d = H.project { ["001_a.lua"] = H.revision { revision = string.rep("r", 256) } }
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(5, r.code, r.output:sub(1, 300))
+      assert.truthy(r.stderr:find("revision id of 256 bytes: at most 255", 1, true), r.stderr)
+    end)
+  end)
+
   describe("exit codes", function()
     it("is 3 when the server cannot be reached, with JSON naming the kind", function()
       local r = tide { "status", "--json", "--url", "postgresql://x@127.0.0.1:" .. H.closed_port() .. "/x" }

@@ -345,6 +345,26 @@ describe("tide.Conn #db", function()
     end)
   end)
 
+  describe("errors", function()
+    it("cut the server's message and detail to core.echo_limit, and keep the statement whole", function()
+      local conn <close> = core.connect(db.url)
+      local sql = "DO $$ BEGIN RAISE EXCEPTION '%', repeat('m', 5000) USING DETAIL = repeat('d', 5000); END $$"
+      local err = raises(conn.exec, conn, sql)
+      assert.are.equal(string.rep("m", core.echo_limit) .. " ... [cut, " .. (5000 - core.echo_limit) .. " bytes]",
+        err.message)
+      assert.are.equal(string.rep("d", core.echo_limit) .. " ... [cut, " .. (5000 - core.echo_limit) .. " bytes]",
+        err.detail)
+      assert.are.equal(sql, err.query)
+      err = raises(conn.query, conn, "SELECT $1::int, " .. string.rep(" ", 10) .. "1/0", 1)
+      assert.are.equal("division by zero", err.message)
+      assert.matches("^SELECT %$1::int", err.query)
+      err = raises(conn.prepared, conn, "spec_div", "SELECT 1/$1::int", 0)
+      assert.are.same({ "division by zero", "SELECT 1/$1::int" }, { err.message, err.query })
+      err = raises(conn.prepared, conn, "spec_bad", "SELEC 1")
+      assert.are.same({ "42601", "SELEC 1" }, { err.sqlstate, err.query })
+    end)
+  end)
+
   describe("conn:on_notice()", function()
     it("delivers server notices to the handler after the call", function()
       local conn <close> = core.connect(db.url)
@@ -369,6 +389,22 @@ describe("tide.Conn #db", function()
       seen = {}
       raises(conn.exec, conn, "DO $$ BEGIN RAISE NOTICE 'before'; RAISE EXCEPTION 'boom'; END $$")
       assert.matches("before", table.concat(seen, "\n"))
+    end)
+
+    it("cuts a long notice to core.echo_limit, and counts the notices past 1 MiB instead of keeping them", function()
+      local conn <close> = core.connect(db.url)
+      local seen = {}
+      conn:on_notice(function(text)
+        seen[#seen + 1] = text
+      end)
+      conn:exec("DO $$ BEGIN RAISE NOTICE '%', repeat('n', 100000); END $$")
+      assert.are.equal("NOTICE: " .. string.rep("n", core.echo_limit) .. " ... [cut, " .. (100000 - core.echo_limit)
+        .. " bytes]", seen[1])
+      seen = {}
+      conn:exec("DO $$ BEGIN FOR i IN 1..3000 LOOP RAISE NOTICE '%', repeat('n', 1000); END LOOP; END $$")
+      local text = table.concat(seen, "\n")
+      assert.is_true(#text < 1100000, #text .. " bytes delivered")
+      assert.matches("NOTICE: %.%.%. and %d+ more notices, not shown$", text)
     end)
 
     it("keeps the SQL error when the handler itself fails on a notice sent before it", function()

@@ -225,7 +225,8 @@ command("current", {
     local list = {}
     for i, id in ipairs(current) do
       local rev = ctx.graph.by_id[id]
-      list[i] = { revision = id, message = rev and rev.message or applied[id].message, head = heads[id] or false,
+      list[i] = { revision = id, message = rev and rev.message or errors.cut(applied[id].message),
+        head = heads[id] or false,
         known = rev ~= nil }
     end
     return { current = list }
@@ -267,7 +268,7 @@ command("status", {
       pending = pending + (row and 0 or 1)
     end
     for _, id in ipairs(runner.unknown(ctx.graph, applied)) do
-      list[#list + 1] = { revision = id, message = applied[id].message, state = "unknown",
+      list[#list + 1] = { revision = id, message = errors.cut(applied[id].message), state = "unknown",
         applied_at = applied[id].applied_at, applied_by = applied[id].applied_by }
     end
     return { revisions = list, pending = pending, heads = ctx.graph.heads, schema = ctx.cfg.schema,
@@ -326,7 +327,7 @@ command("history", {
         local revision = h.revision ~= core.null and h.revision or "-"
         out("%s  %-9s %-8s %-7s %s  %s@%s as %s%s", h.started_at, h.direction, revision,
           h.outcome, string.format("%.0f ms", h.duration_ms), h.os_user, h.host, h.db_user,
-          h.error ~= core.null and ("  " .. h.error:gsub("\n.*", "")) or "")
+          h.error ~= core.null and ("  " .. errors.cut(h.error:match("[^\n]*"))) or "")
       end
       return
     end
@@ -518,7 +519,7 @@ local function parse(args)
   end
   local cmd = name and commands[name]
   if name and not cmd then
-    errors.raise("usage", string.format("unknown command `%s`%s; see `tide --help`", name,
+    errors.raise("usage", string.format("unknown command `%s`%s; see `tide --help`", errors.cut(name),
       errors.did_you_mean(name, command_order)))
   end
   local known = flag_table(cmd and cmd.flags, flag_table(GLOBAL_FLAGS, {}))
@@ -539,7 +540,7 @@ local function parse(args)
       key = key or a
       local f = known[key]
       if not f then
-        errors.raise("usage", string.format("unknown flag `%s`%s%s", key,
+        errors.raise("usage", string.format("unknown flag `%s`%s%s", errors.cut(key),
           cmd and (" for `tide " .. cmd.name .. "`") or "", errors.did_you_mean(key, flag_names(known))))
       end
       if f[2] then
@@ -552,7 +553,7 @@ local function parse(args)
         end
         flags[f[1]] = value
       elseif value then
-        errors.raise("usage", string.format("flag `%s` takes no value", key))
+        errors.raise("usage", string.format("flag `%s` takes no value", errors.cut(key)))
       else
         flags[f[1]] = true
       end
@@ -597,7 +598,7 @@ local function report(err, as_json)
   if kind == "internal" or not errors.exit_codes[kind] then
     message = "internal error: " .. tostring(err) .. (type(err) == "table" and err.traceback or "")
   elseif err.sqlstate and kind == "sql" then
-    message = "database error: " .. tostring(err) .. (err.query and ("\n  statement: " .. err.query:sub(1, 200)) or "")
+    message = "database error: " .. tostring(err) .. (err.query and ("\n  statement: " .. errors.cut(err.query)) or "")
   end
   log.error("%s", message)
   if as_json then

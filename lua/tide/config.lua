@@ -255,7 +255,7 @@ M.join = join
 function M.load(flags)
   local dir = flags.dir or "."
   if not core.isdir(dir) then
-    errors.raise("config", string.format("-C %s: no such directory", dir))
+    errors.raise("config", string.format("-C %s: no such directory", errors.cut(dir)))
   end
   local file = join(dir, "tide.lua")
   local cfg = load_file(file)
@@ -291,8 +291,9 @@ function M.load(flags)
     errors.raise("config", string.format("lock_retries %s: give a whole number, 0 or more", cfg.lock_retries))
   end
   cfg.lock_retries = retries
-  if not cfg.schema:match("^[%a_][%w_]*$") then
-    errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _)", cfg.schema))
+  if not cfg.schema:match("^[%a_][%w_]*$") or #cfg.schema > 63 then
+    errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _; at most 63)",
+      errors.cut(cfg.schema)))
   end
   return cfg
 end

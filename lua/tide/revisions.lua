@@ -65,6 +65,10 @@ local function copy(t)
   return out
 end
 
+-- A file this large is collected as soon as it is loaded (a revision holding a 50 MB statement
+-- would otherwise keep its text and compiled chunk until the collector gets to them).
+local BIG_FILE = 1024 * 1024
+
 -- The longest revision id: an id is printed on every line about its revision.
 local MAX_ID = 255
 
@@ -249,6 +253,11 @@ local function load_all(dir, names, use_cache)
             hash = nil
           end
           learnt = learnt or hash ~= nil
+          if #source > BIG_FILE then
+            -- its text and compiled chunk are garbage now: do not carry them into the run
+            source = nil -- luacheck: ignore 311 (a live local would keep the text from the collector)
+            collectgarbage()
+          end
         end
       end
       if hit and rev == hit.meta then
@@ -463,7 +472,8 @@ function M.plan_upgrade(graph, applied, target)
     return pending
   end
   if target:match("^%-%d+$") then
-    errors.raise("usage", "upgrade target " .. target .. " goes down: use `tide downgrade " .. target .. "`")
+    errors.raise("usage", "upgrade target " .. errors.cut(target) .. " goes down: use `tide downgrade "
+      .. errors.cut(target) .. "`")
   end
   local wanted = {}
   if target == "head" then
@@ -494,7 +504,8 @@ function M.plan_downgrade(graph, applied, target)
     return out
   end
   if target:match("^%+%d+$") or target == "head" or target == "heads" then
-    errors.raise("usage", "downgrade target " .. target .. " goes up: use `tide upgrade " .. target .. "`")
+    errors.raise("usage", "downgrade target " .. errors.cut(target) .. " goes up: use `tide upgrade "
+      .. errors.cut(target) .. "`")
   end
   local keep = {}
   if target ~= "base" then

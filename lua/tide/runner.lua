@@ -20,7 +20,8 @@ function M.connect(cfg, opts)
   local ok, conn = pcall(core.connect, cfg.url, cfg.application_name)
   if not ok then
     local err = conn
-    local where = cfg.url ~= "" and require("tide.config").redact(cfg.url) or "the database named by PG* variables"
+    local where = cfg.url ~= "" and errors.cut(require("tide.config").redact(cfg.url))
+      or "the database named by PG* variables"
     errors.raise("connect", string.format("cannot connect to %s (from %s): %s", where, cfg.url_source,
       errors.is_error(err) and err.message or tostring(err)))
   end
@@ -176,7 +177,7 @@ local function on_error(err)
       message = type(err.message) == "string" and err.message
         or ("error object " .. (ok and encoded or message))
     end
-    err = core.error("run", message)
+    err = core.error("run", errors.cut(message))
   end
   err.traceback = err.traceback or trace
   return err
@@ -193,8 +194,7 @@ local function run_failure(rev, direction, err, rolled_back)
   local head = string.format("revision %s (%s) failed in %s", rev.revision, where_in(rev, err), direction)
   local lines = { head .. ": " .. tostring(err) }
   if err.query and #err.query > 0 then
-    local stmt = err.query:gsub("%s+", " ")
-    lines[#lines + 1] = "  statement: " .. (#stmt > 300 and (stmt:sub(1, 300) .. " ...") or stmt)
+    lines[#lines + 1] = "  statement: " .. errors.cut(err.query):gsub("%s+", " ")
   end
   for _, k in ipairs { "detail", "hint", "context" } do
     if err[k] then
@@ -427,10 +427,10 @@ local function apply(conn, cfg, run, rev, direction, mode)
           end
         end
         if not rev.transaction then
-          pcall(track.fail_partial, rec_conn, cfg.schema, rev, db.failed_step, tostring(err))
+          pcall(track.fail_partial, rec_conn, cfg.schema, rev, db.failed_step, errors.cut(tostring(err)))
         end
         local recorded, why = pcall(track.record_failure, rec_conn, cfg.schema, run, rev, direction, ms,
-          { text = tostring(err), sqlstate = err.sqlstate })
+          { text = errors.cut(tostring(err)), sqlstate = err.sqlstate })
         if not recorded then
           log.warn("could not record the failure in %s.history: %s", cfg.schema, tostring(why))
         end
