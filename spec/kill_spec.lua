@@ -75,6 +75,31 @@ describe("reliability #db", function()
     assert.are.equal(N, #H.applied(db))
   end)
 
+  it("makes the next tide wait for the last statement of a killed tide's session", function()
+    -- 002's bookkeeping is slow (a trigger sleeps): tide is killed while its session runs the
+    -- state row, history row and COMMIT, which the server still finishes. A downgrade started
+    -- right after must see 002 applied (and revert it), not plan from the state before.
+    local dir2 = H.project(H.chain(2))
+    assert.are.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir2 }).code)
+    H.sql(db, "CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      .. "IF NEW.revision = '002' THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$; "
+      .. "CREATE TRIGGER slow BEFORE INSERT ON tide.history FOR EACH ROW EXECUTE FUNCTION public.slow()")
+    local pid = start({ "upgrade", "--url", db.url }, dir2)
+    local deadline, busy = core.now() + 20, false
+    while not busy and core.now() < deadline do
+      busy = #H.sql(db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        .. "AND state = 'active' AND query LIKE 'EXECUTE tide_record%'") > 0
+      core.sleep(0.02)
+    end
+    assert.is_true(busy, "tide never reached 002's bookkeeping")
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    local r = H.tide({ "downgrade", "base", "--no-backup", "--lock-wait", "30", "--url", db.url }, { dir = dir2 })
+    assert.are.equal(0, r.code, r.output)
+    assert.matches("reverted 2 revisions", r.stdout)
+    assert.are.same({}, H.applied(db))
+    assert.are.same({}, H.tables(db))
+  end)
+
   it("fails cleanly when the server terminates tide's backend mid-revision, and the next run finishes", function()
     local slow = H.project {
       ["001.lua"] = H.revision { revision = "001", up = "CREATE TABLE s1 (id int)" },
