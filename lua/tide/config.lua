@@ -286,6 +286,9 @@ function M.load(flags)
     end
   end
   cfg.load_instructions = math.floor(cfg.load_instructions)
+  if cfg.search_path:find("\0", 1, true) then
+    errors.raise("config", "search_path: a NUL byte cannot reach the server")
+  end
   local retries = math.tointeger(cfg.lock_retries)
   if not retries or retries < 0 then
     errors.raise("config", string.format("lock_retries %s: give a whole number, 0 or more", cfg.lock_retries))
