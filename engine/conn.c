@@ -33,9 +33,13 @@
 #define FLOAT4OID 700
 #define FLOAT8OID 701
 
+/* What notices may hold between two deliveries; beyond it they are counted, not kept. */
+#define NOTICES_MAX (1u << 20)
+
 typedef struct notices {
-  char *text; /* server notices not yet delivered, one per line */
+  char *text; /* server notices not yet delivered, one per line, each cut to TIDE_ECHO_LIMIT */
   size_t len, cap;
+  unsigned long dropped; /* notices past NOTICES_MAX */
 } notices;
 
 typedef struct conn {
@@ -53,26 +57,44 @@ typedef struct conn {
 
 /* ---- plain C layer ---------------------------------------------------------------------- */
 
+/* Room for need more bytes (and the NUL) in n; 0 when out of memory. */
+static int notices_reserve(notices *n, size_t need) {
+  if (n->len + need + 1 > n->cap) {
+    size_t cap = (n->cap + need + 1) * 2;
+    char *text = realloc(n->text, cap);
+    if (!text)
+      return 0;
+    n->text = text;
+    n->cap = cap;
+  }
+  return 1;
+}
+
 /* Called by libpq inside PQgetResult: only record; Lua hears of it after the call returns. */
 static void notice_receiver(void *arg, const PGresult *res) {
   notices *n = arg;
   const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
   const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-  size_t need;
+  size_t len, keep, need;
+  char cut[64] = "";
   if (!message)
     return;
   if (!severity)
     severity = "NOTICE";
-  need = strlen(severity) + strlen(message) + 3;
-  if (n->len + need + 1 > n->cap) {
-    size_t cap = (n->cap + need + 1) * 2;
-    char *text = realloc(n->text, cap);
-    if (!text)
-      return; /* a lost notice is better than a crash */
-    n->text = text;
-    n->cap = cap;
+  /* a notice can quote what it is about whole: a 50 MB identifier, say */
+  len = strlen(message);
+  keep = tide_echo_keep(message, len);
+  if (keep < len)
+    snprintf(cut, sizeof cut, " ... [cut, %zu bytes]", len - keep);
+  need = strlen(severity) + keep + strlen(cut) + 3;
+  if (n->len + need + 1 > NOTICES_MAX) {
+    n->dropped++;
+    return;
   }
-  n->len += (size_t)snprintf(n->text + n->len, n->cap - n->len, "%s: %s\n", severity, message);
+  if (!notices_reserve(n, need))
+    return; /* a lost notice is better than a crash */
+  n->len += (size_t)snprintf(n->text + n->len, n->cap - n->len, "%s: %.*s%s\n", severity, (int)keep,
+                             message, cut);
 }
 
 /* libpq quotes a value it cannot percent-decode in its parse error ("invalid percent-encoded
@@ -136,15 +158,24 @@ static PGconn *open_connection(const char *conninfo, const char *application_nam
   values[n++] = "UTF8";
   keys[n] = NULL;
   values[n] = NULL;
-  return PQconnectdbParams(keys, values, 1);
+  PGconn *pg = PQconnectdbParams(keys, values, 1);
+  /* tide reads the fields of an error; the full text would add a display of the failing line,
+   * built with two int arrays as long as the line (420 MB for a 50 MB statement) */
+  if (pg)
+    PQsetErrorVerbosity(pg, PQERRORS_TERSE);
+  return pg;
 }
 
 /* err for a connection that failed: libpq's first line (which names host and cause). */
 static void connect_failure(PGconn *pg, const char *conninfo, tide_error *err) {
   char *msg = PQerrorMessage(pg);
   size_t len = strcspn(msg, "\n");
+  size_t keep = tide_echo_keep(msg, len); /* the server may quote a 100 KB database name */
   /* libpq 15 can report several attempts; the first line names host and cause. */
-  tide_error_set(err, "08006", "%.*s", (int)len, msg);
+  if (keep < len)
+    tide_error_set(err, "08006", "%.*s ... [cut, %zu bytes]", (int)keep, msg, len - keep);
+  else
+    tide_error_set(err, "08006", "%.*s", (int)len, msg);
   hide_password(conninfo, err->message, sizeof err->message);
 }
 
@@ -182,21 +213,24 @@ static const char *tide_pg_float_text(double d, char *buf, size_t size) {
 
 /* ---- tide.Error from a failed result ------------------------------------------------------ */
 
+/* A field of the error, cut to TIDE_ECHO_LIMIT: a message or detail can quote the input. */
 static void set_diag(lua_State *L, const PGresult *res, int code, const char *name) {
   const char *v = PQresultErrorField(res, code);
   if (v && v[0]) {
-    lua_pushstring(L, v);
+    tide_push_echo(L, v, strlen(v));
     lua_setfield(L, -2, name);
   }
 }
 
 /* Pushes a tide.Error for a failed statement: res may be NULL (client-side failure such as a
- * lost connection), then the message comes from the connection. */
-static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, const char *sql) {
+ * lost connection), then the message comes from the connection. The statement is the Lua
+ * string at index sql, kept as `query` without a copy (it can be 50 MB). */
+static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, int sql) {
   const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
   const char *position;
   if (primary) {
-    tide_error_push(L, "sql", primary);
+    tide_error_push(L, "sql", "");
+    set_diag(L, res, PG_DIAG_MESSAGE_PRIMARY, "message");
   } else {
     char buf[1024];
     const char *msg = res ? PQresultErrorMessage(res) : "";
@@ -238,7 +272,7 @@ static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, const 
     }
     lua_pop(L, 1);
   }
-  lua_pushstring(L, sql);
+  lua_pushvalue(L, sql);
   lua_setfield(L, -2, "query");
 }
 
@@ -317,6 +351,16 @@ static conn *check_conn(lua_State *L) {
 /* Hands recorded notices to the handler set by conn:on_notice (default: stderr). Runs after
  * libpq returned, so a handler that raises leaks nothing. */
 static void deliver_notices(lua_State *L, conn *c, int failing) {
+  if (c->pending.dropped) {
+    char line[96];
+    int len = snprintf(line, sizeof line, "NOTICE: ... and %lu more notices, not shown\n",
+                       c->pending.dropped);
+    c->pending.dropped = 0;
+    if (notices_reserve(&c->pending, (size_t)len)) {
+      memcpy(c->pending.text + c->pending.len, line, (size_t)len + 1);
+      c->pending.len += (size_t)len;
+    }
+  }
   if (!c->pending.len)
     return;
   if (lua_getiuservalue(L, 1, UV_NOTICE) == LUA_TFUNCTION) { /* [.., handler] */
@@ -445,7 +489,7 @@ static int l_conn_exec(lua_State *L) {
       PQclear(res);
   }
   if (!ok || *failed) {
-    push_sql_error(L, c->pg, *failed, sql);
+    push_sql_error(L, c->pg, *failed, 2);
     PQclear(*failed);
     *failed = NULL;
     deliver_notices(L, c, 1);
@@ -559,7 +603,7 @@ static void ensure_prepared(lua_State *L, conn *c, const char *name, const char 
   box = push_result_box(L); /* [.., prepared, box] */
   res = *box = PQprepare(c->pg, server, sql, 0, NULL);
   if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-    push_sql_error(L, c->pg, res, sql);
+    push_sql_error(L, c->pg, res, 3); /* sql is prepare_args' argument 3 */
     PQclear(res);
     *box = NULL;
     deliver_notices(L, c, 1);
@@ -604,7 +648,7 @@ static int run_statement(lua_State *L, conn *c, const char *name, const char *sq
   while (sent && (extra = PQgetResult(c->pg)))
     PQclear(extra);
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-    push_sql_error(L, c->pg, res, sql);
+    push_sql_error(L, c->pg, res, first - 1); /* the SQL comes right before the parameters */
     PQclear(res);
     *box = NULL;
     deliver_notices(L, c, 1);
@@ -729,11 +773,25 @@ static int l_conn_on_wait(lua_State *L) {
   return 0;
 }
 
+/* What libpq knows of the server's transaction after the last command: "idle" (none open),
+ * "active", "intrans", "inerror" (open and failed) or "unknown" (the connection is bad). */
+static const char *transaction_status(PGconn *pg) {
+  static const char *const tx[] = {"idle", "active", "intrans", "inerror", "unknown"};
+  PGTransactionStatusType ts = PQtransactionStatus(pg);
+  return tx[ts <= PQTRANS_UNKNOWN ? ts : PQTRANS_UNKNOWN];
+}
+
+/* conn:transaction_status() -> "idle" | "active" | "intrans" | "inerror" | "unknown"; no round
+ * trip: the server reports it with every command's end. */
+static int l_conn_transaction_status(lua_State *L) {
+  conn *c = check_conn(L);
+  lua_pushstring(L, transaction_status(c->pg));
+  return 1;
+}
+
 /* conn:info() -> {pid, server_version, user, dbname, host, port, transaction} */
 static int l_conn_info(lua_State *L) {
   conn *c = check_conn(L);
-  static const char *const tx[] = {"idle", "active", "intrans", "inerror", "unknown"};
-  PGTransactionStatusType ts = PQtransactionStatus(c->pg);
   lua_createtable(L, 0, 7);
   lua_pushinteger(L, PQbackendPID(c->pg));
   lua_setfield(L, -2, "pid");
@@ -747,7 +805,7 @@ static int l_conn_info(lua_State *L) {
   lua_setfield(L, -2, "host");
   lua_pushstring(L, PQport(c->pg));
   lua_setfield(L, -2, "port");
-  lua_pushstring(L, tx[ts <= PQTRANS_UNKNOWN ? ts : PQTRANS_UNKNOWN]);
+  lua_pushstring(L, transaction_status(c->pg));
   lua_setfield(L, -2, "transaction");
   return 1;
 }
@@ -776,6 +834,7 @@ static const luaL_Reg conn_methods[] = {
     {"on_notice", l_conn_on_notice},
     {"on_wait", l_conn_on_wait},
     {"info", l_conn_info},
+    {"transaction_status", l_conn_transaction_status},
     {"forget_prepared", l_conn_forget_prepared},
     {NULL, NULL},
 };

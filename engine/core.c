@@ -61,6 +61,24 @@ static const luaL_Reg error_metamethods[] = {
     {NULL, NULL},
 };
 
+size_t tide_echo_keep(const char *s, size_t len) {
+  size_t keep = TIDE_ECHO_LIMIT;
+  if (len <= keep)
+    return len;
+  while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+    keep--; /* s[keep] is the first byte cut: not in the middle of a character */
+  return keep;
+}
+
+void tide_push_echo(lua_State *L, const char *s, size_t len) {
+  size_t keep = tide_echo_keep(s, len);
+  lua_pushlstring(L, s, keep);
+  if (keep < len) {
+    lua_pushfstring(L, " ... [cut, %I bytes]", (lua_Integer)(len - keep));
+    lua_concat(L, 2);
+  }
+}
+
 /* The NULL sentinel is a unique light userdata: cheap to compare, impossible to forge from Lua. */
 static const char null_sentinel = 0;
 
@@ -165,10 +183,104 @@ static int l_error_new(lua_State *L) {
   return 1;
 }
 
+/* core.run_limited's budget: one Lua state per process and no nesting, so one static record.
+ * The allocator it puts in front of the state's own counts every byte of the state from the
+ * start of the call; the count hook counts instructions down, step at a time (a million, or
+ * the whole budget when it is smaller). */
+#define HOOK_STEP 1000000
+static struct {
+  lua_Alloc f; /* the allocator wrapped */
+  void *ud;
+  size_t used, limit;
+  int refused;              /* an allocation was refused */
+  lua_Integer instructions; /* left */
+  int step;
+  int exhausted;      /* the instructions ran out */
+  const char *source; /* "@path" of the file, to name the line it was on */
+  int line;
+} budget;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  size_t old = ptr ? osize : 0; /* without ptr, osize tells the kind of object, not a size */
+  void *p;
+  (void)ud;
+  if (nsize > old && nsize - old > budget.limit - budget.used) {
+    budget.refused = 1;
+    return NULL; /* Lua collects garbage, tries once more, then raises "not enough memory" */
+  }
+  p = budget.f(budget.ud, ptr, osize, nsize);
+  if (p || nsize == 0)
+    budget.used = budget.used - old + nsize;
+  return p;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (!budget.exhausted) {
+    lua_Debug frame;
+    budget.instructions -= budget.step;
+    if (budget.instructions > 0)
+      return;
+    budget.exhausted = 1;
+    for (int level = 0; lua_getstack(L, level, &frame); level++) /* the deepest frame in the file */
+      if (lua_getinfo(L, "Sl", &frame) && strcmp(frame.source, budget.source) == 0) {
+        budget.line = frame.currentline;
+        break;
+      }
+    /* from now on at every instruction: a pcall in the file cannot keep it going */
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  }
+  luaL_error(L, "the load budget ran out");
+}
+
+/* core.run_limited(fn, path, instructions, bytes) -> true, result | false, err, why, line
+ * Calls fn() (the top level of tide.lua or of a revision file, with what tide reads of its
+ * result) with at most `instructions` Lua instructions and `bytes` more memory. On failure why
+ * is "instructions", "memory" or nil (fn's own error), and line the line of path it was on. */
+static int l_run_limited(lua_State *L) {
+  lua_Integer instructions = luaL_checkinteger(L, 3), bytes = luaL_checkinteger(L, 4);
+  lua_Hook outer = lua_gethook(L); /* a harness's own hook (the fuzz targets') comes back after */
+  int outer_mask = lua_gethookmask(L), outer_count = lua_gethookcount(L), status;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_argcheck(L, instructions > 0, 3, "a positive number of instructions");
+  luaL_argcheck(L, bytes > 0, 4, "a positive number of bytes");
+  lua_pushfstring(L, "@%s", luaL_checkstring(L, 2)); /* [fn, path, n, bytes, source] */
+  budget.source = lua_tostring(L, 5);
+  budget.instructions = instructions;
+  budget.exhausted = budget.refused = budget.line = 0;
+  budget.used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+  budget.limit = budget.used + (size_t)bytes;
+  budget.f = lua_getallocf(L, &budget.ud);
+  lua_pushvalue(L, 1);
+  lua_setallocf(L, limited_alloc, NULL);
+  budget.step = instructions < HOOK_STEP ? (int)instructions : HOOK_STEP;
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, budget.step);
+  status = lua_pcall(L, 0, 1, 0);
+  lua_sethook(L, outer, outer_mask, outer_count);
+  lua_setallocf(L, budget.f, budget.ud); /* [.., result or error] */
+  if (status == LUA_OK) {
+    lua_pushboolean(L, 1);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 0);
+  lua_insert(L, -2);
+  if (budget.exhausted)
+    lua_pushliteral(L, "instructions");
+  else if (budget.refused)
+    lua_pushliteral(L, "memory");
+  else
+    lua_pushnil(L);
+  if (budget.line > 0)
+    lua_pushinteger(L, budget.line);
+  else
+    lua_pushnil(L);
+  return 4;
+}
+
 static const luaL_Reg core_functions[] = {
-    {"sha256", l_sha256},
-    {"checksum", l_checksum},
-    {"error", l_error_new},
+    {"sha256", l_sha256},   {"checksum", l_checksum},
+    {"error", l_error_new}, {"run_limited", l_run_limited},
     {NULL, NULL},
 };
 
@@ -183,6 +295,8 @@ int luaopen_tide_core(lua_State *L) {
   luaL_newlib(L, core_functions);
   lua_pushliteral(L, TIDE_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushinteger(L, TIDE_ECHO_LIMIT);
+  lua_setfield(L, -2, "echo_limit");
   tide_push_null(L);
   lua_setfield(L, -2, "null");
   luaL_getmetatable(L, TIDE_ERROR);

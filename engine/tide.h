@@ -7,11 +7,20 @@
 
 #include <lua.h>
 
+/* The most tide prints or stores of one piece of user input (a revision's message, a statement,
+ * a name, a server's message or notice): longer text is cut at a UTF-8 character boundary and
+ * ends in " ... [cut, N bytes]", N the bytes cut. Lua sees it as core.echo_limit (errors.cut). */
+#define TIDE_ECHO_LIMIT 1024
+/* core.c: how many of the len bytes of s to keep under TIDE_ECHO_LIMIT (len when all fit). */
+size_t tide_echo_keep(const char *s, size_t len);
+/* core.c: pushes s (len bytes) cut to TIDE_ECHO_LIMIT with the marker. */
+void tide_push_echo(lua_State *L, const char *s, size_t len);
+
 /* Failures of the plain C layer (no Lua): a stage-free description that the bindings turn
  * into a tide.Error. Fields are empty strings when unknown. */
 typedef struct tide_error {
   char sqlstate[6];
-  char message[1024];
+  char message[TIDE_ECHO_LIMIT + 64]; /* a quoted input cut to the limit, and the marker */
 } tide_error;
 
 void tide_error_set(tide_error *err, const char *sqlstate, const char *fmt, ...)

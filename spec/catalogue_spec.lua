@@ -39,8 +39,9 @@ local function snapshot(db)
 end
 
 -- Each case: files of the project (nil: GOOD), optional tide.lua, what to run before (applied
--- with a good project), the arguments (the URL is added unless `url` is given), and a setup
--- that may return a cleanup.
+-- with a good project), the arguments (the URL is added unless `url` is given), a setup that
+-- may return a cleanup, and a check(db, result, snapshot before) of what the case promises
+-- beyond the message (the failure's history row, no password in the output).
 local CASES = {
   { id = "syntax-error",
     files = with { ["003_c.lua"] = "return {\n  revision = \"003\",\n  message = 'x' 'y' +\n}\n" } },
@@ -63,6 +64,8 @@ local CASES = {
   { id = "bad-url", url = "postgresql://tide@127.0.0.1:%zz/db" },
   { id = "wrong-password", url = function(db)
     return H.url(db.name, os.getenv("PGUSER"), "not-the-password") .. "?passfile=/dev/null"
+  end, check = function(_, r)
+    assert.falsy(r.output:find("not-the-password", 1, true), r.output)
   end },
   { id = "server-down", url = function()
     return H.url("postgres", os.getenv("PGUSER")):gsub(":%d+/", ":" .. H.closed_port() .. "/")
@@ -104,7 +107,27 @@ local CASES = {
       end
     end },
   { id = "revision-fails", files = with { ["003_c.lua"] = rev("003", "002", "SELECT 1/0") }, before = GOOD,
-    changes = true },
+    changes = true, check = function(db, _, before)
+      -- exactly one new history row: the failure, with its SQLSTATE
+      local rows = H.sql(db, "SELECT revision, direction, outcome, sqlstate, error FROM tide.history "
+        .. "ORDER BY id OFFSET $1", before.history)
+      assert.are.equal(1, #rows)
+      assert.are.same({ "003", "upgrade", "failed", "22012" },
+        { rows[1].revision, rows[1].direction, rows[1].outcome, rows[1].sqlstate })
+      assert.matches("division by zero", rows[1].error)
+    end },
+  { id = "empty-target", args = { "upgrade", "" } },
+  { id = "negative-retries", args = { "upgrade", "--lock-retries", "-1" } },
+  { id = "bad-limit", before = GOOD, args = { "history", "--applied", "--limit", "-1" } },
+  { id = "ends-transaction", before = GOOD, changes = true,
+    files = with { ["003_c.lua"] = rev("003", "002", "CREATE TABLE c (id int); COMMIT") } },
+  { id = "endless-revision", files = with { ["003_c.lua"] = "while true do end\n" } },
+  { id = "endless-config", tide_lua = "while true do end\n" },
+  { id = "long-target", args = { "upgrade", string.rep("z", 100 * 1024) } },
+  { id = "bad-parameter", before = GOOD, changes = true, files = with {
+    ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", up = "CREATE TABLE t003 (id int)" }
+      :gsub('db:exec%("CREATE TABLE t003 %(id int%)"%)', 'db:exec("CREATE TABLE t003 (id int)")\n    '
+        .. 'db:query("SELECT $1::int", {})') } },
   { id = "no-dev-database", before = GOOD, args = { "diff", "--from", "base", "--to", "head" } },
   { id = "bad-rename-hint", before = GOOD, args = { "diff", "--from", "001", "--to", "head", "--dev-url",
     H.url("postgres"), "--rename", "nosuch=t9" } },
@@ -174,6 +197,9 @@ describe("the bad input catalogue #db", function()
         local after = snapshot(db)
         assert.are.same(before.tables, after.tables)
         assert.are.same(before.state, after.state)
+      end
+      if c.check then
+        c.check(db, r, before)
       end
     end)
   end

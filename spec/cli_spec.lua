@@ -363,6 +363,15 @@ describe("tide command line #db", function()
       assert.are.same({ "003", "002" }, ids(out.applied))
     end)
 
+    it("refuses a --limit that is not a whole number of 1 or more (exit 2), before connecting", function()
+      assert.are.equal(0, tide({ "upgrade", "--url", db.url }).code)
+      for _, limit in ipairs { "-1", "0", "1.5", "many", "99999999999999999999" } do
+        local r = tide { "history", "--applied", "--limit", limit, "--url", db.url }
+        assert.are.equal(2, r.code, limit .. ": " .. r.output)
+        assert.truthy(r.stderr:find("--limit " .. limit .. ": give a whole number of 1 or more", 1, true), r.stderr)
+      end
+    end)
+
     it("shows an empty --applied history on a database tide never touched", function()
       local out = H.json(tide { "history", "--applied", "--json", "--url", db.url })
       assert.are.same({}, out.applied)
@@ -883,6 +892,39 @@ describe("tide command line #db", function()
       assert.matches("`cache` must be a boolean", r.stderr)
     end)
 
+    it("stops a tide.lua that loops forever (exit 2) and a revision file that does (exit 5), any command", function()
+      local d = H.project(H.chain(1), "local n = 0\nwhile true do n = n + 1 end\nreturn {}\n")
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.truthy(r.stderr:find("tide.lua:2: its top level ran over the load budget of 100000000 Lua instructions",
+        1, true), r.stderr)
+      local revs = H.chain(1)
+      revs["002_loop.lua"] = "while true do end\n"
+      d = H.project(revs, "return { load_instructions = 1000000 }\n")
+      for _, cmd in ipairs { "status", "upgrade", "check", "history" } do
+        r = tide({ cmd, "--url", db.url }, { dir = d })
+        assert.are.equal(5, r.code, cmd .. ": " .. r.output)
+        assert.truthy(r.stderr:find("versions/002_loop.lua:1: its top level ran over the load budget of 1000000 Lua "
+          .. "instructions (an endless loop?); `load_instructions` in tide.lua raises it", 1, true), r.stderr)
+      end
+      assert.is_false(H.exists(db, "tide.revision"))
+    end)
+
+    it("refuses a search_path with a NUL byte (exit 2)", function()
+      local d = H.project(H.chain(1), 'return { search_path = "public\\0x" }\n')
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.truthy(r.stderr:find("search_path: a NUL byte cannot reach the server", 1, true), r.stderr)
+      assert.are.same({}, H.applied(db))
+    end)
+
+    it("refuses a load budget that is not a positive number (exit 2)", function()
+      local d = H.project(H.chain(1), "return { load_memory_mb = 0 }\n")
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.truthy(r.stderr:find("load_memory_mb 0: give a positive number", 1, true), r.stderr)
+    end)
+
     it("refuses -C of a folder that does not exist (exit 2)", function()
       local r = H.tide({ "status", "-C", "/nonexistent/tide-spec" }, { dir = "/" })
       assert.are.equal(2, r.code, r.output)
@@ -906,9 +948,121 @@ describe("tide command line #db", function()
       assert.are.equal(2, tide({ "status", "--url" }).code)
     end)
 
+    it("refuses a negative or fractional --lock-retries, and lock_retries in tide.lua, before connecting", function()
+      for _, n in ipairs { "-1", "1.5" } do
+        local r = tide { "upgrade", "--lock-retries", n, "--url", db.url }
+        assert.are.equal(2, r.code, n .. ": " .. r.output)
+        assert.truthy(r.stderr:find("lock_retries " .. n .. ": give a whole number, 0 or more", 1, true), r.stderr)
+      end
+      local d = H.project(H.chain(1), "return { lock_retries = -2 }\n")
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(2, r.code, r.output)
+      assert.truthy(r.stderr:find("lock_retries -2: give a whole number, 0 or more", 1, true), r.stderr)
+      assert.are.same({}, H.applied(db))
+      assert.is_false(H.exists(db, "tide.history"))
+    end)
+
+    it("refuses an empty target (it is a prefix of every id) with exit 2, changing nothing", function()
+      local one = H.project(H.chain(1))
+      for _, args in ipairs { { "upgrade", "" }, { "downgrade", "" }, { "stamp", "" } } do
+        args[#args + 1] = "--url"
+        args[#args + 1] = db.url
+        local r = tide(args, { dir = one })
+        assert.are.equal(2, r.code, args[1] .. ": " .. r.output)
+        assert.truthy(r.stderr:find('unknown target "": give head, heads, base, +N, -N or a revision id', 1, true),
+          r.stderr)
+      end
+      assert.are.same({}, H.applied(db))
+      assert.are.same({}, H.tables(db))
+    end)
+
     it("refuses extra arguments (exit 2)", function()
       assert.are.equal(2, tide({ "upgrade", "001", "002", "--url", db.url }).code)
       assert.are.same({}, H.applied(db))
+    end)
+  end)
+
+  describe("what it echoes of user input", function()
+    -- one piece of user input is at most core.echo_limit bytes in output or storage, then the marker
+    local MAX = core.echo_limit + 64
+
+    local function assert_cut(text, what)
+      assert.truthy(text:find(" ... [cut, ", 1, true), what .. ": no cut marker in " .. text:sub(1, 300))
+    end
+
+    it("cuts a 10 MB message in upgrade, status, JSON and the state row", function()
+      local d = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", message = string.rep("m", 10 * 1024 * 1024) },
+      }
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.stderr:sub(1, 300))
+      assert.is_true(#r.output < 8 * MAX, #r.output .. " bytes of output")
+      for _, args in ipairs { { "status" }, { "status", "--json" }, { "current" } } do
+        args[#args + 1] = "--url"
+        args[#args + 1] = db.url
+        r = tide(args, { dir = d })
+        assert.are.equal(0, r.code, r.stderr)
+        assert.is_true(#r.output < 4 * MAX, table.concat(args, " ") .. ": " .. #r.output .. " bytes")
+        assert_cut(r.stdout, args[1])
+      end
+      local stored = H.sql(db, "SELECT message FROM tide.revision")[1].message
+      assert.is_true(#stored < MAX, #stored .. " bytes stored")
+      assert_cut(stored, "state row")
+    end)
+
+    it("cuts a 5 MB failing statement and a long error message on stderr and in the history row", function()
+      local d = H.project {
+        ["001_a.lua"] = H.revision { revision = "001",
+          up = "SELECT '" .. string.rep("x", 5 * 1024 * 1024) .. "', 1/0" },
+        ["002_b.lua"] = 'return { revision = "002", down_revision = "001", message = "m", upgrade = function(db)\n'
+          .. '  error(string.rep("e", 1000000)) end }\n',
+      }
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(6, r.code)
+      assert.is_true(#r.stderr < 4 * MAX, #r.stderr .. " bytes on stderr")
+      assert.truthy(r.stderr:find("statement: SELECT 'xxx", 1, true), r.stderr:sub(1, 300))
+      assert_cut(r.stderr, "statement")
+      H.write(d .. "/versions/001_a.lua", H.revision { revision = "001" })
+      r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(6, r.code)
+      assert.is_true(#r.stderr < 4 * MAX, #r.stderr .. " bytes on stderr")
+      assert_cut(r.stderr, "Lua error")
+      for _, row in ipairs(H.sql(db, "SELECT revision, length(error) AS n FROM tide.history "
+        .. "WHERE outcome = 'failed'")) do
+        assert.is_true(row.n < 2 * MAX, row.revision .. ": " .. row.n .. " bytes stored")
+      end
+    end)
+
+    it("cuts a server notice that quotes a 1 MB identifier", function()
+      local d = H.project { ["001_a.lua"] = H.revision { revision = "001",
+        up = "CREATE TABLE t (" .. string.rep("c", 1024 * 1024) .. " int)" } }
+      local r = tide({ "upgrade", "--url", db.url }, { dir = d })
+      assert.are.equal(0, r.code, r.stderr:sub(1, 300))
+      assert.truthy(r.stderr:find("tide: server: NOTICE: identifier \"ccc", 1, true), r.stderr:sub(1, 300))
+      assert_cut(r.stderr, "notice")
+      assert.is_true(#r.stderr < 4 * MAX, #r.stderr .. " bytes on stderr")
+    end)
+
+    it("cuts a 100 KB target, command, flag and database name", function()
+      local long = string.rep("z", 100 * 1024)
+      for _, case in ipairs {
+        { { "upgrade", long, "--url", db.url }, 2 },
+        { { long }, 2 },
+        { { "status", "--" .. long }, 2 },
+        { { "status", "--url", H.url(long) }, 3 },
+      } do
+        local r = tide(case[1])
+        assert.are.equal(case[2], r.code, r.output:sub(1, 300))
+        assert.is_true(#r.output < 4 * MAX, #r.output .. " bytes of output")
+        assert_cut(r.stderr, case[1][1]:sub(1, 20))
+      end
+    end)
+
+    it("refuses a revision id longer than 255 bytes (exit 5)", function()
+      local d = H.project { ["001_a.lua"] = H.revision { revision = string.rep("r", 256) } }
+      local r = tide({ "status", "--url", db.url }, { dir = d })
+      assert.are.equal(5, r.code, r.output:sub(1, 300))
+      assert.truthy(r.stderr:find("revision id of 256 bytes: at most 255", 1, true), r.stderr)
     end)
   end)
 
@@ -1115,8 +1269,9 @@ return { revision = "004", down_revision = "003", message = "typo",
       local cmdline
       local deadline = core.now() + 10
       while core.now() < deadline and not cmdline do
-        local waiting = #H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-          .. "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())") > 0
+        -- a waiting tide tries pg_try_advisory_lock between pauses
+        local waiting = #H.sql(db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+          .. "AND query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()") > 0
         for _, pid in ipairs(waiting and H.tide_pids(run.pid) or {}) do
           cmdline = (H.read("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
         end

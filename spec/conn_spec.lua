@@ -28,6 +28,21 @@ describe("tide.Conn #db", function()
       assert.is_false(conn:closed())
     end)
 
+    it("reports the transaction status libpq saw at the end of the last command", function()
+      local conn <close> = core.connect(db.url)
+      assert.are.equal("idle", conn:transaction_status())
+      conn:exec("BEGIN")
+      assert.are.equal("intrans", conn:transaction_status())
+      pcall(conn.exec, conn, "SELECT 1/0")
+      assert.are.equal("inerror", conn:transaction_status())
+      conn:exec("ROLLBACK")
+      assert.are.equal("idle", conn:transaction_status())
+      conn:exec("BEGIN; SELECT 1; COMMIT")
+      assert.are.equal("idle", conn:transaction_status())
+      conn:exec("BEGIN; SELECT 1; COMMIT AND CHAIN")
+      assert.are.equal("intrans", conn:info().transaction)
+    end)
+
     it("uses `tide` as the fallback application_name", function()
       local conn <close> = core.connect(db.url)
       assert.are.equal("tide", conn:query("SELECT current_setting('application_name') AS a")[1].a)
@@ -330,6 +345,26 @@ describe("tide.Conn #db", function()
     end)
   end)
 
+  describe("errors", function()
+    it("cut the server's message and detail to core.echo_limit, and keep the statement whole", function()
+      local conn <close> = core.connect(db.url)
+      local sql = "DO $$ BEGIN RAISE EXCEPTION '%', repeat('m', 5000) USING DETAIL = repeat('d', 5000); END $$"
+      local err = raises(conn.exec, conn, sql)
+      assert.are.equal(string.rep("m", core.echo_limit) .. " ... [cut, " .. (5000 - core.echo_limit) .. " bytes]",
+        err.message)
+      assert.are.equal(string.rep("d", core.echo_limit) .. " ... [cut, " .. (5000 - core.echo_limit) .. " bytes]",
+        err.detail)
+      assert.are.equal(sql, err.query)
+      err = raises(conn.query, conn, "SELECT $1::int, " .. string.rep(" ", 10) .. "1/0", 1)
+      assert.are.equal("division by zero", err.message)
+      assert.matches("^SELECT %$1::int", err.query)
+      err = raises(conn.prepared, conn, "spec_div", "SELECT 1/$1::int", 0)
+      assert.are.same({ "division by zero", "SELECT 1/$1::int" }, { err.message, err.query })
+      err = raises(conn.prepared, conn, "spec_bad", "SELEC 1")
+      assert.are.same({ "42601", "SELEC 1" }, { err.sqlstate, err.query })
+    end)
+  end)
+
   describe("conn:on_notice()", function()
     it("delivers server notices to the handler after the call", function()
       local conn <close> = core.connect(db.url)
@@ -354,6 +389,22 @@ describe("tide.Conn #db", function()
       seen = {}
       raises(conn.exec, conn, "DO $$ BEGIN RAISE NOTICE 'before'; RAISE EXCEPTION 'boom'; END $$")
       assert.matches("before", table.concat(seen, "\n"))
+    end)
+
+    it("cuts a long notice to core.echo_limit, and counts the notices past 1 MiB instead of keeping them", function()
+      local conn <close> = core.connect(db.url)
+      local seen = {}
+      conn:on_notice(function(text)
+        seen[#seen + 1] = text
+      end)
+      conn:exec("DO $$ BEGIN RAISE NOTICE '%', repeat('n', 100000); END $$")
+      assert.are.equal("NOTICE: " .. string.rep("n", core.echo_limit) .. " ... [cut, " .. (100000 - core.echo_limit)
+        .. " bytes]", seen[1])
+      seen = {}
+      conn:exec("DO $$ BEGIN FOR i IN 1..3000 LOOP RAISE NOTICE '%', repeat('n', 1000); END LOOP; END $$")
+      local text = table.concat(seen, "\n")
+      assert.is_true(#text < 1100000, #text .. " bytes delivered")
+      assert.matches("NOTICE: %.%.%. and %d+ more notices, not shown$", text)
     end)
 
     it("keeps the SQL error when the handler itself fails on a notice sent before it", function()
@@ -515,6 +566,7 @@ describe("tide.Conn #db", function()
         function() conn:query("SELECT 1") end,
         function() conn:exec("SELECT 1") end,
         function() conn:info() end,
+        function() conn:transaction_status() end,
         function() conn:on_notice(print) end,
       } do
         local err = raises(call)

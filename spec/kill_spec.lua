@@ -75,6 +75,117 @@ describe("reliability #db", function()
     assert.are.equal(N, #H.applied(db))
   end)
 
+  it("survives kill -9 around a CREATE INDEX CONCURRENTLY revision and one that ends its own transaction", function()
+    -- 004 builds an index concurrently in steps (transaction = false; a step a kill interrupts
+    -- runs again, so each is written to run twice); 009 tries to COMMIT inside its transaction
+    -- and is refused every time: it must never be applied or leave k9.
+    local M = 8
+    local revs = {}
+    for i = 1, M do
+      local id = string.format("%03d", i)
+      revs[id .. ".lua"] = H.revision {
+        revision = id,
+        down_revision = i > 1 and string.format("%03d", i - 1) or nil,
+        up = string.format("CREATE TABLE k%d (id int PRIMARY KEY); SELECT pg_sleep(0.01)", i),
+        down_sql = string.format("DROP TABLE k%d; SELECT pg_sleep(0.01)", i),
+      }
+    end
+    revs["004.lua"] = [[
+return {
+  revision = "004",
+  down_revision = "003",
+  message = "k4 with an index built concurrently",
+  transaction = false,
+  upgrade = function(db)
+    db:step("table", function(db)
+      db:exec("CREATE TABLE IF NOT EXISTS k4 (id int PRIMARY KEY, v int); "
+        .. "INSERT INTO k4 SELECT g, g FROM generate_series(1, 999) g ON CONFLICT DO NOTHING")
+    end)
+    db:step("index", function(db)
+      -- a kill after the build and before the step is recorded leaves a valid index: IF NOT
+      -- EXISTS keeps it, and tide drops an INVALID one (a build the kill cut short) first
+      db:exec("SELECT pg_sleep(0.02); CREATE INDEX CONCURRENTLY IF NOT EXISTS k4_v ON k4 (v)")
+    end)
+  end,
+  downgrade = function(db)
+    db:step("drop", function(db)
+      db:exec("DROP TABLE IF EXISTS k4; SELECT pg_sleep(0.01)")
+    end)
+  end,
+}
+]]
+    revs["009.lua"] = H.revision { revision = "009", down_revision = "008",
+      up = "CREATE TABLE k9 (id int); COMMIT; SELECT pg_sleep(0.01)", down_sql = "DROP TABLE k9" }
+    local steps = H.project(revs)
+    local function check()
+      consistency.assert_chain(db, M, "k")
+      assert.is_false(H.exists(db, "k9"), "009 left k9 behind")
+      for _, id in ipairs(H.applied(db)) do
+        assert.are_not.equal("009", id, "009 applied")
+      end
+    end
+    local function partial()
+      if not H.exists(db, "tide.revision") then
+        return nil
+      end
+      local row = H.sql(db, "SELECT partial_direction FROM tide.revision WHERE state = 'partial'")[1]
+      return row and row.partial_direction
+    end
+    math.randomseed(tonumber(os.getenv("TIDE_SEED") or "") or os.time())
+    for round = 1, tonumber(os.getenv("TIDE_KILL_ROUNDS") or "") or 10 do
+      local args = round % 2 == 1 and { "upgrade", "--url", db.url }
+        or { "downgrade", "base", "--no-backup", "--url", db.url }
+      local pid = start(args, steps)
+      core.sleep(0.02 + math.random() * 0.3)
+      os.execute("kill -9 " .. pid .. " 2>/dev/null")
+      local deadline = core.now() + 10
+      while alive(pid) and core.now() < deadline do
+        core.sleep(0.01)
+      end
+      assert.is_false(alive(pid))
+      check()
+    end
+    -- settle a revision a kill left half done (the way a user would), then upgrade to the end
+    local direction = partial()
+    if direction then
+      local r = H.tide({ direction, direction == "downgrade" and "003" or "004", "--no-backup", "--lock-wait", "30",
+        "--url", db.url }, { dir = steps })
+      assert.are.equal(0, r.code, r.output)
+    end
+    local r = H.tide({ "upgrade", "--lock-wait", "30", "--url", db.url }, { dir = steps })
+    assert.are.equal(6, r.code, r.output)
+    assert.truthy(r.stderr:find("revision 009 (versions/009.lua:6) failed in upgrade: COMMIT would end the "
+      .. "transaction", 1, true), r.stderr)
+    check()
+    assert.are.same({ "001", "002", "003", "004", "005", "006", "007", "008" }, H.applied(db))
+    assert.is_true(H.sql(db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'k4_v'::regclass")[1].indisvalid)
+  end)
+
+  it("makes the next tide wait for the last statement of a killed tide's session", function()
+    -- 002's bookkeeping is slow (a trigger sleeps): tide is killed while its session runs the
+    -- state row, history row and COMMIT, which the server still finishes. A downgrade started
+    -- right after must see 002 applied (and revert it), not plan from the state before.
+    local dir2 = H.project(H.chain(2))
+    assert.are.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir2 }).code)
+    H.sql(db, "CREATE FUNCTION public.slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      .. "IF NEW.revision = '002' THEN PERFORM pg_sleep(2); END IF; RETURN NEW; END $$; "
+      .. "CREATE TRIGGER slow BEFORE INSERT ON tide.history FOR EACH ROW EXECUTE FUNCTION public.slow()")
+    local pid = start({ "upgrade", "--url", db.url }, dir2)
+    local deadline, busy = core.now() + 20, false
+    while not busy and core.now() < deadline do
+      busy = #H.sql(db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        .. "AND state = 'active' AND query LIKE 'EXECUTE tide_record%'") > 0
+      core.sleep(0.02)
+    end
+    assert.is_true(busy, "tide never reached 002's bookkeeping")
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
+    local r = H.tide({ "downgrade", "base", "--no-backup", "--lock-wait", "30", "--url", db.url }, { dir = dir2 })
+    assert.are.equal(0, r.code, r.output)
+    assert.matches("reverted 2 revisions", r.stdout)
+    assert.are.same({}, H.applied(db))
+    assert.are.same({}, H.tables(db))
+  end)
+
   it("fails cleanly when the server terminates tide's backend mid-revision, and the next run finishes", function()
     local slow = H.project {
       ["001.lua"] = H.revision { revision = "001", up = "CREATE TABLE s1 (id int)" },

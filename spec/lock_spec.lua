@@ -123,6 +123,32 @@ describe("tide.lock #db", function()
       assert.matches("nothing to do", r.stdout)
     end)
 
+    it("answers nothing-to-do without the lock for every target, not only head", function()
+      local dir = H.project(H.chain(2))
+      local empty = H.fresh_db()
+      assert.are.equal(0, H.tide({ "upgrade", "--url", db.url }, { dir = dir }).code)
+      holder = hold_lock(db, "spec-lock-holder")
+      local other = hold_lock(empty, "spec-lock-holder")
+      -- --lock-wait 0: a run that asked for the lock would fail at once with exit 4
+      local cases = {
+        { "upgrade", "001", "--url", db.url }, -- an applied id
+        { "upgrade", "002", "--url", db.url },
+        { "upgrade", "+1", "--url", db.url }, -- at head
+        { "upgrade", "heads", "--url", db.url },
+        { "downgrade", "base", "--url", empty.url }, -- nothing applied, no tracking schema
+        { "downgrade", "-1", "--url", empty.url },
+        { "downgrade", "002", "--url", db.url }, -- the target is the head
+      }
+      for _, args in ipairs(cases) do
+        args[#args + 1] = "--lock-wait"
+        args[#args + 1] = "0"
+        local r = H.tide(args, { dir = dir })
+        assert.are.equal(0, r.code, table.concat(args, " ") .. ": " .. r.output)
+        assert.matches("nothing to do", r.stdout)
+      end
+      other:close()
+    end)
+
     it("does not block read-only commands", function()
       local dir = H.project(H.chain(2))
       assert.are.equal(0, H.tide({ "upgrade", "+1", "--url", db.url }, { dir = dir }).code)

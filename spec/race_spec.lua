@@ -34,6 +34,74 @@ describe("races #db", function()
     assert.are.equal(0, failed)
   end)
 
+  it("8 upgrades over a CREATE INDEX CONCURRENTLY revision all exit 0: waiting tides hold no snapshot", function()
+    -- The first revision takes a while, so that the other seven wait for the lock while the
+    -- third builds its index: CREATE INDEX CONCURRENTLY waits for every transaction older than
+    -- its own, and a waiting tide must not be one.
+    local cic = H.project {
+      ["001.lua"] = H.revision { revision = "001", up = "CREATE TABLE c1 (id int); SELECT pg_sleep(0.5)" },
+      ["002.lua"] = H.revision { revision = "002", down_revision = "001",
+        up = "INSERT INTO c1 SELECT generate_series(1, 1000)" },
+      ["003.lua"] = [[
+return {
+  revision = "003",
+  down_revision = "002",
+  message = "index c1 concurrently",
+  transaction = false,
+  upgrade = function(db)
+    db:step("index", function(db)
+      db:exec("CREATE INDEX CONCURRENTLY c1_id ON c1 (id)")
+    end)
+  end,
+}
+]],
+      ["004.lua"] = H.revision { revision = "004", down_revision = "003", up = "CREATE TABLE c4 (id int)" },
+    }
+    local runs = {}
+    for i = 1, 8 do
+      runs[i] = H.spawn({ "upgrade", "--lock-wait", "30", "--url", db.url }, { dir = cic })
+    end
+    for i = 1, 8 do
+      local r = runs[i].wait()
+      assert.are.equal(0, r.code, r.stderr)
+    end
+    assert.are.same({ "001", "002", "003", "004" }, H.applied(db))
+    assert.is_true(H.sql(db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'c1_id'::regclass")[1].indisvalid)
+    local rows = H.sql(db, "SELECT revision, count(*) AS n FROM tide.history "
+      .. "WHERE direction = 'upgrade' AND outcome = 'applied' GROUP BY revision ORDER BY revision")
+    assert.are.equal(4, #rows)
+    for _, row in ipairs(rows) do
+      assert.are.equal(1, row.n, "revision " .. row.revision .. " applied " .. row.n .. " times")
+    end
+    assert.are.same({}, H.sql(db, "SELECT revision, error FROM tide.history WHERE outcome = 'failed'"))
+  end)
+
+  it("8 upgrades up to a revision that ends its own transaction: each refuses it, nothing of it stays", function()
+    local revs = H.chain(5, "e")
+    revs["006_commits.lua"] = H.revision { revision = "006", down_revision = "005",
+      up = "CREATE TABLE e6 (id int); COMMIT; CREATE TABLE e6b (id int)" }
+    local ending = H.project(revs)
+    local runs = {}
+    for i = 1, 8 do
+      runs[i] = H.spawn({ "upgrade", "--lock-wait", "30", "--url", db.url }, { dir = ending })
+    end
+    for i = 1, 8 do
+      local r = runs[i].wait()
+      assert.are.equal(6, r.code, r.stderr)
+      assert.truthy(r.stderr:find("revision 006 (versions/006_commits.lua:6) failed in upgrade: COMMIT would end "
+        .. "the transaction", 1, true), r.stderr)
+    end
+    assert.are.same({ "001", "002", "003", "004", "005" }, H.applied(db))
+    assert.are.same({ "e1", "e2", "e3", "e4", "e5" }, H.tables(db))
+    local rows = H.sql(db, "SELECT revision, outcome, count(*)::int AS n FROM tide.history "
+      .. "GROUP BY revision, outcome ORDER BY revision, outcome")
+    for _, row in ipairs(rows) do
+      -- one applied row per good revision; one failed row per tide for 006, and nothing else
+      local expected = row.revision == "006" and { "failed", 8 } or { "applied", 1 }
+      assert.are.same(expected, { row.outcome, row.n }, "revision " .. row.revision)
+    end
+  end)
+
   it("mixed upgrade, downgrade and stamp runs leave state, tables and history consistent", function()
     local verbs = {
       { "upgrade" }, { "downgrade", "base", "--no-backup" }, { "upgrade", "+5" }, { "downgrade", "-3", "--no-backup" },

@@ -255,6 +255,63 @@ describe("tide.revisions", function()
     end)
   end)
 
+  describe("the load budget", function()
+    local small = { instructions = 2000000, memory_mb = 8, configurable = true }
+    local function load_small(source)
+      local saved = revisions.limits
+      revisions.limits = small
+      local dir = H.project { ["001_a.lua"] = source }
+      local ok, err = pcall(revisions.load, dir .. "/versions", { limits = small, cache = false })
+      revisions.limits = saved
+      assert.is_false(ok, "loading was expected to fail")
+      assert.is_true(errors.is_error(err), "expected a tide.Error, got " .. tostring(err))
+      assert.are.equal("load", err.kind)
+      return err.message
+    end
+
+    it("stops a top level that loops forever, naming the file, the line and the setting", function()
+      local message = load_small("local n = 0\nwhile true do\n  n = n + 1\nend\n")
+      assert.matches("versions/001_a.lua:3: its top level ran over the load budget of 2000000 Lua instructions "
+        .. "%(an endless loop%?%); `load_instructions` in tide.lua raises it$", message)
+    end)
+
+    it("cannot be swallowed by a pcall in the file", function()
+      local message = load_small("while true do pcall(function() while true do end end) end\nreturn {}\n")
+      assert.matches("versions/001_a.lua:1: its top level ran over the load budget", message)
+      message = load_small("local ok = pcall(function() while true do end end)\nreturn { revision = 'x' }\n")
+      assert.matches("versions/001_a.lua:1: its top level ran over the load budget", message)
+    end)
+
+    it("counts what tide reads of the result: a metatable's code and an error object's __tostring", function()
+      assert.matches("missing `revision`",
+        load_small("return setmetatable({}, { __index = function() while true do end end })\n"))
+      assert.matches("versions/001_a.lua:1: its top level ran over the load budget",
+        load_small("error(setmetatable({}, { __tostring = function() while true do end end }))\n"))
+    end)
+
+    it("stops a top level that allocates without end", function()
+      assert.matches("^versions/001_a.lua: its top level used more than the load budget of 8 MiB of memory; "
+        .. "`load_memory_mb` in tide.lua raises it$",
+        load_small("local t = {}\nfor i = 1, 1e9 do t[i] = {} end\n"):gsub("^.*/versions", "versions"))
+      assert.matches("used more than the load budget of 8 MiB",
+        load_small("local s = string.rep('x', 2^30)\nreturn {}\n"))
+      assert.are.equal(32 * 1024 * 1024, #string.rep("x", 32 * 1024 * 1024)) -- and the limit is gone after
+    end)
+
+    it("refuses a finalizer, which would run later, outside the budget", function()
+      assert.matches("versions/001_a.lua:1: setmetatable: a metatable with __gc cannot be set here",
+        load_small("setmetatable({}, { __gc = function() while true do end end })\nreturn {}\n"))
+    end)
+
+    it("lets an ordinary file through, and applies to the functions read again in a run", function()
+      local saved = revisions.limits
+      revisions.limits = small
+      local graph = graph_of { ["001_a.lua"] = "local t = {}\nfor i = 1, 1000 do t[i] = i end\n" .. rev("001") }
+      assert.are.equal("function", type(graph.by_id["001"].upgrade))
+      revisions.limits = saved
+    end)
+  end)
+
   describe("head()", function()
     it("refuses several heads and names each with its file", function()
       local graph, dir = branched()

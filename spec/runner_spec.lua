@@ -132,6 +132,21 @@ describe("tide.runner #db", function()
     assert.matches("x", f[1].error)
   end)
 
+  it("refuses a db:query parameter it cannot send, at the revision's line and not inside tide", function()
+    local dir = H.project {
+      ["001_a.lua"] = 'return {\n  revision = "001",\n  message = "bad parameter",\n'
+        .. '  upgrade = function(db)\n    db:exec("CREATE TABLE a (id int)")\n    db:query("SELECT $1::int", {})\n'
+        .. '  end,\n}\n',
+    }
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.truthy(r.stderr:find("revision 001 (versions/001_a.lua:6) failed in upgrade: db:query: parameter $1 is "
+      .. "a table", 1, true), r.stderr)
+    assert.falsy(r.stderr:find("lua/tide/", 1, true), r.stderr)
+    assert.are.same({}, H.applied(db))
+    assert.are.same({}, H.tables(db))
+  end)
+
   it("describes an error object that is a plain table instead of printing its address", function()
     local dir = H.project {
       ["001_a.lua"] = 'return {\n  revision = "001",\n  message = "m",\n  upgrade = function(db)\n'
@@ -205,6 +220,26 @@ describe("tide.runner #db", function()
     assert.are.same({ "k1", "k2", "k3", "k4", "k5", "k6" }, H.tables(db))
   end)
 
+  it("commits a revision and its state and history rows together: failing bookkeeping leaves no trace", function()
+    local dir = H.project(H.chain(2))
+    assert.are.equal(0, H.tide({ "upgrade", "001", "--url", db.url }, { dir = dir }).code)
+    -- From now on the state row of 002 cannot be written: its table must not stay behind.
+    H.sql(db, "CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+      .. "RAISE EXCEPTION 'no state row for %', NEW.revision USING ERRCODE = 'P0001'; END $$; "
+      .. "CREATE TRIGGER refuse BEFORE INSERT ON tide.revision FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+    local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+    assert.are.equal(6, r.code, r.output)
+    assert.truthy(r.stderr:find("revision 002", 1, true), r.stderr)
+    assert.truthy(r.stderr:find("no state row for 002", 1, true), r.stderr)
+    assert.are.same({ "001" }, H.applied(db))
+    assert.are.same({ "t1" }, H.tables(db))
+    local f = failures(db)
+    assert.are.equal(1, #f)
+    assert.are.equal("002", f[1].revision)
+    assert.are.equal("P0001", f[1].sqlstate)
+    assert.are.equal(1, #applied_rows(db, "upgrade"))
+  end)
+
   it("exits 3 when the server refuses tide's own bookkeeping, changing nothing", function()
     local role = "spec_limited_" .. db.name:sub(-12)
     H.sql(nil, "CREATE ROLE " .. role .. " NOLOGIN")
@@ -269,6 +304,45 @@ describe("tide.runner #db", function()
     assert.are.equal(0, r.code, r.output)
     assert.are.same({ "placed" }, H.tables(other, "app"))
     assert.are.same({}, H.tables(other, "public"))
+  end)
+
+  it("starts every revision from the same session: role, search_path, settings and temporary tables", function()
+    local other = "spec_other_" .. db.name:sub(-12)
+    H.sql(nil, "CREATE ROLE " .. other .. " NOLOGIN")
+    local ok, err = pcall(function()
+      H.sql(db, "CREATE SCHEMA evil; GRANT ALL ON SCHEMA evil, public TO " .. other)
+      local function setter(id, parent, extra, up)
+        return H.revision { revision = id, down_revision = parent, extra = extra, up = up }
+      end
+      local dir = H.project {
+        ["001_a.lua"] = setter("001", nil, nil, "CREATE TABLE t1 (id int); "
+          .. "GRANT USAGE ON SCHEMA tide TO " .. other .. "; GRANT ALL ON ALL TABLES IN SCHEMA tide TO " .. other
+          .. "; GRANT ALL ON ALL SEQUENCES IN SCHEMA tide TO " .. other),
+        -- each leaves something behind with SET instead of SET LOCAL
+        ["002_b.lua"] = setter("002", "001", nil, "SET ROLE " .. other .. "; SET search_path = evil, public; "
+          .. "SET work_mem = '7MB'; CREATE TEMP TABLE t1 (id int)"),
+        ["003_c.lua"] = setter("003", "002", nil, "CREATE TABLE t3 AS SELECT current_user::text AS who, "
+          .. "current_setting('work_mem') AS work_mem; INSERT INTO t1 VALUES (3)"),
+        ["004_d.lua"] = setter("004", "003", "transaction = false,", "SET ROLE " .. other
+          .. "; SET search_path = evil; SET statement_timeout = '7s'"),
+        ["005_e.lua"] = setter("005", "004", nil, "CREATE TABLE t5 AS SELECT current_user::text AS who, "
+          .. "current_setting('statement_timeout') AS statement_timeout"),
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(0, r.code, r.output)
+      local me = os.getenv("PGUSER")
+      -- t3 and t5 are tide's role's, in public; t1 got 003's row, not a temporary table of 002
+      assert.are.same({ "t1", "t3", "t5" }, H.tables(db))
+      assert.are.same({}, H.tables(db, "evil"))
+      assert.are.same({ { who = me, work_mem = "4MB" } }, H.sql(db, "SELECT who, work_mem FROM t3"))
+      assert.are.same({ { who = me, statement_timeout = "0" } }, H.sql(db, "SELECT who, statement_timeout FROM t5"))
+      assert.are.same({ { n = 1 } }, H.sql(db, "SELECT count(*)::int AS n FROM t1"))
+      assert.are.same({ { owner = me } }, H.sql(db, "SELECT DISTINCT tableowner::text AS owner FROM pg_tables "
+        .. "WHERE tablename IN ('t3', 't5')"))
+    end)
+    H.sql(db, "DROP OWNED BY " .. other)
+    H.sql(nil, "DROP ROLE " .. other)
+    assert(ok, err)
   end)
 
   it("keeps recording after a revision's DEALLOCATE ALL, DISCARD ALL or RESET, and keeps its search_path", function()
@@ -423,6 +497,134 @@ return {
     end)
   end)
 
+  describe("a revision that ends its own transaction", function()
+    -- 001 creates t1; 002 is the revision under test; nothing of 002 may stay behind
+    local function run(up, extra)
+      local dir = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE t1 (id int)" },
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", up = up, extra = extra },
+      }
+      return H.tide({ "upgrade", "--url", db.url }, { dir = dir }), dir
+    end
+
+    for _, case in ipairs {
+      { "CREATE TABLE a (id int); ROLLBACK; CREATE TABLE b (id int)", "ROLLBACK" },
+      { "CREATE TABLE a (id int); COMMIT; SELECT 1/0", "COMMIT" },
+      { "CREATE TABLE a (id int); COMMIT; CREATE TABLE b (id int)", "COMMIT" },
+      { "CREATE TABLE a (id int);\n  end work", "END" },
+      { "CREATE TABLE a (id int); /* done */ Abort", "ABORT" },
+      { "CREATE TABLE a (id int); COMMIT AND CHAIN; CREATE TABLE b (id int)", "COMMIT" },
+      { "CREATE TABLE a (id int); ROLLBACK TRANSACTION AND CHAIN", "ROLLBACK" },
+      { "CREATE TABLE a (id int); PREPARE TRANSACTION 'tide_spec'", "PREPARE TRANSACTION" },
+      { "COMMIT", "COMMIT" },
+    } do
+      it("is refused before anything is sent: " .. case[1]:gsub("\n", " "), function()
+        local r = run(case[1])
+        assert.are.equal(6, r.code, r.output)
+        assert.truthy(r.stderr:find("revision 002 (versions/002_b.lua:6) failed in upgrade: " .. case[2]
+          .. " would end the transaction tide runs this revision in", 1, true), r.stderr)
+        assert.truthy(r.stderr:find("rolled back; earlier revisions of this run stay applied", 1, true), r.stderr)
+        assert.are.same({ "001" }, H.applied(db))
+        assert.are.same({ "t1" }, H.tables(db))
+        local f = failures(db)
+        assert.are.equal(1, #f)
+        assert.are.equal("002", f[1].revision)
+      end)
+    end
+
+    it("is refused through db:query too", function()
+      local dir = H.project {
+        ["001_a.lua"] = 'return { revision = "001", message = "m", upgrade = function(db)\n'
+          .. '  db:exec("CREATE TABLE a (id int)")\n  db:query("COMMIT")\nend }\n',
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.truthy(r.stderr:find("(versions/001_a.lua:3) failed in upgrade: COMMIT would end", 1, true), r.stderr)
+      assert.are.same({}, H.tables(db))
+    end)
+
+    it("is not confused by those words in strings, comments, dollar quotes, savepoints or function bodies", function()
+      local r = run("CREATE TABLE a (t text DEFAULT 'x; COMMIT'); COMMENT ON TABLE a IS E'it\\'s; ROLLBACK';\n"
+        .. "-- COMMIT;\n/* ROLLBACK; /* nested */ END; */\n"
+        .. "SAVEPOINT s; CREATE TABLE gone (id int); ROLLBACK TO SAVEPOINT s; RELEASE s;\n"
+        .. "SAVEPOINT s2; ROLLBACK WORK TO s2;\n"
+        .. "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1;\n"
+        .. "  SELECT CASE WHEN true THEN 2 END; END;\n"
+        .. "CREATE FUNCTION g() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM 1; END; $$;\n"
+        .. "CREATE RULE r AS ON INSERT TO a DO ALSO (NOTIFY a; NOTIFY b)")
+      assert.are.equal(0, r.code, r.output)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({ "a", "t1" }, H.tables(db))
+      assert.are.equal(2, H.sql(db, "SELECT f() AS v")[1].v)
+    end)
+
+    it("cannot end it from a DO block or a procedure either: PostgreSQL refuses, nothing stays", function()
+      H.sql(db, "CREATE PROCEDURE public.commits() LANGUAGE plpgsql AS $$ BEGIN CREATE TABLE p (id int); COMMIT; "
+        .. "END $$")
+      for _, up in ipairs { "CREATE TABLE a (id int); DO $$ BEGIN COMMIT; END $$", "CREATE TABLE a (id int); "
+        .. "CALL public.commits()" } do
+        local r = run(up)
+        assert.are.equal(6, r.code, r.output)
+        assert.truthy(r.stderr:find("ERROR 2D000: invalid transaction termination", 1, true), r.stderr)
+        assert.are.same({ "001" }, H.applied(db))
+        assert.are.same({ "t1" }, H.tables(db))
+      end
+    end)
+
+    it("is stopped, and not recorded, when a statement ends it in a way tide did not see coming", function()
+      -- With standard_conforming_strings off (set by an earlier call: the server reads a call's
+      -- text whole before running it) the server reads 'x\'' as a whole string and runs the
+      -- COMMIT after it; tide's reading (the default, on) finds one string up to the last quote.
+      local dir = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE t1 (id int)" },
+        ["002_b.lua"] = 'return { revision = "002", down_revision = "001", message = "m", upgrade = function(db)\n'
+          .. '  db:exec("SET LOCAL standard_conforming_strings = off; SET LOCAL escape_string_warning = off")\n'
+          .. [[  db:exec("CREATE TABLE a (id int); SELECT 'x\\''; COMMIT; CREATE TABLE b (id int); --'")]] .. "\n"
+          .. "end }\n",
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.truthy(r.stderr:find("revision 002 (versions/002_b.lua:3) failed in upgrade: the transaction tide runs "
+        .. "this revision in ended during this statement", 1, true), r.stderr)
+      assert.truthy(r.stderr:find("NOT rolled back: the revision's transaction had ended", 1, true), r.stderr)
+      assert.are.same({ "001" }, H.applied(db))
+      assert.are.same({ "a", "b", "t1" }, H.tables(db)) -- committed, as the message says it may be
+      assert.are.equal(1, #failures(db))
+    end)
+
+    it("is stopped, and not recorded, when the transaction ends around tide.db", function()
+      local dir = H.project {
+        ["001_a.lua"] = 'return { revision = "001", message = "m", upgrade = function(db)\n'
+          .. '  db:exec("CREATE TABLE a (id int)")\n  db.conn:exec("COMMIT")\nend }\n',
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.truthy(r.stderr:find("the transaction tide runs this revision in ended while the revision ran", 1, true),
+        r.stderr)
+      assert.truthy(r.stderr:find("NOT rolled back: the revision's transaction had ended", 1, true), r.stderr)
+      assert.are.same({}, H.applied(db))
+      assert.are.same({ "a" }, H.tables(db)) -- committed, as the message says it may be
+      local f = failures(db)
+      assert.are.equal(1, #f)
+    end)
+
+    it("is reported by tide check and tide lint while it is pending", function()
+      local dir = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE t1 (id int)" },
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001",
+          up = "CREATE TABLE a (id int); COMMIT" },
+      }
+      local r = H.tide({ "check", "--url", db.url }, { dir = dir })
+      assert.are.equal(1, r.code, r.output)
+      assert.truthy(r.stdout:find("revision 002 (versions/002_b.lua): COMMIT would end the transaction", 1, true),
+        r.output)
+      r = H.tide({ "lint", "--url", db.url }, { dir = dir })
+      assert.are.equal(1, r.code, r.output)
+      assert.truthy(r.output:find("COMMIT would end the transaction", 1, true), r.output)
+      assert.is_false(H.exists(db, "tide.revision"))
+    end)
+  end)
+
   describe("transaction = false", function()
     it("runs the revision outside a transaction, so CREATE INDEX CONCURRENTLY works", function()
       local dir = H.project {
@@ -439,6 +641,23 @@ return {
       r = H.tide({ "downgrade", "--no-backup", "001", "--url", db.url }, { dir = dir })
       assert.are.equal(0, r.code, r.output)
       assert.is_false(H.exists(db, "public.a_id"))
+    end)
+
+    it("lets a call group statements in BEGIN ... COMMIT, and refuses a call that leaves a transaction open", function()
+      local dir = H.project {
+        ["001_a.lua"] = H.revision { revision = "001", up = "CREATE TABLE a (id int)" },
+        ["002_b.lua"] = H.revision { revision = "002", down_revision = "001", extra = "transaction = false,",
+          up = "BEGIN; INSERT INTO a VALUES (1); INSERT INTO a VALUES (2); COMMIT; "
+            .. "CREATE INDEX CONCURRENTLY a_id ON a (id)" },
+        ["003_c.lua"] = H.revision { revision = "003", down_revision = "002", extra = "transaction = false,",
+          up = "BEGIN; INSERT INTO a VALUES (3)" },
+      }
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = dir })
+      assert.are.equal(6, r.code, r.output)
+      assert.truthy(r.stderr:find("revision 003 (versions/003_c.lua:7) failed in upgrade: this call left a "
+        .. "transaction open", 1, true), r.stderr)
+      assert.are.same({ "001", "002" }, H.applied(db))
+      assert.are.same({ { n = 2 } }, H.sql(db, "SELECT count(*)::int AS n FROM a"))
     end)
 
     it("fails CREATE INDEX CONCURRENTLY in an ordinary revision (it does run in a transaction)", function()

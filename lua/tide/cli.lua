@@ -221,7 +221,8 @@ command("current", {
     local list = {}
     for i, id in ipairs(current) do
       local rev = ctx.graph.by_id[id]
-      list[i] = { revision = id, message = rev and rev.message or applied[id].message, head = heads[id] or false,
+      list[i] = { revision = id, message = rev and rev.message or errors.cut(applied[id].message),
+        head = heads[id] or false,
         known = rev ~= nil }
     end
     return { current = list }
@@ -274,7 +275,7 @@ command("status", {
       pending = pending + (row and 0 or 1)
     end
     for _, id in ipairs(runner.unknown(ctx.graph, applied)) do
-      list[#list + 1] = { revision = id, message = applied[id].message, state = "unknown",
+      list[#list + 1] = { revision = id, message = errors.cut(applied[id].message), state = "unknown",
         applied_at = applied[id].applied_at, applied_by = applied[id].applied_by }
     end
     return { revisions = list, pending = pending, heads = ctx.graph.heads, schema = ctx.cfg.schema,
@@ -319,11 +320,14 @@ command("history", {
         .. "the revision graph from the files is shown whole")
     end
     if flags.applied then
+      local limit = math.tointeger(tonumber(flags.limit or "50"))
+      if not limit or limit < 1 then
+        errors.raise("usage", string.format("--limit %s: give a whole number of 1 or more", errors.cut(flags.limit)))
+      end
       local conn <close> = connect(ctx)
       if not require("tide.track").exists(conn, ctx.cfg.schema) then
         return { applied = {} }
       end
-      local limit = tonumber(flags.limit or "50") or errors.raise("usage", "--limit needs a number")
       return { applied = require("tide.track").history(conn, ctx.cfg.schema, limit) }
     end
     local list = {}
@@ -344,8 +348,7 @@ command("history", {
         if value == core.null or value == nil or value == "" then
           return ""
         end
-        local first = value:gsub("\n.*", "")
-        return prefix .. (#first > 200 and (first:sub(1, 200) .. " ...") or first)
+        return prefix .. errors.cut(value:match("[^\n]*"))
       end
       for _, h in ipairs(result.applied) do
         local revision = h.revision ~= core.null and h.revision or "-"
@@ -753,7 +756,7 @@ local function parse(args)
   end
   local cmd = name and commands[name]
   if name and not cmd then
-    errors.raise("usage", string.format("unknown command `%s`%s; see `tide --help`", name,
+    errors.raise("usage", string.format("unknown command `%s`%s; see `tide --help`", errors.cut(name),
       errors.did_you_mean(name, command_order)))
   end
   local known = flag_table(cmd and cmd.flags, flag_table(GLOBAL_FLAGS, {}))
@@ -774,7 +777,7 @@ local function parse(args)
       key = key or a
       local f = known[key]
       if not f then
-        errors.raise("usage", string.format("unknown flag `%s`%s%s", key,
+        errors.raise("usage", string.format("unknown flag `%s`%s%s", errors.cut(key),
           cmd and (" for `tide " .. cmd.name .. "`") or "", errors.did_you_mean(key, flag_names(known))))
       end
       if f[2] then
@@ -787,7 +790,7 @@ local function parse(args)
         end
         flags[f[1]] = value
       elseif value then
-        errors.raise("usage", string.format("flag `%s` takes no value", key))
+        errors.raise("usage", string.format("flag `%s` takes no value", errors.cut(key)))
       else
         flags[f[1]] = true
       end
@@ -867,7 +870,7 @@ local function report(err, as_json)
   if kind == "internal" or not errors.exit_codes[kind] then
     message = "internal error: " .. tostring(err) .. (type(err) == "table" and err.traceback or "")
   elseif err.sqlstate and kind == "sql" then
-    message = "database error: " .. tostring(err) .. (err.query and ("\n  statement: " .. err.query:sub(1, 200)) or "")
+    message = "database error: " .. tostring(err) .. (err.query and ("\n  statement: " .. errors.cut(err.query)) or "")
   end
   log.error("%s", message)
   if as_json then
@@ -923,7 +926,7 @@ function M.main(args)
         schema = flags.schema ~= true and flags.schema or nil, -- `check --schema` is a flag of its own
         lock_wait = flags["lock-wait"],
         lock_timeout = flags["lock-timeout"],
-        lock_retries = flags["lock-retries"] and (math.tointeger(tonumber(flags["lock-retries"]))
+        lock_retries = flags["lock-retries"] and (tonumber(flags["lock-retries"])
           or errors.raise("usage", "--lock-retries needs a whole number")),
       }
       if cmd.creates_versions and not core.isdir(ctx.cfg.versions_dir) then
@@ -932,7 +935,8 @@ function M.main(args)
           errors.raise("usage", "cannot create the versions folder " .. why)
         end
       end
-      ctx.graph = revisions.load(ctx.cfg.versions_dir, { cache = ctx.cfg.cache })
+      ctx.graph = revisions.load(ctx.cfg.versions_dir, { cache = ctx.cfg.cache,
+        limits = config.load_limits(ctx.cfg) })
       ctx.flags = flags
     end
     local res = cmd.run(ctx, positional, flags)

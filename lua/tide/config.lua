@@ -7,6 +7,7 @@
 --   4. libpq's own defaults: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSFILE, PGSERVICE ...
 -- Whatever the URL leaves out (a password, say) libpq still takes from its PG* variables and
 -- ~/.pgpass, so a URL without a password plus PGPASSFILE keeps the secret out of argv.
+local core = require "tide.core"
 local errors = require "tide.errors"
 
 local M = {}
@@ -24,6 +25,8 @@ M.keys = {
   lock_timeout = "duration",
   statement_timeout = "duration",
   lock_retries = "number",
+  load_instructions = "number",
+  load_memory_mb = "number",
   backup = "table",
   hooks = "table",
   cache = "boolean",
@@ -43,6 +46,8 @@ M.defaults = {
   lock_timeout = "5s",
   statement_timeout = "0",
   lock_retries = 3,
+  load_instructions = 100000000,
+  load_memory_mb = 64,
   cache = true,
   tests = "tests",
 }
@@ -163,7 +168,13 @@ local function make_base()
     rawlen = rawlen,
     rawset = rawset,
     select = select,
-    setmetatable = setmetatable,
+    setmetatable = function(t, mt)
+      -- A finalizer would run whenever the collector gets to it, outside the load budget
+      if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+        error("setmetatable: a metatable with __gc cannot be set here", 2)
+      end
+      return setmetatable(t, mt)
+    end,
     getmetatable = getmetatable,
     tonumber = tonumber,
     tostring = tostring,
@@ -235,6 +246,37 @@ local function read_file(path)
 end
 M.read_file = read_file
 
+--- What the top level of a revision file may spend: cfg's load_instructions and load_memory_mb
+--- (tide.lua's own top level runs under the defaults).
+function M.load_limits(cfg)
+  cfg = cfg or M.defaults
+  return { instructions = cfg.load_instructions, memory_mb = cfg.load_memory_mb, configurable = cfg ~= M.defaults }
+end
+
+--- Runs fn, the top level of tide.lua or of a revision file together with what tide reads of
+--- its result (a metatable's code runs there too), within limits: a file that loops forever or
+--- allocates without end is an error of `kind` naming it (and the line it was on), not a hang.
+--- Returns fn's result; raises fn's own error as it is.
+function M.run_bounded(fn, path, kind, limits)
+  local ok, result, why, line = core.run_limited(fn, path, limits.instructions,
+    math.floor(limits.memory_mb * 1024 * 1024))
+  if ok then
+    return result
+  end
+  local where = line and (path .. ":" .. line) or path
+  local function hint(key)
+    return limits.configurable and string.format("; `%s` in tide.lua raises it", key) or ""
+  end
+  if why == "instructions" then
+    errors.raise(kind, string.format("%s: its top level ran over the load budget of %d Lua instructions (an endless "
+      .. "loop?)%s", where, limits.instructions, hint("load_instructions")), { file = path, line = line })
+  elseif why == "memory" then
+    errors.raise(kind, string.format("%s: its top level used more than the load budget of %g MiB of memory%s", where,
+      limits.memory_mb, hint("load_memory_mb")), { file = path, line = line })
+  end
+  error(result, 0)
+end
+
 --- Loads DIR/tide.lua when present. Returns the validated table (defaults filled in).
 local function load_file(path)
   local cfg = {}
@@ -244,31 +286,31 @@ local function load_file(path)
     if not chunk then
       errors.raise("config", err)
     end
-    local ok, result = pcall(chunk)
-    if not ok then
-      errors.raise("config", path .. ": " .. tostring(result))
-    end
-    if type(result) ~= "table" then
-      errors.raise("config", path .. ": must return a table, got " .. type(result))
-    end
     local names = {}
     for k in pairs(M.keys) do
       names[#names + 1] = k
     end
-    for k, v in pairs(result) do
-      if not M.keys[k] then
-        errors.raise(
-          "config",
-          string.format("%s: unknown key `%s`%s", path, tostring(k), errors.did_you_mean(tostring(k), names))
-        )
-      elseif M.keys[k] == "duration" and type(v) ~= "number" and type(v) ~= "string" then
-        errors.raise("config", string.format("%s: `%s` must be a duration (seconds, or a string such as \"5s\"), "
-          .. "got %s", path, k, type(v)))
-      elseif M.keys[k] ~= "duration" and type(v) ~= M.keys[k] then
-        errors.raise("config", string.format("%s: `%s` must be a %s, got %s", path, k, M.keys[k], type(v)))
+    M.run_bounded(function()
+      local ok, result = pcall(chunk)
+      if not ok then
+        errors.raise("config", path .. ": " .. errors.cut(result))
       end
-      cfg[k] = v
-    end
+      if type(result) ~= "table" then
+        errors.raise("config", path .. ": must return a table, got " .. type(result))
+      end
+      for k, v in next, result do
+        if not M.keys[k] then
+          errors.raise("config", string.format("%s: unknown key `%s`%s", path, errors.cut(k),
+            errors.did_you_mean(tostring(k), names)))
+        elseif M.keys[k] == "duration" and type(v) ~= "number" and type(v) ~= "string" then
+          errors.raise("config", string.format("%s: `%s` must be a duration (seconds, or a string such as \"5s\"), "
+            .. "got %s", path, k, type(v)))
+        elseif M.keys[k] ~= "duration" and type(v) ~= M.keys[k] then
+          errors.raise("config", string.format("%s: `%s` must be a %s, got %s", path, k, M.keys[k], type(v)))
+        end
+        cfg[k] = v
+      end
+    end, path, "config", M.load_limits())
   end
   for k, v in pairs(M.defaults) do
     if cfg[k] == nil then
@@ -320,9 +362,8 @@ M.join = join
 ---@return table cfg {dir, file, versions_dir, url, url_source, schema, ...}
 function M.load(flags)
   local dir = flags.dir or "."
-  local core = require "tide.core"
   if not core.isdir(dir) then
-    errors.raise("config", string.format("-C %s: no such directory", dir))
+    errors.raise("config", string.format("-C %s: no such directory", errors.cut(dir)))
   end
   local file = join(dir, "tide.lua")
   local cfg = load_file(file)
@@ -360,8 +401,23 @@ function M.load(flags)
     end
     cfg[k] = k == "lock_wait" and ms / 1000 or M.pg_duration(ms)
   end
-  if not cfg.schema:match("^[%a_][%w_]*$") then
-    errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _)", cfg.schema))
+  for _, k in ipairs { "load_instructions", "load_memory_mb" } do
+    if not (cfg[k] > 0 and cfg[k] < math.huge) then
+      errors.raise("config", string.format("%s %s: give a positive number", k, cfg[k]))
+    end
+  end
+  cfg.load_instructions = math.floor(cfg.load_instructions)
+  if cfg.search_path:find("\0", 1, true) then
+    errors.raise("config", "search_path: a NUL byte cannot reach the server")
+  end
+  local retries = math.tointeger(cfg.lock_retries)
+  if not retries or retries < 0 then
+    errors.raise("config", string.format("lock_retries %s: give a whole number, 0 or more", cfg.lock_retries))
+  end
+  cfg.lock_retries = retries
+  if not cfg.schema:match("^[%a_][%w_]*$") or #cfg.schema > 63 then
+    errors.raise("config", string.format("schema `%s`: use a plain identifier (letters, digits, _; at most 63)",
+      errors.cut(cfg.schema)))
   end
   return cfg
 end

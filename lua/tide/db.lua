@@ -71,7 +71,7 @@ end
 ---@return tide.DB
 function M.new(conn, rev, vars)
   return setmetatable({ conn = conn, null = core.null, revision = rev and rev.revision, savepoints = 0,
-    vars = M.vars(vars) }, DB)
+    vars = M.vars(vars), transactional = not rev or rev.transaction ~= false }, DB)
 end
 
 --- A db that records statements instead of running them.
@@ -80,13 +80,22 @@ end
 ---@return tide.DB
 function M.recorder(rev, vars)
   return setmetatable({ record = {}, queries = {}, null = core.null, revision = rev and rev.revision,
-    file = rev and rev.file, savepoints = 0, vars = M.vars(vars) }, DB)
+    file = rev and rev.file, savepoints = 0, vars = M.vars(vars), transactional = not rev or rev.transaction ~= false },
+    DB)
 end
+
+-- A statement longer than this goes out alone, after the prelude, rather than being copied
+-- into one string with it; one more round trip is nothing beside sending it.
+local INLINE_PRELUDE_MAX = 64 * 1024
 
 ---@param sql string one or more statements
 function DB:exec(sql)
   if type(sql) ~= "string" then
     error("db:exec(sql): sql must be a string, got " .. type(sql), 2)
+  end
+  local statements
+  if self.transactional then
+    statements = M.refuse_transaction_end(sql)
   end
   if self.record then
     self.record[#self.record + 1] = sql
@@ -95,35 +104,124 @@ function DB:exec(sql)
   if self.one_at_a_time then
     -- Outside a transaction, several statements in one exec would still share an implicit
     -- transaction block (and CREATE INDEX CONCURRENTLY refuses to run in one): send each alone.
-    local statements = require("tide.lint").split(sql)
+    statements = statements or M.statements(sql)
     if #statements > 1 then
       for _, st in ipairs(statements) do
-        self:exec(st.text)
+        self:send(sql:sub(st.first, st.last))
       end
-      return
+    else
+      self:send(sql)
     end
+    self:left_no_transaction(sql)
+    return
   end
+  self:send(sql)
+end
+
+-- Sends the text of one exec (one statement of it in a transaction = false revision), with the
+-- prelude in front of it if the prelude has not gone out yet.
+function DB:send(sql)
   self:drop_invalid_leftover(sql)
   local prelude = self.prelude
-  if prelude then
-    self.prelude = nil
-    local ok, err = pcall(self.conn.exec, self.conn, prelude .. sql)
-    if not ok then
+  if prelude and #sql > INLINE_PRELUDE_MAX then
+    self:send_prelude()
+    prelude = nil
+  end
+  self.prelude = nil
+  local ok, err = pcall(self.conn.exec, self.conn, prelude and (prelude .. sql) or sql)
+  if not ok then
+    if type(err) == "table" then
       -- report the revision's own statement, not the prelude tide put in front of it (unless
       -- the error is in the prelude itself)
-      local shift = utf8.len(prelude) or #prelude
-      if type(err) == "table" and not (err.position and err.position <= shift) then
+      local shift = prelude and (utf8.len(prelude) or #prelude) or 0
+      if not (err.position and err.position <= shift) then
         err.position = err.position and err.position - shift
         err.query = sql
       end
-      error(err, 0)
     end
-  else
-    self.conn:exec(sql)
+    self:still_in_transaction(sql, err)
+    error(err, 0)
   end
+  self:still_in_transaction(sql)
   self:after_session_change(sql)
   if not self.current_step then
     self.unstepped = (self.unstepped or 0) + 1
+  end
+end
+
+-- The first words of the statements ends_transaction looks further at.
+local TRANSACTION_WORDS = { COMMIT = true, END = true, ROLLBACK = true, ABORT = true, PREPARE = true }
+
+-- The word of a statement that ends the transaction it runs in (COMMIT, END, ROLLBACK, ABORT,
+-- PREPARE TRANSACTION; with AND CHAIN they end it and open another), or nil. ROLLBACK TO
+-- SAVEPOINT undoes part of the transaction and stays in it.
+local function ends_transaction(st)
+  local w = st.words
+  if w[1] == "COMMIT" or w[1] == "END" or w[1] == "ABORT" then
+    return w[1]
+  elseif w[1] == "ROLLBACK" then
+    local after = (w[2] == "WORK" or w[2] == "TRANSACTION") and w[3] or w[2]
+    return after ~= "TO" and "ROLLBACK" or nil
+  elseif w[1] == "PREPARE" and w[2] == "TRANSACTION" and not w[3] and st.after ~= "(" then
+    return "PREPARE TRANSACTION" -- and not a prepared statement called "transaction"
+  end
+end
+
+--- Refuses, before anything is sent, a statement that would end the transaction a
+--- transactional revision runs in: tide commits the revision together with its state and
+--- history rows, and a revision that commits or rolls back on its own would be recorded in
+--- pieces. Returns the statements of sql when it had to split them.
+function M.refuse_transaction_end(sql)
+  local statements
+  if sql:find(";", 1, true) then
+    statements = M.statements(sql)
+  else -- one statement: its first words are enough, and most often its first word
+    local first = sql:match("^%s*(%a+)")
+    if first and not TRANSACTION_WORDS[first:upper()] then
+      return nil
+    end
+    statements = { M.head(sql) }
+  end
+  for _, st in ipairs(statements) do
+    local word = ends_transaction(st)
+    if word then
+      errors.raise("run", string.format("%s would end the transaction tide runs this revision in: tide commits "
+        .. "a revision together with its state and history rows (undo part of a revision with db:savepoint, "
+        .. "or set transaction = false to run statements outside a transaction)", word),
+        { query = sql:sub(st.first, math.min(st.last, st.first + core.echo_limit)), refused = "transaction" })
+    end
+  end
+  return #statements > 1 and statements or nil
+end
+
+--- After each command of a transactional revision, its transaction must still be open. No
+--- statement of the revision ends it (refuse_transaction_end saw to that, and PostgreSQL
+--- refuses COMMIT inside CALL and DO in a transaction block); if something did anyway, stop
+--- and say that what ran may have been committed.
+function DB:still_in_transaction(sql, err)
+  if not self.transactional then
+    return
+  end
+  if self.conn:transaction_status() ~= "idle" then -- intrans, inerror; unknown: a lost connection
+    return
+  end
+  errors.raise("run", "the transaction tide runs this revision in ended "
+    .. (sql and "during this statement" or "while the revision ran, though not through db:exec or db:query")
+    .. (err and (" (which then failed: " .. tostring(err) .. ")") or "") .. ": what the revision ran before it "
+    .. "may have been committed, outside tide's control, and tide cannot roll it back; the revision is not "
+    .. "recorded as applied: inspect the database before running it again",
+    { query = sql, sqlstate = type(err) == "table" and err.sqlstate or nil, ended_transaction = true })
+end
+
+--- In a transaction = false revision, each db:exec or db:query must end outside a transaction
+--- block (a BEGIN goes in the same call as its COMMIT): an open transaction holds a snapshot
+--- that CREATE INDEX CONCURRENTLY waits for, and tide records each step outside a transaction.
+function DB:left_no_transaction(sql)
+  local status = self.conn:transaction_status()
+  if status == "intrans" or status == "inerror" then
+    errors.raise("run", "this call left a transaction open: in a revision with transaction = false each db:exec "
+      .. "or db:query must end outside a transaction block (send BEGIN and its COMMIT in the same call)",
+      { query = sql })
   end
 end
 
@@ -134,6 +232,13 @@ end
 local SESSION_WORDS = { "DEALLOCATE", "DISCARD", "RESET" }
 
 function DB:after_session_change(sql)
+  if #sql > INLINE_PRELUDE_MAX then -- not worth a copy in upper case: act as if it did
+    self.conn:forget_prepared()
+    if self.on_session_reset then
+      self.on_session_reset()
+    end
+    return
+  end
   local upper = sql:upper()
   for _, word in ipairs(SESSION_WORDS) do
     if upper:find("%f[%w_]" .. word .. "%f[^%w_]") then
@@ -160,7 +265,7 @@ end
 -- "CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON [ONLY] table": the index's
 -- qualified name (it lives in the table's schema), or nil for any other statement.
 local function concurrent_index(statement)
-  local s = statement:gsub("^%s+", ""):gsub("%-%-[^\n]*\n", " ")
+  local s = statement:sub(1, 4096):gsub("^%s+", ""):gsub("%-%-[^\n]*\n", " ")
   local rest = s:match("^[Cc][Rr][Ee][Aa][Tt][Ee]%s+(.*)")
   if not rest then
     return nil
@@ -237,12 +342,25 @@ function M.inline(statement, ...)
   end))
 end
 
+-- The values a parameter can take; anything else is refused before the statement is sent.
+local PARAM_TYPES = { ["nil"] = true, string = true, number = true, boolean = true }
+
 ---@param sql string one statement with $1..$n placeholders
 ---@return table[] rows
 ---@return integer count
 function DB:query(sql, ...)
   if type(sql) ~= "string" then
     error("db:query(sql, ...): sql must be a string, got " .. type(sql), 2)
+  end
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if not PARAM_TYPES[type(v)] and v ~= core.null then
+      errors.raise("run", string.format("db:query: parameter $%d is a %s: give a string, a number, a boolean, "
+        .. "nil or db.null", i, type(v)))
+    end
+  end
+  if self.transactional then
+    M.refuse_transaction_end(sql)
   end
   if self.record then
     local where = caller(self)
@@ -255,7 +373,15 @@ function DB:query(sql, ...)
     return {}, 0
   end
   self:send_prelude()
-  local rows, count = self.conn:query(sql, ...)
+  local ok, rows, count = pcall(self.conn.query, self.conn, sql, ...)
+  if not ok then
+    self:still_in_transaction(sql, rows)
+    error(rows, 0)
+  end
+  self:still_in_transaction(sql)
+  if self.one_at_a_time then
+    self:left_no_transaction(sql)
+  end
   self:after_session_change(sql)
   if not self.current_step then
     self.unstepped = (self.unstepped or 0) + 1
@@ -326,6 +452,171 @@ function DB:step(name, fn)
   if stepper then
     stepper.finish(name, self.step_count)
   end
+end
+
+-- Statements ----------------------------------------------------------------------------------
+
+-- Where one SQL statement ends, as psql and the server see it: at a semicolon outside quotes
+-- ('...', E'...' with backslash escapes, "..."), dollar quotes, comments (nested /* */ too),
+-- parentheses (CREATE RULE ... DO (a; b)), and the BEGIN ... END body of a CREATE [OR
+-- REPLACE] FUNCTION or PROCEDURE (BEGIN ATOMIC; psql's own heuristic: CASE ... END counts
+-- inside it). string.find jumps between the characters that matter, so a 50 MB literal costs a
+-- few calls and no copy.
+local WORD = "^[%a_\128-\255][%w_$\128-\255]*"
+local IDENT_CHAR = "[%w_$\128-\255]"
+
+-- The first byte at or after i that is neither blank nor in a comment (#text + 1 at the end).
+local function skip_blank(text, i)
+  while true do
+    i = text:find("%S", i) or #text + 1
+    local two = text:sub(i, i + 1)
+    if two == "--" then
+      i = (text:find("\n", i + 2, true) or #text) + 1
+    elseif two == "/*" then
+      local depth = 1
+      i = i + 2
+      while depth > 0 do
+        local at = text:find("[/*]", i)
+        if not at then
+          return #text + 1
+        end
+        local pair = text:sub(at, at + 1)
+        if pair == "/*" then
+          depth, i = depth + 1, at + 2
+        elseif pair == "*/" then
+          depth, i = depth - 1, at + 2
+        else
+          i = at + 1
+        end
+      end
+    else
+      return i
+    end
+  end
+end
+
+-- The index after the quoted text that starts at i (a ' or a "), or #text + 1 if unterminated.
+local function skip_quoted(text, i, escapes)
+  local q = text:sub(i, i)
+  local j = i + 1
+  while true do
+    local at = text:find(escapes and "[\\']" or q, j, not escapes)
+    if not at then
+      return #text + 1
+    end
+    local c, nxt = text:sub(at, at), text:sub(at + 1, at + 1)
+    if c == "\\" then
+      j = at + 2
+    elseif nxt == q then
+      j = at + 2
+    else
+      return at + 1
+    end
+  end
+end
+
+--- The statements of SQL text: a list of {first =, last =, words =}, first and last the byte
+--- range of the statement (without its semicolon), words its first (up to four) words in upper
+--- case, and after the character that follows them. Empty statements are left out.
+---@param text string
+---@return table[]
+function M.statements(text)
+  local out = {}
+  local n = #text
+  local i = skip_blank(text, 1)
+  while i <= n do
+    if text:byte(i) == 59 then -- ';' alone
+      i = skip_blank(text, i + 1)
+    else
+      local st = { first = i, words = {} }
+      while #st.words < 4 do
+        local word = text:match(WORD, i)
+        if not word then
+          break
+        end
+        st.words[#st.words + 1] = word:upper()
+        i = skip_blank(text, i + #word)
+      end
+      st.after = text:sub(i, i)
+      local w = st.words
+      -- psql's test for a body whose semicolons do not end the statement
+      local routine = w[1] == "CREATE" and (w[2] == "FUNCTION" or w[2] == "PROCEDURE"
+        or (w[2] == "OR" and w[3] == "REPLACE" and (w[4] == "FUNCTION" or w[4] == "PROCEDURE")))
+      local interesting = routine and "[;'\"$()%-/%a_\128-\255]" or "[;'\"$()%-/]"
+      local depth, block = 0, 0
+      st.last = n
+      while i <= n do
+        local at = text:find(interesting, i)
+        if not at then
+          i = n + 1
+          break
+        end
+        local c = text:sub(at, at)
+        if c == ";" then
+          if depth <= 0 and block == 0 then
+            st.last, i = at - 1, at + 1
+            break
+          end
+          i = at + 1
+        elseif c == "'" then
+          local prefix = text:sub(at - 1, at - 1)
+          local escapes = (prefix == "E" or prefix == "e") and not text:sub(at - 2, at - 2):match(IDENT_CHAR)
+          i = skip_quoted(text, at, escapes)
+        elseif c == '"' then
+          i = skip_quoted(text, at, false)
+        elseif c == "$" then
+          local tag = not text:sub(at - 1, at - 1):match(IDENT_CHAR)
+            and (text:match("^%$[%a_\128-\255][%w_\128-\255]*%$", at) or text:match("^%$%$", at))
+          if tag then
+            local close = select(2, text:find(tag, at + #tag, true))
+            i = close and close + 1 or n + 1
+          else
+            i = at + 1
+          end
+        elseif c == "(" then
+          depth, i = depth + 1, at + 1
+        elseif c == ")" then
+          depth, i = depth - 1, at + 1
+        elseif c == "-" or c == "/" then
+          local after = skip_blank(text, at)
+          i = after > at and after or at + 1
+        else -- a word, in a CREATE FUNCTION or PROCEDURE statement
+          local word = text:match(WORD, at)
+          if depth == 0 and not text:sub(at - 1, at - 1):match(IDENT_CHAR) then
+            word = word:upper()
+            if word == "BEGIN" then
+              block = block + 1
+            elseif word == "CASE" and block > 0 then
+              block = block + 1
+            elseif word == "END" and block > 0 then
+              block = block - 1
+            end
+          end
+          i = at + #word
+        end
+      end
+      out[#out + 1] = st
+      i = skip_blank(text, i)
+    end
+  end
+  return out
+end
+
+--- The first words of the statement at the start of text (as M.statements gives them), without
+--- looking for where it ends: for a text with no semicolon at all.
+function M.head(text)
+  local i = skip_blank(text, 1)
+  local st = { first = i, last = #text, words = {} }
+  while #st.words < 4 do
+    local word = text:match(WORD, i)
+    if not word then
+      break
+    end
+    st.words[#st.words + 1] = word:upper()
+    i = skip_blank(text, i + #word)
+  end
+  st.after = text:sub(i, i)
+  return st
 end
 
 return M

@@ -33,6 +33,24 @@ function M.raise(kind, message, fields)
   error(core.error(kind, message, fields), 0)
 end
 
+--- text as tide prints or stores it: at most core.echo_limit bytes, cut at a UTF-8 character
+--- boundary and marked " ... [cut, N bytes]" (N: the bytes cut). A revision's message, a
+--- statement, a target, a server message: whatever a user wrote, so that a 50 MB statement is
+--- not written whole to stderr or to the history table.
+---@param text any
+---@return string
+function M.cut(text)
+  text = tostring(text)
+  local keep = core.echo_limit
+  if #text <= keep then
+    return text
+  end
+  while keep > 0 and text:byte(keep + 1) & 0xC0 == 0x80 do
+    keep = keep - 1 -- the first byte cut must not be in the middle of a character
+  end
+  return text:sub(1, keep) .. string.format(" ... [cut, %d bytes]", #text - keep)
+end
+
 ---@return boolean
 function M.is_error(value)
   return type(value) == "table" and getmetatable(value) == core.Error
@@ -60,6 +78,9 @@ end
 ---@param candidates string[]
 ---@return string|nil
 function M.suggest(word, candidates)
+  if #word > 256 then -- no name is that long, and the distance costs length times length
+    return nil
+  end
   local best, best_d
   for _, c in ipairs(candidates) do
     local d = distance(word, c)

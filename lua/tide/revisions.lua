@@ -56,6 +56,26 @@ local function fail(file, line, message)
   errors.raise("load", string.format("%s:%d: %s", file, line, message), { file = file, line = line })
 end
 
+-- t's own keys and values, read without its metatable.
+local function copy(t)
+  local out = {}
+  for k, v in next, t do
+    out[k] = v
+  end
+  return out
+end
+
+-- A file this large is collected as soon as it is loaded (a revision holding a 50 MB statement
+-- would otherwise keep its text and compiled chunk until the collector gets to them).
+local BIG_FILE = 1024 * 1024
+
+-- The longest revision id: an id is printed on every line about its revision.
+local MAX_ID = 255
+
+--- What the top level of a revision file may spend (config.load_limits): set by load() from
+--- tide.lua's load_instructions and load_memory_mb.
+M.limits = config.load_limits()
+
 -- A revision keeps only what planning needs. Its source (for the state row or a drift diff)
 -- and its upgrade/downgrade functions are read again from the file when a run needs them, so
 -- a history of thousands of revisions costs little memory, and a run with nothing to do
@@ -81,7 +101,11 @@ Revision.__index = function(rev, key)
     -- the text the functions come from is the text the state row records: read it once
     local source = rawget(rev, "source") or reread(rev)
     rawset(rev, "source", source)
-    local t = assert(load(source, "@" .. rev.file, "t", config.sandbox()))()
+    local chunk = assert(load(source, "@" .. rev.file, "t", config.sandbox()))
+    local t = config.run_bounded(function()
+      local t = chunk()
+      return { upgrade = rawget(t, "upgrade"), downgrade = rawget(t, "downgrade") }
+    end, rev.file, "load", M.limits)
     rawset(rev, "upgrade", t.upgrade)
     rawset(rev, "downgrade", t.downgrade)
     rawset(rev, "functions_loaded", true)
@@ -118,71 +142,83 @@ function M.load_file(path, source)
     -- Lua's syntax errors read "path:line: ..."; a binary chunk's refusal names no file
     errors.raise("load", err:find(path, 1, true) == 1 and err or (path .. ":1: " .. err), { file = path })
   end
-  local ok, t = pcall(chunk)
-  if not ok then
-    local message = tostring(t)
-    errors.raise("load", message:find(path, 1, true) and message or (path .. ": " .. message), { file = path })
-  end
-  if type(t) ~= "table" then
-    fail(path, 1, "a revision file must return a table, got " .. type(t))
-  end
-  for k, v in pairs(t) do
-    local key = tostring(k)
-    local accepted = M.fields[k]
-    if not accepted then
-      fail(path, line_of(source, key), string.format("unknown key `%s`%s", key, errors.did_you_mean(key, field_names)))
-    elseif not accepted[type(v)] then
-      fail(path, line_of(source, key), string.format("`%s` must not be a %s", key, type(v)))
+  -- The top level, and everything tide reads of what it returned (a metatable's code runs
+  -- there), within the load budget.
+  local rev = config.run_bounded(function()
+    local ok, t = pcall(chunk)
+    if not ok then
+      local message = errors.cut(t)
+      errors.raise("load", message:find(path, 1, true) and message or (path .. ": " .. message), { file = path })
     end
-  end
-  for _, key in ipairs { "revision", "message", "upgrade" } do
-    if t[key] == nil then
-      fail(path, 1, string.format("missing `%s`", key))
+    if type(t) ~= "table" then
+      fail(path, 1, "a revision file must return a table, got " .. type(t))
     end
-  end
-  if not t.revision:match("^[%w_.-]+$") then
-    fail(path, line_of(source, "revision"),
-      string.format("revision id %q: use letters, digits, '.', '_' and '-'", t.revision))
-  end
-  local parents = {}
-  if type(t.down_revision) == "string" then
-    parents = { t.down_revision }
-  elseif type(t.down_revision) == "table" then
-    for i, p in ipairs(t.down_revision) do
-      if type(p) ~= "string" then
-        fail(path, line_of(source, "down_revision"), string.format("down_revision[%d] must be a string", i))
+    for k, v in next, t do
+      local key = errors.cut(k)
+      local accepted = M.fields[k]
+      if not accepted then
+        fail(path, line_of(source, key), string.format("unknown key `%s`%s", key,
+          errors.did_you_mean(key, field_names)))
+      elseif not accepted[type(v)] then
+        fail(path, line_of(source, key), string.format("`%s` must not be a %s", key, type(v)))
       end
-      parents[i] = p
     end
-    if #parents == 0 then
-      fail(path, line_of(source, "down_revision"), "down_revision is an empty list (use nil for a root)")
-    end
-  end
-  -- Durations are parsed here, once, into what PostgreSQL is sent ("2000ms"): a bad one is a
-  -- load error at its line, before tide connects.
-  local timeouts = {}
-  for _, key in ipairs { "lock_timeout", "statement_timeout" } do
-    if t[key] ~= nil then
-      local ms, why = config.duration(t[key])
-      if not ms then
-        fail(path, line_of(source, key), string.format("%s %s: %s", key, type(t[key]) == "string"
-          and string.format("%q", t[key]:sub(1, 40)) or tostring(t[key]), why))
+    for _, key in ipairs { "revision", "message", "upgrade" } do
+      if rawget(t, key) == nil then
+        fail(path, 1, string.format("missing `%s`", key))
       end
-      timeouts[key] = config.pg_duration(ms)
     end
-  end
-  local rev = setmetatable({
-    revision = t.revision,
-    parents = parents,
-    message = t.message,
-    has_downgrade = t.downgrade ~= nil,
-    transaction = t.transaction ~= false,
-    lock_timeout = timeouts.lock_timeout,
-    statement_timeout = timeouts.statement_timeout,
-    allow = t.allow,
-    file = path,
-    checksum = M.checksum(source),
-  }, Revision)
+    local id = rawget(t, "revision")
+    if not id:match("^[%w_.-]+$") then
+      fail(path, line_of(source, "revision"),
+        string.format("revision id %q: use letters, digits, '.', '_' and '-'", errors.cut(id)))
+    elseif #id > MAX_ID then
+      fail(path, line_of(source, "revision"), string.format("revision id of %d bytes: at most %d", #id, MAX_ID))
+    end
+    local parents = {}
+    local down = rawget(t, "down_revision")
+    if type(down) == "string" then
+      parents = { down }
+    elseif type(down) == "table" then
+      for i = 1, rawlen(down) do
+        local p = rawget(down, i)
+        if type(p) ~= "string" then
+          fail(path, line_of(source, "down_revision"), string.format("down_revision[%d] must be a string", i))
+        end
+        parents[i] = p
+      end
+      if #parents == 0 then
+        fail(path, line_of(source, "down_revision"), "down_revision is an empty list (use nil for a root)")
+      end
+    end
+    local allow = rawget(t, "allow")
+    -- Durations are parsed here, once, into what PostgreSQL is sent ("2000ms"): a bad one is a
+    -- load error at its line, before tide connects.
+    local timeouts = {}
+    for _, key in ipairs { "lock_timeout", "statement_timeout" } do
+      local value = rawget(t, key)
+      if value ~= nil then
+        local ms, why = config.duration(value)
+        if not ms then
+          fail(path, line_of(source, key), string.format("%s %s: %s", key, type(value) == "string"
+            and string.format("%q", value:sub(1, 40)) or tostring(value), why))
+        end
+        timeouts[key] = config.pg_duration(ms)
+      end
+    end
+    return setmetatable({
+      revision = id,
+      parents = parents,
+      message = errors.cut(rawget(t, "message")), -- what status, logs and the state row show
+      has_downgrade = rawget(t, "downgrade") ~= nil,
+      transaction = rawget(t, "transaction") ~= false,
+      lock_timeout = timeouts.lock_timeout,
+      statement_timeout = timeouts.statement_timeout,
+      allow = allow and copy(allow),
+      file = path,
+    }, Revision)
+  end, path, "load", M.limits)
+  rev.checksum = M.checksum(source)
   return rev, pure
 end
 
@@ -231,6 +267,11 @@ local function load_all(dir, names, use_cache)
             hash = nil
           end
           learnt = learnt or hash ~= nil
+          if #source > BIG_FILE then
+            -- its text and compiled chunk are garbage now: do not carry them into the run
+            source = nil -- luacheck: ignore 311 (a live local would keep the text from the collector)
+            collectgarbage()
+          end
         end
       end
       if hit and rev == hit.meta then
@@ -292,11 +333,13 @@ function M.new_id(graph)
 end
 
 --- Loads every versions/*.lua and builds the graph. opts.cache = false leaves dir's
---- .tide-cache alone (tide.lua's `cache = false`).
+--- .tide-cache alone (tide.lua's `cache = false`); opts.limits is what a file's top level may
+--- spend (config.load_limits).
 ---@param dir string
 ---@param opts table|nil
 ---@return table graph {list (topological order), by_id, heads, children}
 function M.load(dir, opts)
+  M.limits = opts and opts.limits or M.limits
   local names, err = core.listdir(dir)
   if not names then
     errors.raise("config", "versions directory " .. err)
@@ -438,6 +481,9 @@ end
 
 --- Resolves a revision id or unique prefix to an id.
 function M.find(graph, word)
+  if word == "" then -- a prefix of every id
+    errors.raise("usage", 'unknown target "": give head, heads, base, +N, -N or a revision id')
+  end
   if graph.by_id[word] then
     return word
   end
@@ -452,8 +498,8 @@ function M.find(graph, word)
   elseif #found > 1 then
     errors.raise("usage", string.format("target %q is ambiguous: %s", word, table.concat(found, ", ")))
   end
-  errors.raise("usage", string.format("unknown target %q: not head, heads, base, +N, -N or a revision in %s%s", word,
-    graph.dir, errors.did_you_mean(word, M.ids(graph))))
+  errors.raise("usage", string.format("unknown target %q: not head, heads, base, +N, -N or a revision in %s%s",
+    errors.cut(word), graph.dir, errors.did_you_mean(word, M.ids(graph))))
 end
 
 --- The single head, or a clear refusal naming every head.
@@ -504,7 +550,8 @@ function M.plan_upgrade(graph, applied, target)
     return pending
   end
   if target:match("^%-%d+$") then
-    errors.raise("usage", "upgrade target " .. target .. " goes down: use `tide downgrade " .. target .. "`")
+    errors.raise("usage", "upgrade target " .. errors.cut(target) .. " goes down: use `tide downgrade "
+      .. errors.cut(target) .. "`")
   end
   local wanted = {}
   if target == "head" then
@@ -529,7 +576,7 @@ local function refuse_upward(target)
     errors.raise("usage", string.format("downgrade target %s: a downgrade target is where to stop, below what is "
       .. "applied: a revision (it stays applied), -N (revert the last N applied revisions) or base (revert them "
       .. "all); %s names revisions to apply (`tide upgrade %s`). To revert the latest revision: `tide downgrade -1`",
-      target, target:sub(1, 1) == "+" and "+N" or target, target))
+      errors.cut(target), target:sub(1, 1) == "+" and "+N" or target, errors.cut(target)))
   end
 end
 

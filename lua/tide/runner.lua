@@ -21,7 +21,8 @@ function M.connect(cfg, opts)
   local ok, conn = pcall(core.connect, cfg.url, cfg.application_name)
   if not ok then
     local err = conn
-    local where = cfg.url ~= "" and require("tide.config").redact(cfg.url) or "the database named by PG* variables"
+    local where = cfg.url ~= "" and errors.cut(require("tide.config").redact(cfg.url))
+      or "the database named by PG* variables"
     errors.raise("connect", string.format("cannot connect to %s (from %s): %s", where, cfg.url_source,
       errors.is_error(err) and err.message or tostring(err)))
   end
@@ -32,10 +33,32 @@ function M.connect(cfg, opts)
   return conn
 end
 
---- Sets up tide's session: revisions create objects where they expect them (search_path);
---- tide's own SQL is fully qualified. Again after a revision's DISCARD ALL or RESET.
+-- tide's own session settings, as SQL: revisions create objects where they expect them
+-- (search_path); tide's own SQL is fully qualified.
+local function session_sql(cfg)
+  return "SELECT pg_catalog.set_config('search_path', " .. sql.literal(cfg.search_path) .. ", false)"
+end
+
+--- Sets up tide's session. Again after a revision's DISCARD ALL or RESET.
 function M.session(conn, cfg)
-  conn:query("SELECT pg_catalog.set_config('search_path', $1, false)", cfg.search_path)
+  conn:exec(session_sql(cfg))
+end
+
+-- What tide puts back after every revision, so that each starts from the same session: a
+-- revision's SET (rather than SET LOCAL), SET ROLE, SET SESSION AUTHORIZATION or temporary
+-- table would otherwise carry over into the next revision (its tables owned by another role,
+-- created in another schema, or a temporary table standing in for a real one). RESET ALL goes
+-- back to what the session started with (server, database and role settings, PGOPTIONS), then
+-- tide's own settings again. Sent with the revision's COMMIT: no round trip of its own.
+local restore_for = setmetatable({}, { __mode = "k" }) -- cfg -> its text, made once per run
+
+function M.restore_sql(cfg)
+  local text = restore_for[cfg]
+  if not text then
+    text = "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; DISCARD TEMP; " .. session_sql(cfg)
+    restore_for[cfg] = text
+  end
+  return text
 end
 
 --- Revisions recorded in the database, read without any lock: applied (id -> row) and partial
@@ -155,7 +178,7 @@ local function on_error(err)
       message = type(err.message) == "string" and err.message
         or ("error object " .. (ok and encoded or message))
     end
-    err = core.error("run", message)
+    err = core.error("run", errors.cut(message))
   end
   err.traceback = err.traceback or trace
   return err
@@ -178,8 +201,7 @@ local function run_failure(rev, direction, err, rolled_back)
   end
   local lines = { head .. ": " .. text }
   if err.query and #err.query > 0 then
-    local stmt = err.query:gsub("%s+", " ")
-    lines[#lines + 1] = "  statement: " .. (#stmt > 300 and (stmt:sub(1, 300) .. " ...") or stmt)
+    lines[#lines + 1] = "  statement: " .. errors.cut(err.query):gsub("%s+", " ")
   end
   for _, k in ipairs { "detail", "hint", "context" } do
     if err[k] then
@@ -327,21 +349,29 @@ local function attempt(conn, cfg, run, rev, direction, mode)
   if ok then
     ok, err = xpcall(fn, on_error, db)
   end
+  if not rev.transaction and not conn:closed() then
+    -- its timeouts, and whatever it set, before tide writes its rows (success or failure)
+    if conn:transaction_status() ~= "idle" then
+      pcall(conn.exec, conn, "ROLLBACK")
+    end
+    pcall(conn.exec, conn, M.restore_sql(cfg))
+  end
   local ms = (core.now() - t0) * 1000
   if ok and not mode.dry then
     ok, err = xpcall(function()
       if rev.transaction then
         db:send_prelude() -- a revision that sent nothing still runs under its timeouts
-        record(conn, cfg.schema, run, rev, ms, { after = not mode.single and "COMMIT" or nil })
+        db:still_in_transaction() -- nothing reached its connection around tide.db
+        record(conn, cfg.schema, run, rev, ms, { after = (not mode.single and "COMMIT;\n" or "")
+          .. M.restore_sql(cfg) })
       else
         conn:exec("BEGIN")
         record(conn, cfg.schema, run, rev, ms)
         conn:exec("COMMIT")
       end
     end, on_error)
-  end
-  if not rev.transaction then
-    pcall(conn.exec, conn, "RESET lock_timeout; RESET statement_timeout")
+  elseif ok and mode.dry then
+    ok, err = xpcall(conn.exec, on_error, conn, M.restore_sql(cfg))
   end
   return ok, ms, err, db
 end
@@ -364,7 +394,7 @@ local function apply(conn, cfg, run, rev, direction, mode)
     end
     -- A non-transactional revision is retried only when every statement that ran was inside a
     -- step that is now recorded, so that nothing runs twice.
-    local safe = rev.transaction or (db.unstepped or 0) == 0
+    local safe = (rev.transaction or (db.unstepped or 0) == 0) and not err.ended_transaction
     local blocker
     if is_lock_timeout(err) then
       blocker = M.blocker(conn, mode.pids or { conn:info().pid }, err.query)
@@ -381,7 +411,10 @@ local function apply(conn, cfg, run, rev, direction, mode)
       core.sleep(delay)
     else
       local rolled_back = "rolled back; earlier revisions of this run stay applied"
-      if mode.dry then
+      if err.ended_transaction then
+        rolled_back = "NOT rolled back: the revision's transaction had ended, and what ran before the end may be "
+          .. "committed; the revision is not recorded as applied"
+      elseif mode.dry then
         rolled_back = "rolled back, with every revision of this --dry-run"
       elseif mode.single then
         rolled_back = "rolled back, with every revision of this --single-transaction run"
@@ -404,10 +437,10 @@ local function apply(conn, cfg, run, rev, direction, mode)
           end
         end
         if not rev.transaction then
-          pcall(track.fail_partial, rec_conn, cfg.schema, rev, db.failed_step, tostring(err))
+          pcall(track.fail_partial, rec_conn, cfg.schema, rev, db.failed_step, errors.cut(tostring(err)))
         end
         local recorded, why = pcall(track.record_failure, rec_conn, cfg.schema, run, rev, direction, ms,
-          { text = tostring(err), sqlstate = err.sqlstate })
+          { text = errors.cut(tostring(err)), sqlstate = err.sqlstate })
         if not recorded then
           log.warn("could not record the failure in %s.history: %s", cfg.schema, tostring(why))
         end

@@ -10,6 +10,7 @@
 static const char *property =
     "local path = ...\n"
     "local revisions = require 'tide.revisions'\n"
+    "revisions.limits = { instructions = 1000000, memory_mb = 16 } -- within the harness's own\n"
     "local errors = require 'tide.errors'\n"
     "local ok, rev = pcall(revisions.load_file, path)\n"
     "if ok then\n"
