@@ -143,7 +143,11 @@ describe("tide test's checks (tests/) #db", function()
     { "a COMMIT", function(db)
       db:exec("COMMIT")
     end },
-    { "after the COMMIT", function() end },]]) }
+    { "after the COMMIT", function() end },
+    { "a COMMIT behind db's back", function(db)
+      db.conn:exec("COMMIT")
+    end },
+    { "after the file's transaction ended", function() end },]]) }
     assert.equal(1, r.code, r.output)
     -- each failure names the check file's line, then what was expected and what came
     local function failed(name, message)
@@ -159,11 +163,15 @@ describe("tide test's checks (tests/) #db", function()
     failed("another error", "expected ERROR 42501, got ERROR 23505: duplicate key value violates unique constraint")
     failed("nested", string.format('db:as("%s"): already acting as "%s" (db:as does not nest)', role, role))
     failed("a plain error", "boom")
-    assert.matches('check "a COMMIT" failed after upgrade: the check ended its tests file\'s transaction (COMMIT or '
-      .. "ROLLBACK in a check); the file's remaining checks did not run", r.stdout, 1, true)
-    assert.not_matches("after the COMMIT", r.stdout, 1, true)
-    assert.matches("001%s+ok %(checks: 0 passed, 14 failed%)", r.stdout)
-    assert.matches("test failed: 1 of 1 revision round%-tripped, 14 problems", r.stdout)
+    -- a COMMIT is refused before it is sent: the file's transaction stays, and the next check runs
+    assert.matches('check "a COMMIT" failed after upgrade: COMMIT would end the transaction', r.stdout, 1, true)
+    assert.not_matches('check "after the COMMIT" failed', r.stdout, 1, true)
+    -- one that ends it anyway (through the connection itself) stops the file's checks there
+    assert.matches('check "a COMMIT behind db\'s back" failed after upgrade: the check ended its tests file\'s '
+      .. "transaction (COMMIT or ROLLBACK in a check); the file's remaining checks did not run", r.stdout, 1, true)
+    assert.not_matches("after the file's transaction ended", r.stdout, 1, true)
+    assert.matches("001%s+ok %(checks: 2 passed, 16 failed%)", r.stdout)
+    assert.matches("test failed: 1 of 1 revision round%-tripped, 16 problems", r.stdout)
   end)
 
   it("reports a failing setup, and a role the session cannot become", function()

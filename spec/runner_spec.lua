@@ -616,8 +616,8 @@ return {
       }
       local r = H.tide({ "check", "--url", db.url }, { dir = dir })
       assert.are.equal(1, r.code, r.output)
-      assert.truthy(r.stdout:find("revision 002 (versions/002_b.lua): COMMIT would end the transaction", 1, true),
-        r.output)
+      assert.truthy(r.stdout:find("problem: cannot run: revision 002 (versions/002_b.lua:6): COMMIT would end the "
+        .. "transaction", 1, true), r.output)
       r = H.tide({ "lint", "--url", db.url }, { dir = dir })
       assert.are.equal(1, r.code, r.output)
       assert.truthy(r.output:find("COMMIT would end the transaction", 1, true), r.output)

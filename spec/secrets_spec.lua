@@ -245,8 +245,9 @@ describe("secrets #db", function()
     local limits
     local deadline = core.now() + 10
     while core.now() < deadline and not limits do
-      -- once tide waits for the lock, it is well past its start
-      local waiting = #H.sql(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") > 0
+      -- once tide waits for the lock (trying pg_try_advisory_lock between pauses), it is well past its start
+      local waiting = #H.sql(db, "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        .. "AND query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()") > 0
       for _, child in ipairs(waiting and H.tide_pids(pid) or {}) do
         limits = H.read("/proc/" .. child .. "/limits")
       end
