@@ -1,5 +1,5 @@
 -- spec/authoring_spec.lua: the authoring commands against the real server: tide diff, tide dump,
--- tide new --autogenerate, tide check --schema (tide.authoring, tide.schema_drift).
+-- tide new --autogenerate, tide check --schema (tide.commands.authoring, tide.sources, tide.schema_drift).
 local H = require "spec.support.helpers"
 
 local function seed_project(extra, tide_lua)

@@ -1,7 +1,7 @@
 -- spec/drift_spec.lua: an applied revision whose file changed or disappeared: `tide check`,
 -- `upgrade` refusing without --allow-drift, `tide accept`, and downgrade naming its source.
 local H = require "spec.support.helpers"
-local safety = require "tide.safety"
+local drift = require "tide.drift"
 
 -- What GNU `diff -u` writes for a -> b, without its two label lines.
 local function gnu_diff(a, b)
@@ -25,9 +25,9 @@ local function numbered(n, edits)
   return table.concat(lines, "\n") .. "\n"
 end
 
-describe("tide.safety diff()", function()
+describe("tide.drift diff()", function()
   local function body(a, b)
-    local d = safety.diff(a, b, "applied", "file")
+    local d = drift.diff(a, b, "applied", "file")
     assert.are.equal("--- applied\n+++ file\n", d:sub(1, 21))
     return d:sub(22)
   end
@@ -49,14 +49,14 @@ describe("tide.safety diff()", function()
 
   it("is a patch that turns the applied source into the file", function()
     local a, b = numbered(40), numbered(40, { [2] = "two", [20] = "twenty", [39] = "x" }) .. "end\n"
-    local dir = H.tmpdir { ["f.lua"] = a, ["f.diff"] = safety.diff(a, b, "f.lua", "f.lua") .. "\n" }
+    local dir = H.tmpdir { ["f.lua"] = a, ["f.diff"] = drift.diff(a, b, "f.lua", "f.lua") .. "\n" }
     assert.is_true(os.execute("cd " .. H.shell_quote(dir) .. " && patch -s f.lua f.diff"))
     assert.are.equal(b, H.read(dir .. "/f.lua"))
     H.cleanup()
   end)
 
   it("is empty for equal texts", function()
-    assert.are.equal("", safety.diff(numbered(3), numbered(3), "a", "b"))
+    assert.are.equal("", drift.diff(numbered(3), numbered(3), "a", "b"))
   end)
 end)
 

@@ -2,7 +2,7 @@
 -- schema and the same tracking rows as `upgrade`) and `--dry-run` (runs, reports, rolls back).
 local core = require "tide.core"
 local H = require "spec.support.helpers"
-local safety = require "tide.safety"
+local schema_snapshot = require "tide.snapshot"
 
 local REVS = {
   ["001_users.lua"] = [[
@@ -56,7 +56,7 @@ return {
 
 local function snapshot(db)
   local conn <close> = core.connect(db.url)
-  return safety.snapshot(conn, "tide")
+  return schema_snapshot.read(conn, "tide")
 end
 
 local function psql(db, file)

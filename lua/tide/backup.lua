@@ -1,5 +1,5 @@
--- tide.backup: the verified backup taken before a migration changes anything, and the
--- `tide backup`, `tide backups` and `tide restore` commands.
+-- tide.backup: the verified backup taken before a migration changes anything, the listing of
+-- a destination's backups, and restore (the commands are tide.commands.backups).
 --
 -- One backup, in order (any failure stops here: non-zero exit, one line naming the step, and
 -- the run applies nothing):
@@ -23,6 +23,7 @@ local core = require "tide.core"
 local errors = require "tide.errors"
 local json = require "tide.json"
 local log = require "tide.log"
+local session = require "tide.session"
 
 local M = {}
 
@@ -625,15 +626,15 @@ local function destructive(plan, vars)
 end
 
 --- Builds the function the runner calls after taking its lock and before the first DDL, when
---- something is pending: ctx.before_migrate = backup.hook(ctx, flags), then
---- ctx.before_migrate(info) -> backup reference | nil, info = {conn, cfg, plan, applied,
---- target, direction, run}.
----@param ctx table the CLI's {cfg, flags}
+--- something is pending: runner.migrate(cfg, graph, direction, target, { before_migrate =
+--- backup.hook(cfg, flags) }), which calls it as before_migrate(info) -> backup reference | nil,
+--- info = {conn, cfg, plan, applied, target, direction, run}.
+---@param cfg table the run configuration
 ---@param flags table {["backup-to"], ["no-backup"]}
-function M.hook(ctx, flags)
-  flags = flags or ctx.flags or {}
-  local s = M.settings(ctx.cfg, flags)
-  local hooks = ctx.cfg.hooks or {}
+function M.hook(cfg, flags)
+  flags = flags or {}
+  local s = M.settings(cfg, flags)
+  local hooks = cfg.hooks or {}
   return function(info)
     if flags["no-backup"] then
       -- recorded even when no backup is configured: it is what let a destructive downgrade run
@@ -645,7 +646,7 @@ function M.hook(ctx, flags)
     end
     if not s and not hooks.before_migrate then
       if info.direction == "downgrade" then
-        local rev = destructive(info.plan, ctx.cfg.vars)
+        local rev = destructive(info.plan, cfg.vars)
         if rev then
           errors.raise("backup", string.format("downgrade of %s (%s) drops tables or columns: configure a backup "
             .. "(backup.to or --backup-to URL) or pass --no-backup", rev.revision, rev.file))
@@ -661,15 +662,15 @@ function M.hook(ctx, flags)
     local function builtin(opts)
       opts = opts or {}
       local r = M.run {
-        cfg = ctx.cfg,
+        cfg = cfg,
         flags = flags,
-        settings = opts.to and M.settings(ctx.cfg, { ["backup-to"] = opts.to }) or s,
+        settings = opts.to and M.settings(cfg, { ["backup-to"] = opts.to }) or s,
         conn = info.conn,
         target = info.target,
         direction = info.direction,
         run = info.run,
         revisions = revs,
-        protect = latest_run_backup(info.conn, ctx.cfg),
+        protect = latest_run_backup(info.conn, cfg),
       }
       -- the run's history rows keep the archive's checksum and size: restore's trust anchor
       info.run.backup_sha256, info.run.backup_size = r.sha256, r.size
@@ -683,7 +684,7 @@ function M.hook(ctx, flags)
         direction = info.direction,
         target = info.target,
         run_id = info.run.id,
-        url = ctx.cfg.url,
+        url = cfg.url,
         backup = builtin,
         dump = core.dump,
         destination = core.destination,
@@ -697,11 +698,6 @@ function M.hook(ctx, flags)
     end
     return builtin()
   end
-end
-
---- The runner's hook for callers without backup flags (tide auto): tide.lua decides.
-function M.before_migrate(info)
-  return M.hook({ cfg = info.cfg }, {})(info)
 end
 
 -- Restore ---------------------------------------------------------------------------------------
@@ -728,10 +724,10 @@ end
 -- backup id when a migration took it: {sha256, size, run_id} | nil, why not.
 local function history_record(cfg, id)
   local where = cfg.url ~= "" and require("tide.config").redact(cfg.url) or "the database named by PG* variables"
-  local ok, conn = pcall(core.connect, cfg.url, "tide-restore")
+  local ok, conn = pcall(session.connect, cfg, { setup = false, application_name = "tide-restore" })
   if not ok then
     return nil, string.format("cannot reach %s to check backup %s against its history (%s)", where, id,
-      errors.is_error(conn) and conn.message or tostring(conn))
+      errors.is_error(conn) and (conn.cause or conn.message) or tostring(conn))
   end
   local read, row = pcall(require("tide.track").backup_record, conn, cfg.schema, id)
   conn:close()
@@ -751,15 +747,18 @@ end
 -- maintenance database, not read from an error message), creates it with --create, else says
 -- how. Returns the connection and whether the database was created.
 local function connect_target(target, opts, ask)
-  local ok, conn = pcall(core.connect, target, "tide-restore")
+  local to = { url = target, url_source = "--to" }
+  local function connect(params)
+    return session.connect(to, { setup = false, application_name = "tide-restore", params = params })
+  end
+  local ok, conn = pcall(connect)
   if ok then
-    conn:on_notice(log.notice)
     return conn, false
   end
   local err = conn
   local maint
   for _, name in ipairs { "postgres", "template1" } do
-    local reached, c = pcall(core.connect, target, "tide-restore", { dbname = name })
+    local reached, c = pcall(connect, { dbname = name })
     if reached then
       maint = c
       break
@@ -771,8 +770,7 @@ local function connect_target(target, opts, ask)
     if maint then
       maint:close()
     end
-    errors.raise("connect", string.format("cannot connect to %s (from --to): %s", config.redact(target),
-      errors.is_error(err) and err.message or tostring(err)))
+    error(err, 0) -- cannot connect to URL (from --to): why
   end
   if not opts.create then
     maint:close()
@@ -790,13 +788,15 @@ local function connect_target(target, opts, ask)
       errors.is_error(why) and why.message or tostring(why)))
   end
   log.info("restore: created the database %q", err.dbname)
-  return assert(core.connect(target, "tide-restore")), true
+  return connect(), true
 end
 
 --- Restores backup id into the database at opts.to.
----@param ctx table {cfg, flags}
-function M.restore(ctx, id, opts)
-  local s = M.settings(ctx.cfg, ctx.flags)
+---@param cfg table the project's configuration (its database keeps the backups' records)
+---@param flags table {["backup-to"]}
+---@param opts table {to, clean, yes, create}
+function M.restore(cfg, flags, id, opts)
+  local s = M.settings(cfg, flags)
   if not s then
     errors.raise("usage", "where are the backups? set `backup = { to = ... }` in tide.lua or pass --backup-to URL")
   end
@@ -818,7 +818,7 @@ function M.restore(ctx, id, opts)
 
   -- The manifest sits beside the archive: whoever can replace one can replace both. The
   -- database's own history, when it holds the backup's record, is what the archive must match.
-  local record, why_not = history_record(ctx.cfg, id)
+  local record, why_not = history_record(cfg, id)
   if record and (record.sha256 ~= m.sha256 or record.size ~= m.size) then
     errors.raise("backup", string.format("backup %s at %s does not match the record in the history of %s: the "
       .. "history says sha256 %s and %d bytes, the manifest %s and %d bytes; the archive there is not the one tide "
@@ -896,97 +896,39 @@ function M.restore(ctx, id, opts)
     checked_against = record and record.where or nil, created = created or nil }
 end
 
--- Commands --------------------------------------------------------------------------------------
+-- What the commands do -------------------------------------------------------------------------
 
 local BACKUP_TO = { "backup-to", "URL", "backup destination (else tide.lua backup.to)" }
 
-local function out(fmt, ...)
-  io.stdout:write(select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
-end
-
---- Flags the migrating commands (upgrade, downgrade) add for the backup.
+--- Flags the migrating commands (upgrade, downgrade, auto) add for the backup.
 M.migrate_flags = {
   BACKUP_TO,
   { "no-backup", nil, "skip the configured backup (recorded in the history)" },
 }
 
-M.commands = {
-  {
-    name = "backup",
-    usage = "backup",
-    summary = "take a verified backup now (pg_dump, upload, manifest)",
-    flags = { BACKUP_TO },
-    run = function(ctx, _, flags)
-      local conn <close> = require("tide.runner").connect(ctx.cfg)
-      local protect = latest_run_backup(conn, ctx.cfg)
-      return M.run { cfg = ctx.cfg, flags = flags, conn = conn, protect = protect }
-    end,
-    print = function(r)
-      out("backup %s: %s, sha256 %s", r.id, human(r.size), r.sha256)
-      out("  %s", r.reference)
-      for _, id in ipairs(r.pruned or {}) do
-        out("  pruned %s", id)
-      end
-    end,
-  },
-  {
-    name = "backups",
-    usage = "backups",
-    summary = "list complete backups (those with a manifest), newest last",
-    flags = { BACKUP_TO },
-    run = function(ctx, _, flags)
-      local s = M.settings(ctx.cfg, flags)
-      if not s then
-        errors.raise("usage", "no backup destination: set `backup = { to = ... }` in tide.lua or pass --backup-to URL")
-      end
-      local dest <close> = M.destination(s)
-      local list = step("listing", M.list, dest)
-      local rows = {}
-      for i, b in ipairs(list) do
-        rows[i] = { id = b.id, created_at = b.created_at, database = b.database, size = b.size, sha256 = b.sha256,
-          revisions = b.revisions, archive_present = b.archive_present }
-      end
-      return { destination = dest:display(), backups = rows }
-    end,
-    print = function(r)
-      if #r.backups == 0 then
-        out("no complete backups at %s", r.destination)
-        return
-      end
-      out("%-40s %-20s %10s  %s", "ID", "TIME (UTC)", "SIZE", "REVISIONS")
-      for _, b in ipairs(r.backups) do
-        local revs = type(b.revisions) == "table" and table.concat(b.revisions, ",") or ""
-        out("%-40s %-20s %10s  %s%s", b.id, tostring(b.created_at), human(b.size or 0), revs ~= "" and revs or "(none)",
-          b.archive_present and "" or "  ARCHIVE MISSING")
-      end
-    end,
-  },
-  {
-    name = "restore",
-    usage = "restore ID --to URL",
-    summary = "restore a backup into a database (an empty one unless --clean)",
-    details = "Checks the backup against the record the project's database (--url, DATABASE_URL, tide.lua) "
-      .. "keeps of it in its history, downloads the archive, checks size and SHA-256, and runs "
-      .. "pg_restore --single-transaction --exit-on-error. Answering no to the question exits 2.",
-    flags = {
-      BACKUP_TO,
-      { "to", "URL", "the database to restore into (required)" },
-      { "create", nil, "create the database named by --to when it does not exist" },
-      { "clean", nil, "drop the backup's objects in the target before restoring them" },
-      { "yes", nil, "do not ask for confirmation" },
-    },
-    min_args = 1,
-    max_args = 1,
-    run = function(ctx, args, flags)
-      if not flags.to then
-        errors.raise("usage", "usage: tide restore ID --to URL")
-      end
-      return M.restore(ctx, args[1], { to = flags.to, clean = flags.clean, yes = flags.yes, create = flags.create })
-    end,
-    print = function(r)
-      out("restored %s (database %s, %s)", r.id, tostring(r.database), human(r.size))
-    end,
-  },
-}
+--- `tide backup`: one backup of the project's database now (the latest run's backup is kept
+--- from pruning).
+function M.take(cfg, flags)
+  local conn <close> = session.connect(cfg)
+  local protect = latest_run_backup(conn, cfg)
+  return M.run { cfg = cfg, flags = flags, conn = conn, protect = protect }
+end
+
+--- `tide backups`: the complete backups at the destination, oldest first.
+---@return table {destination, backups = {{id, created_at, database, size, sha256, revisions, archive_present}}}
+function M.catalogue(cfg, flags)
+  local s = M.settings(cfg, flags)
+  if not s then
+    errors.raise("usage", "no backup destination: set `backup = { to = ... }` in tide.lua or pass --backup-to URL")
+  end
+  local dest <close> = M.destination(s)
+  local list = step("listing", M.list, dest)
+  local rows = {}
+  for i, b in ipairs(list) do
+    rows[i] = { id = b.id, created_at = b.created_at, database = b.database, size = b.size, sha256 = b.sha256,
+      revisions = b.revisions, archive_present = b.archive_present }
+  end
+  return { destination = dest:display(), backups = rows }
+end
 
 return M

@@ -33,8 +33,8 @@ M.keys = {
   vars = "table",
   lint = "table",
   tests = "string",
-  dev_url = "string", -- scratch databases for diff, autogenerate and check --schema (tide.authoring)
-  autogenerate = "table", -- {to =, dev_url =, rename =}: validated by tide.authoring
+  dev_url = "string", -- scratch databases for diff, autogenerate and check --schema (tide.sources)
+  autogenerate = "table", -- {to =, dev_url =, rename =}: validated by tide.commands.authoring
 }
 
 M.defaults = {

@@ -29,7 +29,7 @@
 -- "Existing table" means any table the same lint run did not create earlier: a table created
 -- by a pending revision is empty, and locking it harms nobody.
 -- A revision opts out of a rule with a reason: `allow = { destructive = "table unused since v41" }`.
--- Pure: no database, no I/O; tide.safety records the statements and prints the findings.
+-- Pure: no database, no I/O; tide.checks records the statements, the commands print the findings.
 local errors = require "tide.errors"
 
 local M = {}

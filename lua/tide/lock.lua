@@ -57,16 +57,16 @@ end
 -- jittered (times 0.5 to 1.5) so that many tides started together do not poll in step.
 local FIRST_PAUSE, LONGEST_PAUSE, GROWTH = 0.05, 1, 1.5
 
---- Opens the lock connection and takes the lock, waiting at most wait seconds.
----@param cfg table run configuration (url, schema, lock_wait in seconds, application_name)
+--- Takes the lock on lock_conn (opened by tide.session for this alone), waiting at most
+--- cfg.lock_wait seconds.
+---@param cfg table run configuration (schema, lock_wait in seconds)
 ---@param conn userdata the main connection, used to name the holder on timeout
----@return userdata lock_conn keep it open for the whole run; closing it releases the lock
-function M.acquire(cfg, conn)
+---@param lock_conn userdata keep it open for the whole run; closing it releases the lock
+function M.acquire(cfg, conn, lock_conn)
   if conn:info().transaction ~= "idle" then
     -- its snapshot would be one a concurrent index build of the lock's holder waits for
     error(core.error("internal", "tide would wait for the migration lock with a transaction open"), 0)
   end
-  local lock_conn = core.connect(cfg.url, cfg.application_name)
   local wait = tonumber(cfg.lock_wait) or 60
   local deadline = core.now() + wait
   -- Tries key on c until it is taken (true) or the deadline passes (false).
@@ -96,7 +96,6 @@ function M.acquire(cfg, conn)
   if ok and got then
     return lock_conn
   end
-  lock_conn:close()
   if ok and busy == "lock" then
     errors.raise("lock", string.format("migration lock busy: held by %s; gave up after waiting %gs (--lock-wait)",
       M.describe(M.holder(conn, cfg.schema)), wait))

@@ -1,48 +1,24 @@
--- tide.runner: one migrating run, in the order DESIGN.md gives:
---   plan from a lock-free read -> lock -> re-read and re-plan -> backup -> each revision in its
---   own transaction with its state and history rows -> release -> summary.
--- A run with nothing to do stops after the first read and never waits for the lock.
+-- tide.runner: one migrating run, in this order:
+--   1. load and validate the revision files (the caller, tide.revisions; no database yet);
+--   2. connect and read the state without any lock (one aggregate row when all is applied);
+--      nothing pending: stop, so an idle start never queues for the lock;
+--   3. take the migration lock (tide.lock, on a connection of its own), re-read and re-plan;
+--   4. the pre-migration hook (the backup), when something is pending;
+--   5. each revision in its own transaction, with its state and history rows;
+--   6. release the lock; the summary.
+-- A run's connections and lock belong to its tide.session, closed however the run ends.
 local config = require "tide.config"
 local core = require "tide.core"
 local dbmod = require "tide.db"
+local drift = require "tide.drift"
 local errors = require "tide.errors"
-local lock = require "tide.lock"
 local log = require "tide.log"
 local revisions = require "tide.revisions"
+local session = require "tide.session"
 local sql = require "tide.sql"
 local track = require "tide.track"
 
 local M = {}
-
---- Connects the main connection: notices to the log, and tide's session (M.session) unless
---- opts.session is false: a connection that only reads tide's own, fully qualified tables (a
---- start with nothing to do, status) saves that round trip.
-function M.connect(cfg, opts)
-  local ok, conn = pcall(core.connect, cfg.url, cfg.application_name)
-  if not ok then
-    local err = conn
-    local where = cfg.url ~= "" and errors.cut(require("tide.config").redact(cfg.url))
-      or "the database named by PG* variables"
-    errors.raise("connect", string.format("cannot connect to %s (from %s): %s", where, cfg.url_source,
-      errors.is_error(err) and err.message or tostring(err)))
-  end
-  conn:on_notice(log.notice)
-  if not (opts and opts.session == false) then
-    M.session(conn, cfg)
-  end
-  return conn
-end
-
--- tide's own session settings, as SQL: revisions create objects where they expect them
--- (search_path); tide's own SQL is fully qualified.
-local function session_sql(cfg)
-  return "SELECT pg_catalog.set_config('search_path', " .. sql.literal(cfg.search_path) .. ", false)"
-end
-
---- Sets up tide's session. Again after a revision's DISCARD ALL or RESET.
-function M.session(conn, cfg)
-  conn:exec(session_sql(cfg))
-end
 
 -- What tide puts back after every revision, so that each starts from the same session: a
 -- revision's SET (rather than SET LOCAL), SET ROLE, SET SESSION AUTHORIZATION or temporary
@@ -55,7 +31,7 @@ local restore_for = setmetatable({}, { __mode = "k" }) -- cfg -> its text, made 
 function M.restore_sql(cfg)
   local text = restore_for[cfg]
   if not text then
-    text = "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; DISCARD TEMP; " .. session_sql(cfg)
+    text = "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; DISCARD TEMP; " .. session.setup_sql(cfg)
     restore_for[cfg] = text
   end
   return text
@@ -96,21 +72,6 @@ local function refuse_unknown(graph, applied, partial)
       .. "(deploy newer code, restore the file, or `tide stamp` after inspection)",
       #ids > 1 and "s" or "", table.concat(ids, ", "), graph.dir))
   end
-end
-
---- Applied revisions whose file changed since: list of {rev, row}, in graph order. A partial
---- revision is not drift: fixing its file before resuming it is the normal way forward.
---- Rows checksummed by another algorithm version than this tide's are compared only when this
---- tide knows that algorithm (today there is one).
-function M.drifted(graph, applied)
-  local out = {}
-  for _, rev in ipairs(graph.list) do
-    local row = applied[rev.revision]
-    if row and row.checksum_algorithm == revisions.checksum_algorithm and row.checksum ~= rev.checksum then
-      out[#out + 1] = { rev = rev, row = row }
-    end
-  end
-  return out
 end
 
 -- The one partial revision, if any (a run stops at the first failure, so there is at most one).
@@ -308,7 +269,7 @@ local function attempt(conn, cfg, run, rev, direction, mode)
   local record = direction == "upgrade" and track.record_upgrade or track.record_downgrade
   local db = dbmod.new(conn, rev, cfg.vars)
   db.on_session_reset = function()
-    M.session(conn, cfg)
+    session.setup(conn, cfg)
   end
   db.on_step = mode.on_step
   local t0 = core.now()
@@ -431,7 +392,7 @@ local function apply(conn, cfg, run, rev, direction, mode)
         -- The revision's connection may be gone (terminated, server restart): record on a new one.
         local rec_conn, fresh = conn, nil
         if conn:closed() then
-          local ok_connect, c = pcall(M.connect, cfg)
+          local ok_connect, c = pcall(session.connect, cfg)
           if ok_connect then
             rec_conn, fresh = c, c
           end
@@ -454,14 +415,13 @@ local function apply(conn, cfg, run, rev, direction, mode)
 end
 
 -- Refuses to upgrade over drifted revisions unless allowed; on downgrade says which source runs.
-local function drift_gate(ctx, conn, direction, applied, opts, list)
-  local drifted = M.drifted(ctx.graph, applied)
+local function drift_gate(cfg, graph, conn, direction, applied, opts, list)
+  local drifted = drift.drifted(graph, applied)
   if #drifted == 0 then
     return
   end
-  local safety = require "tide.safety"
   if direction == "upgrade" and not opts.allow_drift then
-    errors.raise("drift", safety.drift_report(conn, ctx.cfg, drifted)
+    errors.raise("drift", drift.report(conn, cfg, drifted)
       .. "\nrefusing to upgrade: record the edit with `tide accept REV` after review, or rerun with --allow-drift")
   end
   local in_plan = {}
@@ -531,17 +491,21 @@ local function progress(conn, list, direction, mode)
 end
 
 --- Plans and runs an upgrade or downgrade.
----@param ctx table {cfg, graph, before_migrate}
+--- opts.before_migrate(info) runs once the lock is held and something is pending, before the
+--- first DDL (not in a dry run): info = {conn, cfg, plan, applied, target, direction, run}; what
+--- it returns (a backup reference) goes into the run's history rows (tide.backup.hook makes it).
+---@param cfg table the run configuration (tide.config)
+---@param graph table the revisions (tide.revisions.load)
 ---@param direction "upgrade"|"downgrade"
 ---@param target string
----@param opts table {single_transaction, no_backup, allow_drift, dry_run, note}
+---@param opts table {before_migrate, single_transaction, allow_drift, dry_run, note}
 ---@return table result {direction, target, revisions = {...}, nothing_to_do, run_id, dry_run}
-function M.migrate(ctx, direction, target, opts)
+function M.migrate(cfg, graph, direction, target, opts)
   opts = opts or {}
-  local cfg, graph = ctx.cfg, ctx.graph
   local result = { direction = direction, target = target, revisions = {}, nothing_to_do = false,
     dry_run = opts.dry_run or nil }
-  local conn <close> = M.connect(cfg, { session = false })
+  local s <close> = session.open(cfg, { setup = false })
+  local conn = s.conn
 
   local done, inspected = false, nil
   if direction == "upgrade" then
@@ -554,14 +518,14 @@ function M.migrate(ctx, direction, target, opts)
   local applied, partial = M.state(conn, cfg, inspected)
   refuse_unknown(graph, applied, partial)
   local list = plan_for(graph, direction, applied, partial, target)
-  drift_gate(ctx, conn, direction, applied, opts, list)
+  drift_gate(cfg, graph, conn, direction, applied, opts, list)
   if #list == 0 then
     result.nothing_to_do = true
     return result
   end
 
-  local lock_conn <close> = lock.acquire(cfg, conn)
-  M.session(conn, cfg) -- revisions will run on this connection
+  local lock_conn = s:lock()
+  session.setup(conn, cfg) -- revisions will run on this connection
   applied, partial = M.state(conn, cfg)
   refuse_unknown(graph, applied, partial)
   list = plan_for(graph, direction, applied, partial, target)
@@ -588,8 +552,8 @@ function M.migrate(ctx, direction, target, opts)
 
   local run = { id = run_id(), note = opts.note }
   result.run_id = run.id
-  if ctx.before_migrate and not opts.dry_run then
-    run.backup = ctx.before_migrate({ conn = conn, cfg = cfg, plan = list, applied = applied, target = target,
+  if opts.before_migrate and not opts.dry_run then
+    run.backup = opts.before_migrate({ conn = conn, cfg = cfg, plan = list, applied = applied, target = target,
       direction = direction, run = run })
   end
   -- The tracking tables come after the backup: a run whose backup fails has changed nothing,
@@ -647,16 +611,16 @@ function M.migrate(ctx, direction, target, opts)
       errors.raise("run", "COMMIT of the --single-transaction run failed: " .. tostring(err))
     end
   end
-  lock_conn:close()
+  s:unlock()
   return result
 end
 
 --- Records revisions as applied (or not) without running them: `tide stamp TARGET`.
-function M.stamp(ctx, target)
-  local cfg, graph = ctx.cfg, ctx.graph
+function M.stamp(cfg, graph, target)
   local want = revisions.stamp_set(graph, target)
-  local conn <close> = M.connect(cfg)
-  local lock_conn <close> = lock.acquire(cfg, conn)
+  local s <close> = session.open(cfg)
+  local conn = s.conn
+  s:lock()
   track.ensure(conn, cfg.schema)
   local applied = track.applied(conn, cfg.schema)
   local run = { id = run_id() }
@@ -683,7 +647,7 @@ function M.stamp(ctx, target)
     error(err, 0)
   end
   table.sort(result.unstamped)
-  lock_conn:close()
+  s:unlock()
   return result
 end
 

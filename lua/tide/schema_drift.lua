@@ -1,16 +1,18 @@
 -- tide.schema_drift: `tide check --schema`, the live database against what its applied revisions say it
 -- should be.
 --
--- The revisions the live database has applied are replayed onto a dev database (tide.authoring's
+-- The revisions the live database has applied are replayed onto a dev database (tide.sources'
 -- scratch database), both are read into catalog models, and every difference is reported, the
 -- row-level security regressions first: RLS disabled or no longer forced, a policy dropped,
 -- changed or added, a privilege granted that the revisions do not grant. The live database is
--- only read, in one read-only transaction. The cli's `check` calls M.check when --schema is given.
-local authoring = require "tide.authoring"
+-- only read, in one read-only transaction. `tide check --schema` (tide.commands.inspecting) calls M.check.
 local catalog = require "tide.catalog"
 local diff = require "tide.diff"
 local errors = require "tide.errors"
 local log = require "tide.log"
+local runner = require "tide.runner"
+local session = require "tide.session"
+local sources = require "tide.sources"
 
 local M = {}
 
@@ -91,11 +93,10 @@ end
 --- tide check --schema: {ok, rls = findings, changes = other differences, exit}.
 function M.check(ctx, flags)
   local cfg, graph = ctx.cfg, ctx.graph
-  local runner = require "tide.runner"
   local live
   local targets = {}
   do
-    local conn <close> = runner.connect(cfg, { session = false })
+    local conn <close> = session.connect(cfg, { setup = false })
     local applied, partial = runner.state(conn, cfg)
     if next(partial) then
       errors.raise("run", "a partially applied revision must be settled before the schema can be compared "
@@ -119,20 +120,19 @@ function M.check(ctx, flags)
     end
     live = catalog.read(conn, { exclude_schema = cfg.schema, search_path = cfg.search_path })
   end
-  local dev <close> = authoring.dev_database(cfg, flags["dev-url"] or cfg.dev_url)
+  local dev <close> = sources.dev_database(cfg, flags["dev-url"] or cfg.dev_url)
   local level = log.level
   log.level = math.min(level, level >= 2 and 2 or 0)
   local ok, err = pcall(function()
-    local inner = { cfg = dev.cfg, graph = graph }
     for _, target in ipairs(targets) do
-      runner.migrate(inner, "upgrade", target, {})
+      runner.migrate(dev.cfg, graph, "upgrade", target, {})
     end
   end)
   log.level = level
   if not ok then
     error(err, 0)
   end
-  local expected = authoring.read_url(cfg, dev.url, "--dev-url")
+  local expected = sources.read_url(cfg, dev.url, "--dev-url")
   local rls = M.rls_findings(expected, live)
   local changes = diff.diff(live, expected) -- what would put the revisions' schema back
   local rls_kinds = { policy = true, rls = true }
@@ -156,9 +156,7 @@ function M.check(ctx, flags)
     not_compared = live.not_compared, exit = differ and errors.exit_codes.check or 0 }
 end
 
-local function out(fmt, ...)
-  io.stdout:write(string.format(fmt, ...), "\n")
-end
+local out = require("tide.text").out
 
 function M.print(result)
   for _, f in ipairs(result.rls) do

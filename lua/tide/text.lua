@@ -1,8 +1,14 @@
 -- tide.text: what tide's human output needs to read right whatever the language of a message:
 -- display widths for columns (string.format's %-40s counts bytes, so "café" ends a column
 -- early and a CJK message overflows it), counts with the right noun ("1 revision", "2
--- revisions"), and file names made from messages (ASCII, Latin letters transliterated).
+-- revisions"), file names made from messages (ASCII, Latin letters transliterated), and the
+-- one way commands write a line of their output.
 local M = {}
+
+--- Writes a line to stdout: fmt formatted with the arguments, or fmt as it is without any.
+function M.out(fmt, ...)
+  io.stdout:write(select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
+end
 
 -- Code points shown two columns wide (East Asian wide and fullwidth, emoji), and ones shown
 -- zero wide (combining marks, zero-width spaces and joiners), as [first, last] pairs.

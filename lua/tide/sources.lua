@@ -1,9 +1,7 @@
--- tide.authoring: the authoring commands over the catalog model.
---
---   tide diff --from X --to Y [--dev-url URL] [--rename old=new,...] [--format lua|sql]
---   tide dump [--format sql|lua]
---   tide new "MESSAGE" --autogenerate [--to Y]        (cli.lua's `new` calls M.autogenerate)
---   tide check --schema [--dev-url URL]               (cli.lua's `check` calls tide.drift)
+-- tide.sources: the schemas that authoring compares, as catalog models (tide.catalog), and
+-- their comparison (tide.diff), for
+--   tide diff --from X --to Y, tide new --autogenerate (tide.commands.authoring) and
+--   tide check --schema (tide.schema_drift).
 --
 -- X and Y ("sources") are each a database URL; `head`, `base` or a revision id, replayed onto a
 -- dev database; or a desired-state file, `schema.lua` (a function of db written with the DSL) or
@@ -11,31 +9,19 @@
 -- tide creates a database of its own on the server --dev-url names and drops it afterwards; a
 -- role that may not create databases gets the database the URL names instead, which must then
 -- be empty, and which tide empties again afterwards.
--- cli.lua merges M.commands into its command table.
+local autogen = require "tide.autogen"
+local catalog = require "tide.catalog"
 local config = require "tide.config"
 local core = require "tide.core"
+local diff = require "tide.diff"
 local errors = require "tide.errors"
 local log = require "tide.log"
 local revisions = require "tide.revisions"
-
--- The model, the diff and the code generation load when a command of this module runs, not at
--- every start of tide (which loads this module for its list of commands).
-local function lazy(name)
-  return setmetatable({}, { __index = function(proxy, key)
-    local mod = require(name)
-    setmetatable(proxy, { __index = mod })
-    return mod[key]
-  end })
-end
-local catalog = lazy "tide.catalog"
-local diff = lazy "tide.diff"
-local autogen = lazy "tide.autogen"
+local runner = require "tide.runner"
+local session = require "tide.session"
+local snapshot = require "tide.snapshot"
 
 local M = {}
-
-local function out(fmt, ...)
-  io.stdout:write(select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
-end
 
 -- The schema unqualified names are created in: the first of search_path.
 local function first_schema(search_path)
@@ -44,7 +30,7 @@ local function first_schema(search_path)
   return first:match('^"(.*)"$') or first:lower()
 end
 
-local function read_opts(cfg)
+function M.read_opts(cfg)
   require("tide.ddl").default_schema = first_schema(cfg.search_path)
   return { exclude_schema = cfg.schema, search_path = cfg.search_path }
 end
@@ -52,8 +38,8 @@ end
 --- Reads the model of the database at url (read-only, one snapshot).
 function M.read_url(cfg, url, source)
   local c = setmetatable({ url = url, url_source = source }, { __index = cfg })
-  local conn <close> = require("tide.runner").connect(c, { session = false })
-  return catalog.read(conn, read_opts(cfg))
+  local conn <close> = session.connect(c, { setup = false })
+  return catalog.read(conn, M.read_opts(cfg))
 end
 
 -- URLs --------------------------------------------------------------------------------------------
@@ -93,9 +79,8 @@ function M.dev_database(cfg, dev_url)
     errors.raise("usage", "this needs a dev database: give --dev-url URL (a server where tide may create a "
       .. "scratch database, as Atlas's dev database) or `dev_url` in tide.lua")
   end
-  local runner = require "tide.runner"
   local admin_cfg = setmetatable({ url = dev_url, url_source = "--dev-url" }, { __index = cfg })
-  local admin = runner.connect(admin_cfg, { session = false })
+  local admin = session.connect(admin_cfg, { setup = false })
   local name = random_name()
   local ok, err = pcall(admin.exec, admin, "CREATE DATABASE " .. name .. " TEMPLATE template0")
   local dev = setmetatable({ cfg = cfg, admin = admin }, Dev)
@@ -106,7 +91,7 @@ function M.dev_database(cfg, dev_url)
   elseif type(err) == "table" and err.sqlstate == "42501" then
     -- may not create databases: use the one named, if it is empty
     dev.url = dev_url
-    local model = catalog.read(admin, read_opts(cfg))
+    local model = catalog.read(admin, M.read_opts(cfg))
     local lines = catalog.lines(model)
     local empty_lines = catalog.lines(M.empty_model(admin))
     if #lines ~= #empty_lines then
@@ -146,9 +131,8 @@ function Dev:close()
     end
   elseif self.reuse then
     local ok, err = pcall(function()
-      local runner = require "tide.runner"
-      local conn <close> = runner.connect(self.cfg)
-      local now = catalog.read(conn, read_opts(self.cfg))
+      local conn <close> = session.connect(self.cfg)
+      local now = catalog.read(conn, M.read_opts(self.cfg))
       local changes = diff.diff(now, M.empty_model(conn))
       conn:exec("BEGIN")
       conn:exec(autogen.script(changes))
@@ -178,10 +162,8 @@ end
 
 -- Replays the revision files up to target (head, heads, or a revision) onto the dev database.
 local function replay(ctx, dev, targets)
-  local runner = require "tide.runner"
-  local inner = { cfg = dev.cfg, graph = ctx.graph }
   for _, target in ipairs(targets) do
-    quietly(runner.migrate, inner, "upgrade", target, {})
+    quietly(runner.migrate, dev.cfg, ctx.graph, "upgrade", target, {})
   end
 end
 
@@ -191,8 +173,7 @@ local function apply_file(dev, path)
   if not text then
     errors.raise("usage", "cannot read " .. path)
   end
-  local runner = require "tide.runner"
-  local conn <close> = runner.connect(dev.cfg)
+  local conn <close> = session.connect(dev.cfg)
   if path:match("%.lua$") then
     local chunk, err = load(text, "@" .. path, "t", config.sandbox())
     if not chunk then
@@ -265,7 +246,7 @@ local function dev_pool(ctx, flags)
     if what == "version" then
       local c = setmetatable({ url = url or ctx.cfg.url, url_source = url and "--dev-url" or ctx.cfg.url_source },
         { __index = ctx.cfg })
-      local conn <close> = require("tide.runner").connect(c, { session = false })
+      local conn <close> = session.connect(c, { setup = false })
       return conn:info().server_version
     end
     local dev = M.dev_database(ctx.cfg, url)
@@ -333,7 +314,7 @@ function M.compare(ctx, from_spec, to_spec, flags)
     -- the models differ, yet no change says so: name the facts rather than call them equal
     local unexpressed = {}
     if not equal and #up == 0 then
-      unexpressed = require("tide.safety").snapshot_diff(a, b)
+      unexpressed = snapshot.diff(a, b)
     end
     return { from = from, to = to, from_text = from_text, to_text = to_text, up = up, down = down, equal = equal
       and #up == 0, unexpressed = unexpressed }
@@ -345,7 +326,8 @@ function M.compare(ctx, from_spec, to_spec, flags)
   return result
 end
 
-local function not_compared(...)
+--- What the models hold that tide does not compare (each kind and name once).
+function M.not_compared(...)
   local seen, list = {}, {}
   for _, model in ipairs { ... } do
     for _, item in ipairs(model.not_compared) do
@@ -357,172 +339,6 @@ local function not_compared(...)
     end
   end
   return list
-end
-
--- Commands ----------------------------------------------------------------------------------------
-
-M.commands = {}
-
-local function command(spec)
-  M.commands[#M.commands + 1] = spec
-end
-
-local SOURCES = "X and Y: a database URL; head, base or a revision id (the revisions replayed on a dev database);\n"
-  .. "or a desired-state file, schema.lua (a function of db written with the DSL) or schema.sql."
-
-command {
-  name = "diff",
-  usage = "diff --from X --to Y [--dev-url URL] [--rename old=new,...] [--format lua|sql]",
-  summary = "print the revision body (upgrade and downgrade) that turns schema X into schema Y",
-  details = SOURCES .. "\nExit 0 when they are equal, 1 when they differ; --json gives the change list.",
-  flags = {
-    { "from", "X", "the schema to start from" },
-    { "to", "Y", "the schema to reach" },
-    { "dev-url", "URL", "a server for scratch databases (replays and desired-state files); else tide.lua dev_url" },
-    { "rename", "OLD=NEW", "turn a drop and a create into a rename (comma-separated; never guessed)" },
-    { "format", "FORMAT", "lua (the revision body, default) or sql (the upgrade as a script)" },
-  },
-  run = function(ctx, _, flags)
-    if not flags.from or not flags.to then
-      errors.raise("usage", "tide diff needs --from X and --to Y (" .. SOURCES:gsub("\n", " ") .. ")")
-    end
-    local format = flags.format or "lua"
-    if format ~= "lua" and format ~= "sql" then
-      errors.raise("usage", string.format("--format %s: use lua or sql", format))
-    end
-    local r = M.compare(ctx, flags.from, flags.to, flags)
-    return { equal = r.equal, from = r.from_text, to = r.to_text, changes = diff.plain(r.up),
-      unexpressed = r.unexpressed,
-      downgrade = diff.plain(r.down), not_compared = not_compared(r.from, r.to),
-      text = format == "sql" and autogen.script(r.up) or autogen.bodies(r.up, r.down),
-      exit = r.equal and 0 or errors.exit_codes.check }
-  end,
-  print = function(result)
-    if result.equal then
-      out("-- no difference: %s and %s have the same schema", result.from, result.to)
-    else
-      out("-- tide diff: from %s to %s: %d change%s", result.from, result.to, #result.changes,
-        #result.changes == 1 and "" or "s")
-      io.stdout:write(result.text)
-    end
-    for _, line in ipairs(result.unexpressed) do
-      out("-- differs, and tide has no change that says it: %s", line)
-    end
-    for _, item in ipairs(result.not_compared) do
-      out("-- not compared: %s %s", item.kind, item.name)
-    end
-  end,
-}
-
-command {
-  name = "dump",
-  usage = "dump [--format sql|lua]",
-  summary = "print the database's schema, the same bytes for the same schema (for review, or as schema.lua)",
-  details = "sql: the statements that create it, in dependency order; lua: a desired-state schema.lua.",
-  flags = { { "format", "FORMAT", "sql (default) or lua" } },
-  run = function(ctx, _, flags)
-    local format = flags.format or "sql"
-    if format ~= "lua" and format ~= "sql" then
-      errors.raise("usage", string.format("--format %s: use sql or lua", format))
-    end
-    local runner = require "tide.runner"
-    local conn <close> = runner.connect(ctx.cfg, { session = false })
-    local model = catalog.read(conn, read_opts(ctx.cfg))
-    local empty = M.empty_model(conn)
-    local changes = diff.diff(empty, model)
-    local source = config.redact(ctx.cfg.url ~= "" and ctx.cfg.url or "the database named by PG* variables")
-      :gsub("^.*@", "")
-    local text
-    if format == "sql" then
-      text = "-- The schema of " .. source .. ", written by `tide dump`.\n" .. autogen.script(changes)
-    else
-      text = autogen.schema_file(changes, source)
-    end
-    local items = not_compared(model)
-    for _, item in ipairs(items) do
-      text = text .. string.format("-- not compared: %s %s\n", item.kind, item.name)
-    end
-    return { format = format, text = text, changes = diff.plain(changes), not_compared = items }
-  end,
-  print = function(result)
-    io.stdout:write(result.text)
-  end,
-}
-
--- `tide new --autogenerate` -----------------------------------------------------------------------
-
---- The flags cli.lua's `new` takes.
-M.new_flags = {
-  { "autogenerate", nil, "write the changes from head to the target instead of a template" },
-  { "to", "TARGET", "with --autogenerate: a URL, schema.lua or schema.sql (else tide.lua autogenerate.to)" },
-  { "dev-url", "URL", "with --autogenerate: a server for scratch databases (else tide.lua dev_url)" },
-  { "rename", "OLD=NEW", "with --autogenerate: a rename instead of a drop and a create (comma-separated)" },
-}
-
-local AUTOGENERATE_KEYS = { to = "string", dev_url = "string", rename = "string" }
-
-local function autogenerate_config(cfg)
-  local a = cfg.autogenerate or {}
-  for k, v in pairs(a) do
-    if not AUTOGENERATE_KEYS[k] then
-      local names = {}
-      for name in pairs(AUTOGENERATE_KEYS) do
-        names[#names + 1] = name
-      end
-      errors.raise("config", string.format("tide.lua: unknown key `autogenerate.%s`%s", tostring(k),
-        errors.did_you_mean(tostring(k), names)))
-    elseif type(v) ~= AUTOGENERATE_KEYS[k] then
-      errors.raise("config", string.format("tide.lua: `autogenerate.%s` must be a %s, got %s", k, AUTOGENERATE_KEYS[k],
-        type(v)))
-    end
-  end
-  return a
-end
-
---- The text of the next revision, or nil when head already matches the target.
-function M.autogenerate(ctx, id, parents, message, flags)
-  local a = autogenerate_config(ctx.cfg)
-  local target = flags.to or a.to
-  if not target then
-    errors.raise("usage", "tide new --autogenerate needs a target: --to URL|schema.lua|schema.sql, or "
-      .. "autogenerate = { to = ... } in tide.lua")
-  end
-  if target:match("%.lua$") or target:match("%.sql$") then
-    target = config.join(ctx.cfg.dir, target)
-  end
-  local f = setmetatable({ ["dev-url"] = flags["dev-url"] or a.dev_url, rename = flags.rename or a.rename },
-    { __index = flags })
-  local from = #parents == 0 and "base" or parents[1]
-  if #parents > 1 then
-    from = "heads"
-  end
-  local r = M.compare(ctx, from, target, f)
-  if r.equal then
-    log.info("no changes: the revisions at %s already give the schema of %s", from, r.to_text)
-    return nil
-  end
-  for _, item in ipairs(not_compared(r.from, r.to)) do
-    log.warn("not compared: %s %s", item.kind, item.name)
-  end
-  return autogen.revision { revision = id, down_revision = parents, message = message, source = r.to_text,
-    up = r.up, down = r.down }, r
-end
-
---- After the file is written: lint it like any revision and say what a reviewer should look at.
-function M.after_write(path, r)
-  local rev = revisions.load_file(path)
-  local result = require("tide.safety").lint({ rev })
-  for _, finding in ipairs(result.findings) do
-    log.warn("%s", require("tide.safety").describe_finding(finding))
-  end
-  local destructive = 0
-  for _, c in ipairs(r.up) do
-    destructive = destructive + (c.destructive and 1 or 0)
-  end
-  if destructive > 0 then
-    log.warn("%s drops data in %d place%s: read it before it runs", path, destructive, destructive == 1 and "" or "s")
-  end
-  return result
 end
 
 return M
