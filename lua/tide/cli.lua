@@ -156,13 +156,14 @@ function M.main(args)
       cmd, positional = commands.get("version"), {}
     end
     if flags.help or not cmd then
-      commands.get("help").print({ command = cmd and cmd.name })
+      local help = commands.get("help")
+      help.print(help.run({ commands = commands }, { cmd and cmd.name }))
       return cmd == nil and not flags.help and errors.exit_codes.usage or 0
     end
     if (cmd.min_args and #positional < cmd.min_args) or #positional > (cmd.max_args or 0) then
       errors.raise("usage", "usage: tide " .. cmd.usage)
     end
-    local ctx = { command = cmd }
+    local ctx = { command = cmd, commands = commands }
     if not cmd.no_project then
       ctx.cfg = config.load {
         dir = flags.C,

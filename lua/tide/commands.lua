@@ -10,7 +10,8 @@
 --     run = function(ctx, args, flags) -> result table ({exit = code} for a non-zero exit),
 --     print = function(result) -- the human output; --json prints the result instead
 --   }
--- ctx is {command, cfg, graph, flags}: the configuration and the revisions, loaded by tide.cli.
+-- ctx is {command, commands (this registry), cfg, graph, flags}: the configuration and the
+-- revisions, loaded by tide.cli.
 -- A command's file is loaded when the command runs (or for `tide --help`), so a start of
 -- `tide upgrade` loads the migrating commands and nothing of the others.
 local core = require "tide.core"

@@ -1,6 +1,6 @@
 -- tide.commands.about: the commands about tide itself (see tide.commands): version, and help,
--- which is also what `tide --help` and `tide COMMAND --help` print.
-local commands = require "tide.commands"
+-- which is also what `tide --help` and `tide COMMAND --help` print. Help reads the registry it
+-- is given (ctx.commands), so that the registry is the only one to load command files.
 local core = require "tide.core"
 local errors = require "tide.errors"
 local text = require "tide.text"
@@ -9,20 +9,17 @@ local out = text.out
 
 local M = {}
 
-local function flag_help(list)
-  local lines = {}
+local function flag_help(lines, list)
   for _, f in ipairs(list or {}) do
     local names = (#f[1] == 1 and "-" or "--") .. f[1] .. (f[4] and (", -" .. f[4]) or "")
     lines[#lines + 1] = string.format("  %-26s %s", names .. (f[2] and (" " .. f[2]) or ""), f[3])
   end
-  return table.concat(lines, "\n")
 end
 
 -- "--url, -C, --versions ...": the global flags by name, for a command's help, in lines of
 -- at most about 100 characters.
-local function global_names()
-  local globals = commands.global_flags
-  local lines, line = {}, "global flags: see `tide --help` ("
+local function global_names(lines, globals)
+  local line = "global flags: see `tide --help` ("
   for i, f in ipairs(globals) do
     local name = (#f[1] == 1 and "-" or "--") .. f[1] .. (i < #globals and ", " or ").")
     if #line + #name > 100 then
@@ -32,25 +29,32 @@ local function global_names()
     line = line .. name
   end
   lines[#lines + 1] = line
-  return table.concat(lines, "\n")
 end
 
--- A command's help shows its own flags; the global ones are named and explained by `tide --help`.
-local function help(cmd)
+-- The help text, as lines: a command's shows its own flags, and names the global ones that
+-- `tide --help` explains.
+local function help(commands, cmd)
+  local lines = {}
   if cmd then
-    out("usage: tide %s [flags]\n\n%s.%s", cmd.usage, cmd.summary, cmd.details and ("\n" .. cmd.details) or "")
+    lines[1] = string.format("usage: tide %s [flags]\n\n%s.%s", cmd.usage, cmd.summary,
+      cmd.details and ("\n" .. cmd.details) or "")
     if cmd.flags and #cmd.flags > 0 then
-      out("\nflags:\n%s", flag_help(cmd.flags))
+      lines[#lines + 1] = "\nflags:"
+      flag_help(lines, cmd.flags)
     end
-    out("\n%s", global_names())
-    return
+    lines[#lines + 1] = ""
+    global_names(lines, commands.global_flags)
+    return lines
   end
-  out("usage: tide COMMAND [ARGS] [flags]\n\ntide runs PostgreSQL schema migrations written in Lua.\n\ncommands:")
+  lines[1] = "usage: tide COMMAND [ARGS] [flags]\n\ntide runs PostgreSQL schema migrations written in Lua.\n\ncommands:"
   for _, name in ipairs(commands.names) do
-    out("  %-12s %s", name, commands.get(name).summary)
+    lines[#lines + 1] = string.format("  %-12s %s", name, commands.get(name).summary)
   end
-  out("\nglobal flags (before or after the command):\n%s", flag_help(commands.global_flags))
-  out("\n`tide help COMMAND` or `tide COMMAND --help` shows a command's own flags. Exit codes: see README.md.")
+  lines[#lines + 1] = "\nglobal flags (before or after the command):"
+  flag_help(lines, commands.global_flags)
+  lines[#lines + 1] = "\n`tide help COMMAND` or `tide COMMAND --help` shows a command's own flags. Exit codes: see "
+    .. "README.md."
+  return lines
 end
 
 M.version = {
@@ -70,17 +74,17 @@ M.help = {
   summary = "show this help, or a command's",
   no_project = true,
   max_args = 1,
-  run = function(_, args)
+  run = function(ctx, args)
     local name = args[1]
-    if name and not commands.get(name) then
+    local cmd = name and ctx.commands.get(name)
+    if name and not cmd then
       errors.raise("usage", string.format("unknown command `%s`%s; see `tide --help`", name,
-        errors.did_you_mean(name, commands.names)))
+        errors.did_you_mean(name, ctx.commands.names)))
     end
-    return { command = name }
+    return { command = name, help = help(ctx.commands, cmd) }
   end,
-  -- result.command: the command whose help to show; none: tide's
   print = function(result)
-    help(result.command and commands.get(result.command))
+    out(table.concat(result.help, "\n"))
   end,
 }
 
