@@ -1,4 +1,5 @@
--- tide.commands.backups: the backup commands (see tide.commands); the mechanism is tide.backup.
+-- tide.commands.backups: the backup commands (see tide.commands); the mechanism is tide.backup
+-- and tide.restore.
 --   backup    a verified backup now
 --   backups   the complete backups at the destination
 --   restore   one of them into a database
@@ -68,8 +69,8 @@ M.restore = {
     if not flags.to then
       errors.raise("usage", "usage: tide restore ID --to URL")
     end
-    return backup.restore(ctx.cfg, flags, args[1], { to = flags.to, clean = flags.clean, yes = flags.yes,
-      create = flags.create })
+    return require("tide.restore").restore(ctx.cfg, flags, args[1], { to = flags.to, clean = flags.clean,
+      yes = flags.yes, create = flags.create })
   end,
   print = function(r)
     out("restored %s (database %s, %s)", r.id, tostring(r.database), human(r.size))
