@@ -41,7 +41,7 @@ describe("tide.session", function()
     end
   end)
 
-  it("is where a run's pre-migration hook is not: no module reads it from a shared ctx", function()
+  it("leaves the pre-migration hook to the runner's arguments: no module reads it from a shared ctx", function()
     for path, text in pairs(library()) do
       assert.is_nil(text:find("ctx%.before_migrate"), path .. " uses ctx.before_migrate")
     end
