@@ -863,12 +863,13 @@ command("help", {
 
 -- main ----------------------------------------------------------------------------------------
 
+-- err: a tide.Error, as errors.protect leaves it
 local function report(err, as_json)
-  local kind = errors.is_error(err) and err.kind or "internal"
+  local kind = err.kind
   local code = errors.exit_codes[kind] or errors.exit_codes.internal
-  local message = errors.is_error(err) and tostring(err.message) or tostring(err)
+  local message = tostring(err.message)
   if kind == "internal" or not errors.exit_codes[kind] then
-    message = "internal error: " .. tostring(err) .. (type(err) == "table" and err.traceback or "")
+    message = "internal error: " .. tostring(err) .. (err.traceback or "")
   elseif err.sqlstate and kind == "sql" then
     message = "database error: " .. tostring(err) .. (err.query and ("\n  statement: " .. errors.cut(err.query)) or "")
   end
@@ -878,17 +879,6 @@ local function report(err, as_json)
       revision = err.revision, file = err.file } })
   end
   return code
-end
-
-local function traceback(err)
-  if type(err) == "table" then
-    if not errors.is_error(err) then
-      return err
-    end
-    err.traceback = err.traceback or debug.traceback("", 2)
-    return err
-  end
-  return debug.traceback(tostring(err), 2)
 end
 
 ---@param args string[]
@@ -904,7 +894,7 @@ function M.main(args)
       as_json = true
     end
   end
-  local ok, result = xpcall(function()
+  local ok, result = errors.protect(function()
     local cmd, positional, flags = parse(args)
     log.level = flags.quiet and 0 or flags.verbose and 2 or 1
     if flags.version and not flags.help then
@@ -946,7 +936,7 @@ function M.main(args)
       cmd.print(res)
     end
     return res.exit or 0
-  end, traceback)
+  end)
   if ok then
     return result
   end
