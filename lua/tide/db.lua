@@ -66,6 +66,23 @@ function M.vars(values)
   })
 end
 
+--- Runs fn(...) in a transaction on conn: BEGIN, then COMMIT when fn returns, ROLLBACK (its own
+--- failure ignored) and fn's error raised again when it raises. For tide's own bookkeeping
+--- (stamp, accept, resolve), not for a revision's db.
+---@param conn userdata tide.Conn, outside a transaction
+---@param fn function
+---@return any ... what fn returned
+function M.transaction(conn, fn, ...)
+  conn:exec("BEGIN")
+  local result = table.pack(pcall(fn, ...))
+  if not result[1] then
+    pcall(conn.exec, conn, "ROLLBACK")
+    error(result[2], 0)
+  end
+  conn:exec("COMMIT")
+  return table.unpack(result, 2, result.n)
+end
+
 ---@param conn userdata tide.Conn
 ---@param rev? table the revision being run (for messages)
 ---@param vars? table tide.lua's `vars`

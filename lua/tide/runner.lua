@@ -648,8 +648,7 @@ function M.stamp(ctx, target)
   local applied = track.applied(conn, cfg.schema)
   local run = { id = run_id() }
   local result = { target = target, stamped = {}, unstamped = {}, run_id = run.id }
-  conn:exec("BEGIN")
-  local ok, err = pcall(function()
+  dbmod.transaction(conn, function()
     for _, rev in ipairs(graph.list) do
       if want[rev.revision] and not applied[rev.revision] then
         track.record_upgrade(conn, cfg.schema, run, rev, 0, { direction = "stamp" })
@@ -663,12 +662,7 @@ function M.stamp(ctx, target)
         result.unstamped[#result.unstamped + 1] = id
       end
     end
-    conn:exec("COMMIT")
   end)
-  if not ok then
-    pcall(conn.exec, conn, "ROLLBACK")
-    error(err, 0)
-  end
   table.sort(result.unstamped)
   lock_conn:close()
   return result

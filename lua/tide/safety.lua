@@ -554,13 +554,7 @@ command {
       local report = M.drift_report(conn, ctx.cfg, { { rev = rev, row = row } })
       log.info("%s", report)
       local run = { id = runner.run_id() }
-      conn:exec("BEGIN")
-      local ok, err = pcall(track.record_accept, conn, ctx.cfg.schema, run, rev, row.checksum)
-      if not ok then
-        pcall(conn.exec, conn, "ROLLBACK")
-        error(err, 0)
-      end
-      conn:exec("COMMIT")
+      dbmod.transaction(conn, track.record_accept, conn, ctx.cfg.schema, run, rev, row.checksum)
       return { revision = rev.revision, accepted = true, checksum = rev.checksum, previous = row.checksum,
         run_id = run.id }
     end)
@@ -604,13 +598,7 @@ command {
       end
       local outcome = flags.applied and "applied" or "reverted"
       local run = { id = runner.run_id(), note = flags.reason }
-      conn:exec("BEGIN")
-      local ok, err = pcall(track.record_resolve, conn, ctx.cfg.schema, run, rev, outcome)
-      if not ok then
-        pcall(conn.exec, conn, "ROLLBACK")
-        error(err, 0)
-      end
-      conn:exec("COMMIT")
+      dbmod.transaction(conn, track.record_resolve, conn, ctx.cfg.schema, run, rev, outcome)
       return { revision = rev.revision, outcome = outcome, was = runner.describe_partial(row), reason = flags.reason,
         run_id = run.id }
     end)
