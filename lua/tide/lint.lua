@@ -5,7 +5,8 @@
 --   not_null      ADD COLUMN ... NOT NULL without a DEFAULT (fails on a table with rows)
 --   rewrite       ALTER COLUMN ... TYPE (most type changes rewrite the table under an exclusive lock)
 --   not_valid     ADD FOREIGN KEY / CHECK without NOT VALID (validates every row under the lock)
---   destructive   DROP TABLE, DROP COLUMN, TRUNCATE in an upgrade (data loss; old code still reads it)
+--   destructive   DROP TABLE, DROP SCHEMA, TRUNCATE, DROP COLUMN in an upgrade (data loss; old code
+--                 still reads it): M.drops_data, the test the backup's downgrade check uses too
 --   concurrently  CONCURRENTLY inside a transactional revision (PostgreSQL refuses it)
 --
 -- and, for row-level security (RLS):
