@@ -863,8 +863,8 @@ command("help", {
 
 -- main ----------------------------------------------------------------------------------------
 
--- err: a tide.Error, as errors.protect leaves it
 local function report(err, as_json)
+  err = errors.normalize(err) -- as errors.protect left it, unless its handler failed
   local kind = err.kind
   local code = errors.exit_codes[kind] or errors.exit_codes.internal
   local message = tostring(err.message)
