@@ -48,10 +48,20 @@ static void preload(lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* Message handler: keeps error objects (tide.Error tables) and attaches the traceback to them. */
+/* Message handler: the error as tide.errors.normalize makes it (a tide.Error, the one
+ * normaliser the CLI and the runner use too), with the traceback attached; the raw value when
+ * the library itself cannot load. */
 static int on_error(lua_State *L) {
+  lua_getglobal(L, "require"); /* [err, require] */
+  lua_pushliteral(L, "tide.errors");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_getfield(L, -1, "normalize") == LUA_TFUNCTION) {
+    lua_pushvalue(L, 1); /* [err, errors, normalize, err] */
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK)
+      lua_replace(L, 1); /* [tide.Error, errors] */
+  }
+  lua_settop(L, 1);
   if (lua_istable(L, 1)) {
-    luaL_traceback(L, L, NULL, 1);
+    luaL_traceback(L, L, "", 1); /* "\nstack traceback:...", as debug.traceback("") */
     lua_setfield(L, 1, "traceback");
     return 1;
   }
@@ -98,8 +108,10 @@ int main(int argc, char **argv) {
   if (status != LUA_OK) {
     const char *msg = NULL;
     if (lua_istable(L, -1) && lua_getfield(L, -1, "traceback") == LUA_TSTRING) {
-      lua_pop(L, 1);
-      msg = luaL_tolstring(L, -1, NULL);
+      luaL_tolstring(L, -2, NULL); /* [err, traceback, message] */
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+      msg = lua_tostring(L, -1);
     } else {
       msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)";
     }

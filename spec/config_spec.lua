@@ -105,6 +105,68 @@ describe("tide.config", function()
         {}).lock_wait_timeout)
     end)
   end)
+
+  describe("check_duration()", function()
+    it("gives whole milliseconds, or raises naming where the value came from and why", function()
+      assert.are.equal(1500, config.check_duration("1.5s", "--lock-wait"))
+      assert.are.equal(0, config.check_duration(0, "--lock-wait"))
+      local err = H.error_of(config.check_duration, "-1", "--lock-wait", { kind = "usage" })
+      assert.are.same({ "usage", '--lock-wait "-1": a duration cannot be negative' }, { err.kind, err.message })
+      err = H.error_of(config.check_duration, 0, "tide.lua: `backup.deadline`", { positive = true })
+      assert.are.same({ "config", "tide.lua: `backup.deadline` 0: must be more than 0" }, { err.kind, err.message })
+      err = H.error_of(config.check_duration, 3e6, "tide.lua: `lock_wait`")
+      assert.are.equal("tide.lua: `lock_wait` 3000000.0: longer than PostgreSQL's limit for a timeout, "
+        .. "2147483647ms (about 24.8 days)", err.message)
+    end)
+
+    it("is what a run's lock_wait and timeouts go through, from a flag or from tide.lua", function()
+      local err = H.error_of(config.load, { dir = H.project({}, "return { lock_timeout = '5x' }"), lock_wait = "-1" })
+      assert.are.same({ "usage", '--lock-wait "-1": a duration cannot be negative' }, { err.kind, err.message })
+      err = H.error_of(config.load, { dir = H.project({}, "return { lock_timeout = '5x' }") })
+      assert.are.equal("config", err.kind)
+      assert.matches("tide%.lua: `lock_timeout` \"5x\": unknown unit `x`", err.message)
+      H.cleanup()
+    end)
+  end)
+
+  describe("check_keys()", function()
+    local allowed = { to = "string", keep = "number", deadline = "duration", verify = "boolean" }
+
+    it("accepts known keys of their type and returns the table", function()
+      local t = { to = "s3://b/", keep = 3, deadline = "5s", verify = true }
+      assert.are.equal(t, config.check_keys(t, allowed, "tide.lua", "backup"))
+      assert.are.same({}, config.check_keys({}, allowed, "tide.lua"))
+    end)
+
+    it("refuses an unknown key in one wording, the section in the key's name, with a suggestion", function()
+      for _, case in ipairs {
+        { { kep = 1 }, "backup", "tide.lua: unknown key `backup.kep` (did you mean `keep`?)" },
+        { { kep = 1 }, nil, "tide.lua: unknown key `kep` (did you mean `keep`?)" },
+        { { zzzzzz = 1 }, "lint", "tide.lua: unknown key `lint.zzzzzz`" },
+        { { keep = "3" }, "backup", "tide.lua: `backup.keep` must be a number, got string" },
+        { { deadline = {} }, "backup", "tide.lua: `backup.deadline` must be a duration (seconds, or a string "
+          .. "such as \"5s\"), got table" },
+      } do
+        local err = H.error_of(config.check_keys, case[1], allowed, "tide.lua", case[2])
+        assert.are.same({ "config", case[3] }, { err.kind, err.message })
+      end
+    end)
+
+    it("is the wording of every section of tide.lua", function()
+      for _, case in ipairs {
+        { "return { urll = 'x' }", "unknown key `urll` (did you mean `url`?)" },
+        { "return { lint = { require_rsl = true } }", "unknown key `lint.require_rsl` (did you mean `require_rls`?)" },
+        { "return { lint = { require_rls = 1 } }", "`lint.require_rls` must be a boolean, got number" },
+      } do
+        local err = H.error_of(config.load, { dir = H.project({}, case[1]) })
+        assert.are.equal("config", err.kind)
+        assert.are.equal(case[2], err.message:match("tide%.lua: (.*)$"))
+      end
+      local err = H.error_of(backup.settings, { backup = { to = "file:///tmp/x/", kep = 1 } }, {})
+      assert.are.equal("tide.lua: unknown key `backup.kep` (did you mean `keep`?)", err.message)
+      H.cleanup()
+    end)
+  end)
 end)
 
 describe("durations on the server #db", function()

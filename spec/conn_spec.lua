@@ -5,6 +5,19 @@ local core = require "tide.core"
 
 local raises = H.error_of
 
+-- How many server sessions have this pid, after giving a closed one a second to leave.
+local function sessions_of(pid)
+  local rows = H.sql(nil, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", pid)
+  for _ = 1, 50 do
+    if rows[1].n == 0 then
+      break
+    end
+    core.sleep(0.02)
+    rows = H.sql(nil, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", pid)
+  end
+  return rows[1].n
+end
+
 describe("tide.Conn #db", function()
   local db
 
@@ -387,7 +400,8 @@ describe("tide.Conn #db", function()
       conn:exec("DROP TABLE IF EXISTS no_such_table_for_notice")
       assert.matches("does not exist, skipping", table.concat(seen, "\n"))
       seen = {}
-      raises(conn.exec, conn, "DO $$ BEGIN RAISE NOTICE 'before'; RAISE EXCEPTION 'boom'; END $$")
+      local err = raises(conn.exec, conn, "DO $$ BEGIN RAISE NOTICE 'before'; RAISE EXCEPTION 'boom'; END $$")
+      assert.are.equal("ERROR P0001: boom", tostring(err))
       assert.matches("before", table.concat(seen, "\n"))
     end)
 
@@ -433,13 +447,21 @@ describe("tide.Conn #db", function()
 
     it("accepts nil to go back to the default", function()
       local conn <close> = core.connect(db.url)
+      local seen = 0
+      conn:on_notice(function()
+        seen = seen + 1
+      end)
+      conn:exec("DO $$ BEGIN RAISE NOTICE 'to the handler'; END $$")
+      assert.are.equal(1, seen)
       conn:on_notice(nil)
       conn:exec("SET client_min_messages = warning; DROP TABLE IF EXISTS nothing_here")
+      conn:exec("DO $$ BEGIN RAISE WARNING 'not to the handler'; END $$")
+      assert.are.equal(1, seen)
     end)
 
     it("refuses a handler that is not a function", function()
       local conn <close> = core.connect(db.url)
-      raises(conn.on_notice, conn, 42)
+      assert.matches("bad argument #2 .*%(function expected, got number%)", tostring(raises(conn.on_notice, conn, 42)))
     end)
   end)
 
@@ -581,15 +603,7 @@ describe("tide.Conn #db", function()
         local conn <close> = core.connect(db.url)
         pid = conn:info().pid
       end
-      local rows = H.sql(nil, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", pid)
-      for _ = 1, 50 do
-        if rows[1].n == 0 then
-          break
-        end
-        core.sleep(0.02)
-        rows = H.sql(nil, "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1", pid)
-      end
-      assert.are.equal(0, rows[1].n)
+      assert.are.equal(0, sessions_of(pid))
     end)
 
     it("closes a <close> variable when the block raises", function()
@@ -622,10 +636,17 @@ describe("tide.Conn #db", function()
 
     it("survives garbage collection of a connection closed by hand, then collected", function()
       local conn = core.connect(db.url)
+      local pid = conn:info().pid
+      local watch = setmetatable({ conn }, { __mode = "v" })
       conn:close()
+      assert.is_true(conn:closed())
       conn = nil -- luacheck: ignore 311
       collectgarbage()
       collectgarbage()
+      assert.is_nil(watch[1], "the closed connection was not collected")
+      assert.are.equal(0, sessions_of(pid))
+      local again <close> = core.connect(db.url)
+      assert.are.equal(1, again:query("SELECT 1 AS one")[1].one)
     end)
 
     it("keeps the notice handler alive until the connection is collected", function()
@@ -642,8 +663,10 @@ describe("tide.Conn #db", function()
 
     it("refuses methods called on something that is not a tide.Conn", function()
       local conn <close> = core.connect(db.url)
-      raises(conn.query, {}, "SELECT 1")
-      raises(conn.close, "nope")
+      assert.matches("bad argument #1 .*%(tide%.Conn expected, got table%)",
+        tostring(raises(conn.query, {}, "SELECT 1")))
+      assert.matches("bad argument #1 .*%(tide%.Conn expected, got string%)", tostring(raises(conn.close, "nope")))
+      assert.are.equal(1, conn:query("SELECT 1 AS one")[1].one) -- the real one is untouched
     end)
   end)
 end)

@@ -99,6 +99,40 @@ describe("tide.lint", function()
       assert.same({ "destructive (allowed)" },
         rules("DROP TABLE users", { rev = { allow = { destructive = "unused" } } }))
     end)
+    it("flags DROP SCHEMA, a column dropped without the word COLUMN, and drops inside a DO block", function()
+      assert.same({ "destructive" }, rules("DROP SCHEMA app CASCADE"))
+      assert.same({ "destructive" }, rules("ALTER TABLE ONLY users ADD COLUMN x int, DROP email"))
+      assert.same({ "destructive" }, rules("DO $$ BEGIN EXECUTE 'drop table ' || 'users'; END $$"))
+    end)
+  end)
+
+  describe("drops_data()", function()
+    -- the one test behind both lint's `destructive` and the backup's refusal of a downgrade
+    -- that loses data without a backup
+    it("is true for each statement that loses data", function()
+      for _, sql in ipairs {
+        "DROP TABLE users", "drop table if exists app.users cascade", "DROP SCHEMA app CASCADE",
+        "TRUNCATE users", "TRUNCATE TABLE a, b", "ALTER TABLE users DROP COLUMN email",
+        "ALTER TABLE IF EXISTS ONLY app.users DROP COLUMN IF EXISTS email",
+        "alter table users drop email", "ALTER TABLE users ADD COLUMN a int, DROP COLUMN b",
+        "DO $$ BEGIN DROP TABLE users; END $$", "DO $body$ BEGIN TRUNCATE t; END $body$",
+        "CREATE TABLE a (id int); DROP TABLE b",
+      } do
+        assert.is_true(lint.drops_data(sql), sql)
+      end
+    end)
+
+    it("is false for what keeps the data, and for the words in comments and strings", function()
+      for _, sql in ipairs {
+        "ALTER TABLE users DROP CONSTRAINT users_email_key", "ALTER TABLE users ALTER COLUMN a DROP DEFAULT",
+        "ALTER TABLE users ALTER COLUMN a DROP NOT NULL", "DROP INDEX users_email", "DROP VIEW v",
+        "DROP FUNCTION f()", "DROP POLICY p ON users", "CREATE TABLE t (id int)",
+        "-- DROP TABLE users\nCREATE INDEX i ON t (a)", "INSERT INTO notes VALUES ('DROP TABLE users; TRUNCATE x')",
+        "/* ALTER TABLE t DROP COLUMN c */ SELECT 1", "DO $$ BEGIN RAISE NOTICE 'x'; END $$", "",
+      } do
+        assert.is_false(lint.drops_data(sql), sql)
+      end
+    end)
   end)
 
   describe("concurrently", function()

@@ -8,11 +8,13 @@ local support = require "spec.support.dsl"
 
 local HOSTILE, QUOTED = support.HOSTILE, support.QUOTED
 
--- Asserts that fn(...) raises `expected`, located at a line of this spec file (the caller),
--- not inside the DSL: the pcall must stay in this file for that.
+-- Asserts that fn(...) raises a tide.Error (kind "run") with `expected`, located at a line of
+-- this spec file (the caller), not inside the DSL: the pcall must stay in this file for that.
 local function raises(expected, fn, ...)
   local ok, err = pcall(fn, ...)
   assert.is_false(ok, "expected an error")
+  assert.are.equal(require("tide.core").Error, getmetatable(err), "not a tide.Error: " .. tostring(err))
+  assert.are.equal("run", err.kind)
   local position, message = tostring(err):match("^(.-rls_spec%.lua:%d+: )(.*)$")
   assert.is_truthy(position, "error not located in the spec: " .. tostring(err))
   assert.equal(expected, message)

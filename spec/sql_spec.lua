@@ -2,9 +2,17 @@
 -- The pure specs pin the exact text; the #db specs send that text to the real server and read
 -- back what PostgreSQL understood.
 local H = require "spec.support.helpers"
+local core = require "tide.core"
 local sql = require "tide.sql"
 
-local error_of = H.error_of
+-- The message of what fn(...) raises: a tide.Error of kind "run", as all of the revision API
+-- raises (a string error would fail here).
+local function error_of(fn, ...)
+  local err = H.error_of(fn, ...)
+  assert.are.equal(core.Error, getmetatable(err), "not a tide.Error: " .. tostring(err))
+  assert.are.equal("run", err.kind)
+  return err.message
+end
 
 local HOSTILE = 'a"b; drop table x'
 

@@ -19,7 +19,7 @@ file(GLOB TIDE_SPECS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
 foreach(spec IN LISTS TIDE_SPECS)
   get_filename_component(name "${spec}" NAME_WE)
   add_test(NAME ${name}
-    COMMAND ${LUA54} ${BUSTED} --output=TAP --helper=${CMAKE_SOURCE_DIR}/spec/support/init.lua ${spec}
+    COMMAND ${LUA54} ${BUSTED} --run=ctest --output=TAP --helper=${CMAKE_SOURCE_DIR}/spec/support/init.lua ${spec}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set(labels spec)
   if(name STREQUAL "valgrind_spec")

@@ -73,9 +73,10 @@ describe("vars in tide.lua #db", function()
         "tide.lua: vars.app_role must be a string, number or boolean, got table" },
       { "return { vars = { ['app role'] = 'x' } }", "tide.lua: vars: `app role` is not a name" },
       { "return { vars = 'app' }", "tide.lua: `vars` must be a table, got string" },
-      { "return { lint = { require_rsl = true } }", "tide.lua: lint: unknown option `require_rsl` (did you mean "
+      -- the wording of every section of tide.lua (config.check_keys)
+      { "return { lint = { require_rsl = true } }", "tide.lua: unknown key `lint.require_rsl` (did you mean "
         .. "`require_rls`?)" },
-      { "return { lint = { require_rls = 'yes' } }", "tide.lua: lint.require_rls must be a boolean, got string" },
+      { "return { lint = { require_rls = 'yes' } }", "tide.lua: `lint.require_rls` must be a boolean, got string" },
     } do
       local dir = H.project({ ["001_a.lua"] = H.revision { revision = "001" } }, case[1])
       local r = H.tide({ "lint", "--all" }, { dir = dir })

@@ -70,26 +70,10 @@ local RANGES = {
 --- Checks the `backup` table of tide.lua; raises a config error naming the bad key.
 function M.validate(tbl, where)
   where = where or "tide.lua"
-  local names = {}
-  for k in pairs(M.keys) do
-    names[#names + 1] = k
-  end
-  table.sort(names)
+  config.check_keys(tbl, M.keys, where, "backup")
   for k, v in pairs(tbl) do
-    if not M.keys[k] then
-      errors.raise("config", string.format("%s: unknown key `backup.%s`%s", where, tostring(k),
-        errors.did_you_mean(tostring(k), names)))
-    elseif M.keys[k] == "duration" then
-      local ms, why = config.duration(v)
-      if ms == 0 and k ~= "lock_wait_timeout" then
-        ms, why = nil, "must be more than 0"
-      end
-      if not ms then
-        errors.raise("config", string.format("%s: `backup.%s` %s: %s", where, k, type(v) == "string"
-          and string.format("%q", v:sub(1, 40)) or tostring(v), why))
-      end
-    elseif type(v) ~= M.keys[k] then
-      errors.raise("config", string.format("%s: `backup.%s` must be a %s, got %s", where, k, M.keys[k], type(v)))
+    if M.keys[k] == "duration" then
+      config.check_duration(v, string.format("%s: `backup.%s`", where, k), { positive = k ~= "lock_wait_timeout" })
     end
   end
   for k, r in pairs(RANGES) do
@@ -622,9 +606,7 @@ local function destructive(plan, vars)
       return rev -- cannot tell: treat as destructive
     end
     for _, statement in ipairs(rec.record) do
-      local s = statement:upper():gsub("%s+", " ")
-      if s:find("DROP TABLE", 1, true) or s:find("DROP COLUMN", 1, true) or s:find("DROP SCHEMA", 1, true)
-        or s:find("TRUNCATE", 1, true) then
+      if require("tide.lint").drops_data(statement) then
         return rev
       end
     end

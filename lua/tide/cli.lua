@@ -109,11 +109,12 @@ end
 -- main ----------------------------------------------------------------------------------------
 
 local function report(err, as_json)
-  local kind = errors.is_error(err) and err.kind or "internal"
+  err = errors.normalize(err) -- as errors.protect left it, unless its handler failed
+  local kind = err.kind
   local code = errors.exit_codes[kind] or errors.exit_codes.internal
-  local message = errors.is_error(err) and tostring(err.message) or tostring(err)
+  local message = tostring(err.message)
   if kind == "internal" or not errors.exit_codes[kind] then
-    message = "internal error: " .. tostring(err) .. (type(err) == "table" and err.traceback or "")
+    message = "internal error: " .. tostring(err) .. (err.traceback or "")
   elseif err.sqlstate and kind == "sql" then
     message = "database error: " .. tostring(err) .. (err.query and ("\n  statement: " .. errors.cut(err.query)) or "")
   end
@@ -123,17 +124,6 @@ local function report(err, as_json)
       revision = err.revision, file = err.file } })
   end
   return code
-end
-
-local function traceback(err)
-  if type(err) == "table" then
-    if not errors.is_error(err) then
-      return err
-    end
-    err.traceback = err.traceback or debug.traceback("", 2)
-    return err
-  end
-  return debug.traceback(tostring(err), 2)
 end
 
 ---@param args string[]
@@ -149,7 +139,7 @@ function M.main(args)
       as_json = true
     end
   end
-  local ok, result = xpcall(function()
+  local ok, result = errors.protect(function()
     local cmd, positional, flags = parse(args)
     log.level = flags.quiet and 0 or flags.verbose and 2 or 1
     if flags.version and not flags.help then
@@ -192,7 +182,7 @@ function M.main(args)
       cmd.print(res)
     end
     return res.exit or 0
-  end, traceback)
+  end)
   if ok then
     return result
   end

@@ -102,6 +102,61 @@ function M.duration(value)
   return math.tointeger(whole)
 end
 
+--- A duration from tide.lua or a flag as whole milliseconds (M.duration), or a raise that
+--- names where it came from and the value: `tide.lua: \`lock_wait\` "5x": not a duration ...`,
+--- `--lock-wait "-1": a duration cannot be negative`. The one range check of every duration
+--- (lock_wait, the timeouts, the backup's).
+---@param value any
+---@param where string "--lock-wait", "tide.lua: `lock_wait`", "tide.lua: `backup.deadline`"
+---@param opts? {kind: string?, positive: boolean?} kind: of the error ("config"); positive: refuse 0
+---@return integer ms
+function M.check_duration(value, where, opts)
+  opts = opts or {}
+  local ms, why = M.duration(value)
+  if ms == 0 and opts.positive then
+    ms, why = nil, "must be more than 0"
+  end
+  if not ms then
+    errors.raise(opts.kind or "config", string.format("%s %s: %s", where, type(value) == "string"
+      and string.format("%q", value:sub(1, 40)) or tostring(value), why))
+  end
+  return ms
+end
+
+--- The one check of an options table of tide.lua (its top level, and each section: lint,
+--- backup, autogenerate): every key known, every value of its type, in one wording:
+---   tide.lua: unknown key `lint.require_rsl` (did you mean `require_rls`?)
+---   tide.lua: `lint.require_rls` must be a boolean, got string
+--- allowed: key -> "string", "number", "boolean", "table" or "duration" (a number of seconds or
+--- a string such as "5s"; M.check_duration reads it). Keys are read with next, not pairs: a
+--- table's __pairs is code of tide.lua's that need not run.
+---@param t table
+---@param allowed table<string, string>
+---@param where string the file named in messages
+---@param section? string "lint", "backup" ...: keys are shown as `section.key`
+---@return table t
+function M.check_keys(t, allowed, where, section)
+  local names = {}
+  for k in pairs(allowed) do
+    names[#names + 1] = k
+  end
+  table.sort(names)
+  local prefix = section and (section .. ".") or ""
+  for k, v in next, t do
+    local want = allowed[k]
+    if not want then
+      errors.raise("config", string.format("%s: unknown key `%s%s`%s", where, prefix, errors.cut(k),
+        errors.did_you_mean(tostring(k), names)))
+    elseif want == "duration" and type(v) ~= "number" and type(v) ~= "string" then
+      errors.raise("config", string.format("%s: `%s%s` must be a duration (seconds, or a string such as \"5s\"), "
+        .. "got %s", where, prefix, k, type(v)))
+    elseif want ~= "duration" and type(v) ~= want then
+      errors.raise("config", string.format("%s: `%s%s` must be a %s, got %s", where, prefix, k, want, type(v)))
+    end
+  end
+  return t
+end
+
 --- What PostgreSQL is sent for a duration of ms: whole milliseconds with their unit.
 ---@param ms integer
 ---@return string
@@ -286,10 +341,6 @@ local function load_file(path)
     if not chunk then
       errors.raise("config", err)
     end
-    local names = {}
-    for k in pairs(M.keys) do
-      names[#names + 1] = k
-    end
     M.run_bounded(function()
       local ok, result = pcall(chunk)
       if not ok then
@@ -298,16 +349,8 @@ local function load_file(path)
       if type(result) ~= "table" then
         errors.raise("config", path .. ": must return a table, got " .. type(result))
       end
+      M.check_keys(result, M.keys, path)
       for k, v in next, result do
-        if not M.keys[k] then
-          errors.raise("config", string.format("%s: unknown key `%s`%s", path, errors.cut(k),
-            errors.did_you_mean(tostring(k), names)))
-        elseif M.keys[k] == "duration" and type(v) ~= "number" and type(v) ~= "string" then
-          errors.raise("config", string.format("%s: `%s` must be a duration (seconds, or a string such as \"5s\"), "
-            .. "got %s", path, k, type(v)))
-        elseif M.keys[k] ~= "duration" and type(v) ~= M.keys[k] then
-          errors.raise("config", string.format("%s: `%s` must be a %s, got %s", path, k, M.keys[k], type(v)))
-        end
         cfg[k] = v
       end
     end, path, "config", M.load_limits())
@@ -334,20 +377,6 @@ local function check_vars(path, vars)
   end
 end
 
-local function check_lint(path, options)
-  local names = {}
-  for k in pairs(M.lint_options) do
-    names[#names + 1] = k
-  end
-  for k, v in pairs(options) do
-    if not M.lint_options[k] then
-      errors.raise("config", string.format("%s: lint: unknown option `%s`%s", path, tostring(k),
-        errors.did_you_mean(tostring(k), names)))
-    elseif type(v) ~= M.lint_options[k] then
-      errors.raise("config", string.format("%s: lint.%s must be a %s, got %s", path, k, M.lint_options[k], type(v)))
-    end
-  end
-end
 
 local function join(dir, path)
   if path:sub(1, 1) == "/" or dir == "." then
@@ -373,7 +402,7 @@ function M.load(flags)
   cfg.versions_dir = join(dir, flags.versions or cfg.versions)
   cfg.tests_dir = join(dir, cfg.tests)
   check_vars(file, cfg.vars or {})
-  check_lint(file, cfg.lint or {})
+  M.check_keys(cfg.lint or {}, M.lint_options, file, "lint")
   cfg.vars = cfg.vars or {}
   cfg.lint = cfg.lint or {}
   if flags.url then
@@ -393,12 +422,8 @@ function M.load(flags)
   -- Durations are checked before anything connects; the lock wait stays in seconds (tide.lock),
   -- the timeouts become what PostgreSQL is sent.
   for _, k in ipairs { "lock_wait", "lock_timeout", "statement_timeout" } do
-    local ms, why = M.duration(cfg[k])
-    if not ms then
-      local where = flags[k] ~= nil and ("--" .. k:gsub("_", "-")) or ((cfg.file or "tide.lua") .. ": `" .. k .. "`")
-      errors.raise(flags[k] ~= nil and "usage" or "config", string.format("%s %s: %s", where,
-        type(cfg[k]) == "string" and string.format("%q", cfg[k]:sub(1, 40)) or tostring(cfg[k]), why))
-    end
+    local ms = M.check_duration(cfg[k], flags[k] ~= nil and ("--" .. k:gsub("_", "-"))
+      or ((cfg.file or "tide.lua") .. ": `" .. k .. "`"), { kind = flags[k] ~= nil and "usage" or "config" })
     cfg[k] = k == "lock_wait" and ms / 1000 or M.pg_duration(ms)
   end
   for _, k in ipairs { "load_instructions", "load_memory_mb" } do

@@ -51,18 +51,36 @@ function M.vars(values)
         for k in pairs(values) do
           names[#names + 1] = k
         end
-        error(string.format("vars.%s is not set: add it to `vars` in tide.lua%s", tostring(name),
-          errors.did_you_mean(tostring(name), names)), 2)
+        table.sort(names)
+        errors.raise_at(2, "run", string.format("vars.%s is not set: add it to `vars` in tide.lua%s", tostring(name),
+          errors.did_you_mean(tostring(name), names)))
       end
       return v
     end,
     __newindex = function(_, name)
-      error(string.format("db.vars is read only (vars.%s): set it in tide.lua", tostring(name)), 2)
+      errors.raise_at(2, "run", string.format("db.vars is read only (vars.%s): set it in tide.lua", tostring(name)))
     end,
     __pairs = function()
       return next, values, nil
     end,
   })
+end
+
+--- Runs fn(...) in a transaction on conn: BEGIN, then COMMIT when fn returns, ROLLBACK (its own
+--- failure ignored) and fn's error raised again when it raises. For tide's own bookkeeping
+--- (stamp, accept, resolve), not for a revision's db.
+---@param conn userdata tide.Conn, outside a transaction
+---@param fn function
+---@return any ... what fn returned
+function M.transaction(conn, fn, ...)
+  conn:exec("BEGIN")
+  local result = table.pack(pcall(fn, ...))
+  if not result[1] then
+    pcall(conn.exec, conn, "ROLLBACK")
+    error(result[2], 0)
+  end
+  conn:exec("COMMIT")
+  return table.unpack(result, 2, result.n)
 end
 
 ---@param conn userdata tide.Conn
@@ -91,7 +109,7 @@ local INLINE_PRELUDE_MAX = 64 * 1024
 ---@param sql string one or more statements
 function DB:exec(sql)
   if type(sql) ~= "string" then
-    error("db:exec(sql): sql must be a string, got " .. type(sql), 2)
+    errors.raise_at(2, "run", "db:exec(sql): sql must be a string, got " .. type(sql))
   end
   local statements
   if self.transactional then
@@ -350,7 +368,7 @@ local PARAM_TYPES = { ["nil"] = true, string = true, number = true, boolean = tr
 ---@return integer count
 function DB:query(sql, ...)
   if type(sql) ~= "string" then
-    error("db:query(sql, ...): sql must be a string, got " .. type(sql), 2)
+    errors.raise_at(2, "run", "db:query(sql, ...): sql must be a string, got " .. type(sql))
   end
   for i = 1, select("#", ...) do
     local v = select(i, ...)
@@ -417,14 +435,15 @@ end
 ---@param fn fun(db: tide.DB)
 function DB:step(name, fn)
   if type(name) ~= "string" or name == "" or type(fn) ~= "function" then
-    error("db:step(name, fn): name must be a non-empty string and fn a function", 2)
+    errors.raise_at(2, "run", "db:step(name, fn): name must be a non-empty string and fn a function")
   end
   if self.current_step then
-    error(string.format("db:step(%q): steps cannot be nested (inside step %q)", name, self.current_step), 2)
+    errors.raise_at(2, "run", string.format("db:step(%q): steps cannot be nested (inside step %q)", name,
+      self.current_step))
   end
   self.step_names = self.step_names or {}
   if self.step_names[name] then
-    error(string.format("db:step(%q): a step of that name already ran in this revision", name), 2)
+    errors.raise_at(2, "run", string.format("db:step(%q): a step of that name already ran in this revision", name))
   end
   self.step_names[name] = true
   self.step_count = (self.step_count or 0) + 1

@@ -6,6 +6,7 @@
 -- actions, index methods, policy commands ...), and identifier quoting that reports through
 -- the same channel.
 
+local errors = require "tide.errors"
 local sql = require "tide.sql"
 
 local dsl = {}
@@ -39,55 +40,7 @@ end
 ---@param message string
 ---@param ... any
 function dsl.fail(message, ...)
-  error(caller_position() .. message:format(...), 0)
-end
-
----Edit distance between two short words (option names, type names): insertions, deletions,
----substitutions and transpositions of neighbours (`gni`→`gin`) each cost 1.
----@param a string
----@param b string
----@return integer
-function dsl.distance(a, b)
-  local d = {}
-  for i = 0, #a do
-    d[i] = { [0] = i }
-  end
-  for j = 1, #b do
-    d[0][j] = j
-  end
-  for i = 1, #a do
-    for j = 1, #b do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
-        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
-      end
-    end
-  end
-  return d[#a][#b]
-end
-
----The candidate closest to `word`, or nil when none is close enough to be a plausible typo:
----at most one edit per three letters (at least one), or `word` cut short (`uniq`→`unique`).
----Ties go to the first candidate in `candidates` order, so callers list common words first.
----@param word string
----@param candidates string[]
----@return string?
-function dsl.suggest(word, candidates)
-  local best, best_distance
-  for _, candidate in ipairs(candidates) do
-    local d = dsl.distance(word, candidate)
-    if #word >= 3 and candidate:sub(1, #word) == word then
-      d = math.min(d, 1)
-    end
-    if best_distance == nil or d < best_distance then
-      best, best_distance = candidate, d
-    end
-  end
-  if best_distance and best_distance <= math.max(1, #word // 3) then
-    return best
-  end
-  return nil
+  errors.raise("run", caller_position() .. message:format(...))
 end
 
 ---"did you mean `x`?", or the list of valid words when nothing is close.
@@ -95,7 +48,7 @@ end
 ---@param candidates string[]
 ---@return string
 function dsl.hint(word, candidates)
-  local best = dsl.suggest(word, candidates)
+  local best = errors.suggest(word, candidates)
   if best then
     return ("did you mean `%s`?"):format(best)
   end
@@ -204,7 +157,6 @@ end
 local NEIGHBOURS = {
   schema = { "schema", "rls" },
   rls = { "rls", "schema" },
-  sql = { "sql" },
   ["schema.sql"] = { "schema.sql", "rls.sql" },
   ["rls.sql"] = { "rls.sql", "schema.sql" },
 }
@@ -250,7 +202,7 @@ function dsl.unknown_function(name, key)
       end
     end
   end
-  local best = type(key) == "string" and dsl.suggest(key, candidates)
+  local best = type(key) == "string" and errors.suggest(key, candidates)
   if best then
     dsl.fail("unknown function `%s.%s`: did you mean `%s.%s`?", name, tostring(key), owner[best], best)
   end

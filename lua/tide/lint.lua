@@ -5,7 +5,8 @@
 --   not_null      ADD COLUMN ... NOT NULL without a DEFAULT (fails on a table with rows)
 --   rewrite       ALTER COLUMN ... TYPE (most type changes rewrite the table under an exclusive lock)
 --   not_valid     ADD FOREIGN KEY / CHECK without NOT VALID (validates every row under the lock)
---   destructive   DROP TABLE, DROP COLUMN, TRUNCATE in an upgrade (data loss; old code still reads it)
+--   destructive   DROP TABLE, DROP SCHEMA, TRUNCATE, DROP COLUMN in an upgrade (data loss; old code
+--                 still reads it): M.drops_data, the test the backup's downgrade check uses too
 --   concurrently  CONCURRENTLY inside a transactional revision (PostgreSQL refuses it)
 --
 -- and, for row-level security (RLS):
@@ -159,8 +160,69 @@ end
 
 local NAME = "([%w_$.]+)"
 
--- Findings for one statement: list of rule names.
-local function check_statement(b, created, transactional)
+-- ALTER TABLE [IF EXISTS] [ONLY] name rest -> name, rest (nil for any other statement).
+local function alter_table(b)
+  for _, head in ipairs { "^ALTER TABLE IF EXISTS ONLY ", "^ALTER TABLE IF EXISTS ", "^ALTER TABLE ONLY ",
+    "^ALTER TABLE " } do
+    local target, rest = b:match(head .. NAME .. " (.*)$")
+    if target then
+      return target, rest
+    end
+  end
+end
+
+-- An ALTER TABLE action that loses data: DROP [COLUMN] x (a constraint holds no data).
+local function action_drops_data(a)
+  return a:match("^DROP ") ~= nil and not a:match("^DROP CONSTRAINT ")
+end
+
+-- What a DO block's body (which lint does not parse) must not say for it to keep data.
+local DROPS_IN_BODY = { "DROP TABLE", "DROP SCHEMA", "DROP COLUMN", "TRUNCATE" }
+
+--- The one destructive-SQL test, behind lint's `destructive` rule and the backup's refusal of a
+--- downgrade without a backup: does this statement (as M.split gives it) lose data? DROP TABLE,
+--- DROP SCHEMA (its tables go with it), TRUNCATE, ALTER TABLE ... DROP [COLUMN]; a DO block
+--- when its body says any of DROP TABLE, DROP SCHEMA, DROP COLUMN or TRUNCATE (it cannot be
+--- read further, so it counts). Words in comments and string literals do not count.
+---@param st {text: string, bare: string}
+---@return boolean
+function M.statement_drops_data(st)
+  local b = st.bare
+  if b:match("^DROP TABLE ") or b:match("^DROP SCHEMA ") or b:match("^TRUNCATE ") then
+    return true
+  elseif b:match("^DO ") then
+    local body = st.text:upper():gsub("%s+", " ")
+    for _, words in ipairs(DROPS_IN_BODY) do
+      if body:find(words, 1, true) then
+        return true
+      end
+    end
+    return false
+  end
+  local _, rest = alter_table(b)
+  for _, a in ipairs(rest and actions(rest) or {}) do
+    if action_drops_data(a) then
+      return true
+    end
+  end
+  return false
+end
+
+--- Does any statement of sql lose data (M.statement_drops_data)?
+---@param sql string one or more statements
+---@return boolean
+function M.drops_data(sql)
+  for _, st in ipairs(M.split(sql)) do
+    if M.statement_drops_data(st) then
+      return true
+    end
+  end
+  return false
+end
+
+-- Findings for one statement (as M.split gives it): list of rule names.
+local function check_statement(st, created, transactional)
+  local b = st.bare
   local found = {}
   local function hit(rule)
     found[#found + 1] = rule
@@ -184,20 +246,13 @@ local function check_statement(b, created, transactional)
     end
     return found
   end
-  if b:match("^DROP TABLE ") or b:match("^TRUNCATE ") then
-    hit("destructive")
+  if b:match("^DROP ") or b:match("^TRUNCATE ") or b:match("^DO ") then
+    if M.statement_drops_data(st) then
+      hit("destructive")
+    end
     return found
   end
-  local target, rest = b:match("^ALTER TABLE IF EXISTS ONLY " .. NAME .. " (.*)$")
-  if not target then
-    target, rest = b:match("^ALTER TABLE IF EXISTS " .. NAME .. " (.*)$")
-  end
-  if not target then
-    target, rest = b:match("^ALTER TABLE ONLY " .. NAME .. " (.*)$")
-  end
-  if not target then
-    target, rest = b:match("^ALTER TABLE " .. NAME .. " (.*)$")
-  end
+  local target, rest = alter_table(b)
   if not target then
     return found
   end
@@ -219,7 +274,7 @@ local function check_statement(b, created, transactional)
       if old then
         hit("rewrite")
       end
-    elseif a:match("^DROP ") and not a:match("^DROP CONSTRAINT ") then
+    elseif action_drops_data(a) then
       hit("destructive")
     end
   end
@@ -518,7 +573,7 @@ function M.check(items, options)
     end
     for _, chunk in ipairs(item.statements) do
       for _, st in ipairs(M.split(chunk)) do
-        for _, rule in ipairs(check_statement(st.bare, created, rev.transaction)) do
+        for _, rule in ipairs(check_statement(st, created, rev.transaction)) do
           finding(rule, nil, st.text, allow[rule])
         end
         local before = {}

@@ -65,7 +65,7 @@ local FIRST_PAUSE, LONGEST_PAUSE, GROWTH = 0.05, 1, 1.5
 function M.acquire(cfg, conn, lock_conn)
   if conn:info().transaction ~= "idle" then
     -- its snapshot would be one a concurrent index build of the lock's holder waits for
-    error(core.error("internal", "tide would wait for the migration lock with a transaction open"), 0)
+    errors.raise("internal", "tide would wait for the migration lock with a transaction open")
   end
   local wait = tonumber(cfg.lock_wait) or 60
   local deadline = core.now() + wait

@@ -128,22 +128,9 @@ local function run_id()
 end
 
 -- Keeps tide.Error objects and the traceback, so the message can say where in the revision
--- file the failing call was made.
-local function on_error(err)
-  local trace = debug.traceback("", 2)
-  if not errors.is_error(err) then
-    -- error("text") or error({any table}) from revision code: describe it, keep it readable
-    local message = tostring(err)
-    if type(err) == "table" then
-      local ok, encoded = pcall(require("tide.json").encode, err)
-      message = type(err.message) == "string" and err.message
-        or ("error object " .. (ok and encoded or message))
-    end
-    err = core.error("run", errors.cut(message))
-  end
-  err.traceback = err.traceback or trace
-  return err
-end
+-- file the failing call was made; error("text") or error({any table}) from revision code
+-- becomes a tide.Error of kind "run".
+local on_error = errors.handler("run")
 
 -- "versions/003_x.lua:12" for the deepest frame inside the revision file.
 local function where_in(rev, err)
@@ -625,8 +612,7 @@ function M.stamp(cfg, graph, target)
   local applied = track.applied(conn, cfg.schema)
   local run = { id = run_id() }
   local result = { target = target, stamped = {}, unstamped = {}, run_id = run.id }
-  conn:exec("BEGIN")
-  local ok, err = pcall(function()
+  dbmod.transaction(conn, function()
     for _, rev in ipairs(graph.list) do
       if want[rev.revision] and not applied[rev.revision] then
         track.record_upgrade(conn, cfg.schema, run, rev, 0, { direction = "stamp" })
@@ -640,12 +626,7 @@ function M.stamp(cfg, graph, target)
         result.unstamped[#result.unstamped + 1] = id
       end
     end
-    conn:exec("COMMIT")
   end)
-  if not ok then
-    pcall(conn.exec, conn, "ROLLBACK")
-    error(err, 0)
-  end
   table.sort(result.unstamped)
   s:unlock()
   return result

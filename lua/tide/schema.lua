@@ -13,6 +13,7 @@
 -- written by the revision's author. Unknown options and types raise with a suggestion.
 -- Row-level security lives in tide.rls.
 
+local errors = require "tide.errors"
 local sql = require "tide.sql"
 local dsl = require "tide.dsl"
 
@@ -68,7 +69,7 @@ local function column_type(type_name, context)
   end
   local text = type_name:lower():gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
   local function unknown(base)
-    local best = dsl.suggest(base, TYPE_NAMES)
+    local best = errors.suggest(base, TYPE_NAMES)
     dsl.fail("unknown column type `%s` for %s: %s", type_name, context, best
       and ("did you mean `%s`?"):format(best)
       or "not a built-in type tide knows; write sql.raw(...) for enums, domains and extension types")

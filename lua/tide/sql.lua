@@ -5,7 +5,15 @@
 -- means one function to read, test and fix when it comes to injection. The engine and the
 -- schema DSL both use it, so the API is deliberately small: ident, qualified, literal, raw.
 
+local errors = require "tide.errors"
+
 local sql = {}
+
+-- Misuse raises a tide.Error of kind "run" (the revision API's), located like error(message,
+-- level): at the line that called sql.* (a revision file's, or the DSL's, which relocates it).
+local function fail(level, message)
+  errors.raise_at(level + 1, "run", message)
+end
 
 -- PostgreSQL silently truncates identifiers to NAMEDATALEN - 1 bytes (63 by default) and only
 -- says so in a NOTICE. Two long names that share a prefix would then name the same object, and
@@ -15,17 +23,17 @@ local MAX_IDENT_BYTES = 63
 -- The checks behind ident and qualified; `level` points the error at their caller.
 local function quote_ident(name, level)
   if type(name) ~= "string" then
-    error(("sql.ident: identifier must be a string, got %s"):format(type(name)), level + 1)
+    fail(level + 1, ("sql.ident: identifier must be a string, got %s"):format(type(name)))
   end
   if name == "" then
-    error("sql.ident: identifier must not be empty", level + 1)
+    fail(level + 1, "sql.ident: identifier must not be empty")
   end
   if name:find("\0", 1, true) then
-    error(("sql.ident: identifier %q contains a NUL byte"):format(name), level + 1)
+    fail(level + 1, ("sql.ident: identifier %q contains a NUL byte"):format(name))
   end
   if #name > MAX_IDENT_BYTES then
-    error(("sql.ident: identifier %q is %d bytes long; PostgreSQL would truncate it to %d")
-      :format(name, #name, MAX_IDENT_BYTES), level + 1)
+    fail(level + 1, ("sql.ident: identifier %q is %d bytes long; PostgreSQL would truncate it to %d")
+      :format(name, #name, MAX_IDENT_BYTES))
   end
   return '"' .. name:gsub('"', '""') .. '"'
 end
@@ -53,16 +61,16 @@ function sql.qualified(name)
     return (quote_ident(name, 2))
   end
   if type(name) ~= "table" then
-    error(("sql.qualified: expected a name or {schema = ..., name = ...}, got %s")
-      :format(type(name)), 2)
+    fail(2, ("sql.qualified: expected a name or {schema = ..., name = ...}, got %s")
+      :format(type(name)))
   end
   for key in pairs(name) do
     if key ~= "schema" and key ~= "name" then
-      error(("sql.qualified: unknown key `%s` (expected `schema` and `name`)"):format(key), 2)
+      fail(2, ("sql.qualified: unknown key `%s` (expected `schema` and `name`)"):format(key))
     end
   end
   if name.name == nil then
-    error("sql.qualified: missing `name`", 2)
+    fail(2, "sql.qualified: missing `name`")
   end
   if name.schema == nil then
     return (quote_ident(name.name, 2))
@@ -88,7 +96,7 @@ function sql.literal(value)
     if math.type(value) == "integer" then
       text = ("%d"):format(value)
     elseif value ~= value or value == math.huge or value == -math.huge then
-      error(("sql.literal: %s has no SQL numeric literal"):format(tostring(value)), 2)
+      fail(2, ("sql.literal: %s has no SQL numeric literal"):format(tostring(value)))
     else
       -- the shortest form that reads back as the same double: 0.1, not 0.10000000000000001
       for digits = 15, 17 do
@@ -102,7 +110,7 @@ function sql.literal(value)
     return text
   elseif kind == "string" then
     if value:find("\0", 1, true) then
-      error("sql.literal: a string literal cannot contain a NUL byte", 2)
+      fail(2, "sql.literal: a string literal cannot contain a NUL byte")
     end
     local quoted = value:gsub("'", "''")
     if quoted:find("\\", 1, true) then
@@ -110,7 +118,7 @@ function sql.literal(value)
     end
     return "'" .. quoted .. "'"
   end
-  error(("sql.literal: cannot write a %s as an SQL literal"):format(kind), 2)
+  fail(2, ("sql.literal: cannot write a %s as an SQL literal"):format(kind))
 end
 
 local Raw = { __name = "tide.sql.Raw" }
@@ -126,7 +134,7 @@ end
 ---@return tide.sql.Raw
 function sql.raw(text)
   if type(text) ~= "string" or text == "" then
-    error("sql.raw: expected a non-empty string of SQL", 2)
+    fail(2, "sql.raw: expected a non-empty string of SQL")
   end
   return setmetatable({ sql = text }, Raw)
 end
@@ -141,10 +149,19 @@ function sql.is_raw(value)
   return getmetatable(value) == Raw
 end
 
--- A misspelled function (`sql.rwa`) raises with a suggestion, as in tide.schema and tide.rls
--- (tide.dsl requires this module, so it is looked up only when that happens).
+-- A misspelled function (`sql.rwa`) raises with a suggestion, as in tide.schema and tide.rls,
+-- at the line that asked for it.
 return setmetatable(sql, {
   __index = function(_, key)
-    require("tide.dsl").unknown_function("sql", key)
+    local names = {}
+    for name, value in pairs(sql) do
+      if type(value) == "function" then
+        names[#names + 1] = name
+      end
+    end
+    table.sort(names)
+    local best = type(key) == "string" and errors.suggest(key, names)
+    fail(2, best and ("unknown function `sql.%s`: did you mean `sql.%s`?"):format(tostring(key), best)
+      or ("unknown function `sql.%s`: tide.sql has %s"):format(tostring(key), table.concat(names, ", ")))
   end,
 })

@@ -10,7 +10,7 @@ local core = require "tide.core"
 
 local H = {}
 
-H.bin = os.getenv("TIDE_BIN")
+H.bin = os.getenv("TIDE_BIN") or ((os.getenv("PWD") or ".") .. "/build/tide") -- plain `busted` (.busted)
 H.source_dir = os.getenv("TIDE_SOURCE_DIR") or "."
 
 local created_dbs, created_dirs = {}, {}

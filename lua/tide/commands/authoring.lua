@@ -100,21 +100,7 @@ local AUTOGENERATE_FLAGS = {
 local AUTOGENERATE_KEYS = { to = "string", dev_url = "string", rename = "string" }
 
 local function autogenerate_config(cfg)
-  local a = cfg.autogenerate or {}
-  for k, v in pairs(a) do
-    if not AUTOGENERATE_KEYS[k] then
-      local names = {}
-      for name in pairs(AUTOGENERATE_KEYS) do
-        names[#names + 1] = name
-      end
-      errors.raise("config", string.format("tide.lua: unknown key `autogenerate.%s`%s", tostring(k),
-        errors.did_you_mean(tostring(k), names)))
-    elseif type(v) ~= AUTOGENERATE_KEYS[k] then
-      errors.raise("config", string.format("tide.lua: `autogenerate.%s` must be a %s, got %s", k, AUTOGENERATE_KEYS[k],
-        type(v)))
-    end
-  end
-  return a
+  return config.check_keys(cfg.autogenerate or {}, AUTOGENERATE_KEYS, cfg.file or "tide.lua", "autogenerate")
 end
 
 -- The text of the next revision, or nil when head already matches the target.

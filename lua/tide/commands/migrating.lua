@@ -4,6 +4,7 @@
 --   auto                 the start-up upgrade, when AUTO_IMPROVE_DATABASE says so
 --   accept, resolve      settle drift and partially applied revisions, under the lock
 local backup = require "tide.backup"
+local dbmod = require "tide.db"
 local drift = require "tide.drift"
 local errors = require "tide.errors"
 local log = require "tide.log"
@@ -197,17 +198,6 @@ local function locked(cfg, fn)
   return fn(s.conn)
 end
 
--- Writes one history event in a transaction of its own: record(conn, ...) and COMMIT, or ROLLBACK.
-local function in_transaction(conn, record, ...)
-  conn:exec("BEGIN")
-  local ok, err = pcall(record, conn, ...)
-  if not ok then
-    pcall(conn.exec, conn, "ROLLBACK")
-    error(err, 0)
-  end
-  conn:exec("COMMIT")
-end
-
 local function find_rev(ctx, word)
   local id = revisions.find(ctx.graph, word)
   return ctx.graph.by_id[id]
@@ -232,7 +222,7 @@ M.accept = {
       end
       log.info("%s", drift.report(conn, ctx.cfg, { { rev = rev, row = row } }))
       local run = { id = runner.run_id() }
-      in_transaction(conn, track.record_accept, ctx.cfg.schema, run, rev, row.checksum)
+      dbmod.transaction(conn, track.record_accept, conn, ctx.cfg.schema, run, rev, row.checksum)
       return { revision = rev.revision, accepted = true, checksum = rev.checksum, previous = row.checksum,
         run_id = run.id }
     end)
@@ -275,7 +265,7 @@ M.resolve = {
       end
       local outcome = flags.applied and "applied" or "reverted"
       local run = { id = runner.run_id(), note = flags.reason }
-      in_transaction(conn, track.record_resolve, ctx.cfg.schema, run, rev, outcome)
+      dbmod.transaction(conn, track.record_resolve, conn, ctx.cfg.schema, run, rev, outcome)
       return { revision = rev.revision, outcome = outcome, was = runner.describe_partial(row), reason = flags.reason,
         run_id = run.id }
     end)
