@@ -548,7 +548,7 @@ static const char **push_params(lua_State *L, int first, int *count) {
   if (nparams < 0)
     nparams = 0;
   if (nparams > 65535)
-    luaL_error(L, "too many parameters");
+    tide_error_raisef(L, "usage", "too many parameters (%d, at most 65535)", nparams);
   values = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nparams ? nparams : 1), 0);
   for (int i = 0; i < nparams; i++) {
     int idx = i + first;
@@ -565,7 +565,8 @@ static const char **push_params(lua_State *L, int first, int *count) {
       lua_tostring(L, idx); /* converts integers in place: the stack keeps it alive */
       values[i] = check_text(L, idx, i + 1);
     } else {
-      luaL_error(L, "parameter $%d: cannot send a %s to the server", i + 1, luaL_typename(L, idx));
+      tide_error_raisef(L, "usage", "parameter $%d: cannot send a %s to the server", i + 1,
+                        luaL_typename(L, idx));
     }
   }
   *count = nparams;
@@ -596,7 +597,7 @@ static void ensure_prepared(lua_State *L, conn *c, const char *name, const char 
     int same = strcmp(lua_tostring(L, -1), sql) == 0;
     lua_pop(L, 2);
     if (!same)
-      luaL_error(L, "prepared statement %s already exists with other SQL", name);
+      tide_error_raisef(L, "usage", "prepared statement %s already exists with other SQL", name);
     return;
   }
   lua_pop(L, 1);

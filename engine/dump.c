@@ -1067,7 +1067,7 @@ static void check_keys(lua_State *L, int idx, const char *const allowed[]) {
       for (int i = 0; allowed[i]; i++)
         ok |= strcmp(lua_tostring(L, -1), allowed[i]) == 0;
     if (!ok)
-      luaL_error(L, "unknown option `%s`", luaL_tolstring(L, -1, NULL));
+      tide_error_raisef(L, "internal", "unknown option `%s`", luaL_tolstring(L, -1, NULL));
   }
 }
 

@@ -395,7 +395,16 @@ static int l_dir_close(lua_State *L) {
   return 0;
 }
 
-/* core.listdir(path) -> sorted array of names (no "." or "..") | nil, message
+/* Raises the tide.Error {kind = "io", message = "path: reason", path = path} of a failed call. */
+static int raise_io(lua_State *L, const char *path, int e) {
+  lua_pushfstring(L, "%s: %s", path, strerror(e));
+  tide_error_push(L, "io", lua_tostring(L, -1));
+  lua_pushstring(L, path);
+  lua_setfield(L, -2, "path");
+  return lua_error(L);
+}
+
+/* core.listdir(path) -> sorted array of names (no "." or "..") | raises tide.Error (kind "io")
  * Names go straight into Lua (no C heap), the DIR sits in a box: a memory error leaks nothing. */
 static int l_listdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -407,11 +416,8 @@ static int l_listdir(lua_State *L) {
   *box = NULL;
   luaL_setmetatable(L, TIDE_DIR);
   lua_newtable(L); /* [path, box, unsorted] */
-  if (!(*box = opendir(path))) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
+  if (!(*box = opendir(path)))
+    return raise_io(L, path, errno);
   for (;;) {
     errno = 0; /* readdir returns NULL at the end and on failure: only errno tells */
     if (!(e = readdir(*box)))
@@ -425,7 +431,7 @@ static int l_listdir(lua_State *L) {
   closedir(*box);
   *box = NULL;
   if (failed) /* a partial listing could hide a revision file */
-    return luaL_error(L, "%s: %s", path, strerror(failed));
+    return raise_io(L, path, failed);
   /* the strings stay alive in the unsorted table while their pointers are sorted */
   names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0); /* [.., unsorted, names] */
   for (lua_Integer i = 0; i < n; i++) {
@@ -455,7 +461,7 @@ static int older_than(const struct timespec *t, const struct timespec *now, time
   return t->tv_sec < sec || (t->tv_sec == sec && t->tv_nsec < now->tv_nsec);
 }
 
-/* core.filestamp(path) -> stamp, settled | nil, message
+/* core.filestamp(path) -> stamp, settled | raises tide.Error (kind "io")
  * The stamp is an opaque string that changes whenever the file's content can have changed: size,
  * mtime, ctime, inode and device. ctime is set by the kernel on every write or rename, and
  * neither tar nor touch can set it back. `settled` says both times are over two seconds old:
@@ -465,11 +471,8 @@ static int l_filestamp(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   struct stat st;
   struct timespec now;
-  if (stat(path, &st) != 0) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
+  if (stat(path, &st) != 0)
+    return raise_io(L, path, errno);
   clock_gettime(CLOCK_REALTIME, &now);
   /* raw bytes, not text: it is only ever compared, and a start stamps every revision file */
   int64_t v[7] = {(int64_t)st.st_size,         (int64_t)st.st_mtim.tv_sec,
@@ -481,14 +484,11 @@ static int l_filestamp(lua_State *L) {
   return 2;
 }
 
-/* core.mkdir(path) -> true | nil, message (an existing folder is fine) */
+/* core.mkdir(path) -> true | raises tide.Error (kind "io"); an existing folder is fine */
 static int l_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  if (mkdir(path, 0777) != 0 && errno != EEXIST) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
+  if (mkdir(path, 0777) != 0 && errno != EEXIST)
+    return raise_io(L, path, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -559,10 +559,10 @@ static int l_random_bytes(lua_State *L) {
   buf = luaL_buffinitsize(L, &b, (size_t)n); /* may raise: before the FILE exists */
   f = fopen("/dev/urandom", "rb");
   if (!f)
-    return luaL_error(L, "/dev/urandom: %s", strerror(errno));
+    return raise_io(L, "/dev/urandom", errno);
   if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
     fclose(f);
-    return luaL_error(L, "/dev/urandom: short read");
+    return tide_error_raisef(L, "io", "/dev/urandom: short read");
   }
   fclose(f);
   luaL_pushresultsize(&b, (size_t)n);

@@ -33,6 +33,12 @@ void tide_error_set(tide_error *err, const char *sqlstate, const char *fmt, ...)
 void tide_error_push(lua_State *L, const char *kind, const char *message);
 /* Raises a tide.Error built from err (kind names the stage: "connect", "sql", "io" ...). */
 int tide_error_raise(lua_State *L, const char *kind, const tide_error *err);
+/* Raises a tide.Error {kind = kind, message = the formatted text}: how every binding reports a
+ * failure (return tide_error_raisef(L, "io", "%s: %s", path, strerror(errno))). Only a call
+ * that breaks a binding's contract (a wrong argument type, from tide's own Lua) keeps Lua's
+ * "bad argument" error from luaL_check* and luaL_argcheck. */
+int tide_error_raisef(lua_State *L, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The NULL sentinel shared by query parameters and results (core.null). */
 void tide_push_null(lua_State *L);
