@@ -97,38 +97,6 @@ static void notice_receiver(void *arg, const PGresult *res) {
                              message, cut);
 }
 
-/* libpq quotes a value it cannot percent-decode in its parse error ("invalid percent-encoded
- * token: "hunter2%zz""), the password included: blanks in message every stretch of conninfo
- * that tide_mask_password hides. Only parse errors quote the conninfo, and blanking a short
- * password everywhere would garble the others, so a conninfo that parses is left alone. */
-static void hide_password(const char *conninfo, char *message, size_t size) {
-  char *parse_error = NULL, *masked;
-  PQconninfoOption *options;
-  size_t n;
-  if (!conninfo || !conninfo[0])
-    return;
-  options = PQconninfoParse(conninfo, &parse_error);
-  PQconninfoFree(options);
-  PQfreemem(parse_error);
-  if (options)
-    return;
-  n = strlen(conninfo);
-  if (!(masked = strdup(conninfo))) {
-    snprintf(message, size, "invalid connection string");
-    return;
-  }
-  tide_mask_password(masked);
-  for (size_t i = 0, j; i < n; i = j + 1) {
-    for (j = i; j < n && masked[j] != conninfo[j]; j++)
-      ; /* [i, j) is a stretch the mask changed */
-    if (j > i)
-      for (char *p = message; *p; p++)
-        if (strncmp(p, conninfo + i, j - i) == 0)
-          memset(p, 'x', j - i);
-  }
-  free(masked);
-}
-
 /* Starts a blocking connection with libpq's defaults (PG* variables, passfile) under conninfo,
  * which may be a URL, a keyword string or empty; dbname, when given, replaces the database it
  * names (the server's maintenance database, say). NULL only when out of memory. */
@@ -176,7 +144,7 @@ static void connect_failure(PGconn *pg, const char *conninfo, tide_error *err) {
     tide_error_set(err, "08006", "%.*s ... [cut, %zu bytes]", (int)keep, msg, len - keep);
   else
     tide_error_set(err, "08006", "%.*s", (int)len, msg);
-  hide_password(conninfo, err->message, sizeof err->message);
+  tide_redact_quoted(conninfo, err->message, sizeof err->message);
 }
 
 /* Connects with libpq's defaults under conninfo, which may be a URL, a keyword string or

@@ -314,6 +314,7 @@ int luaopen_tide_core(lua_State *L) {
   lua_setfield(L, -2, "Error");
 
   tide_conn_register(L);
+  tide_conninfo_register(L);
   tide_sys_register(L);
   tide_dump_register(L);
   tide_upload_register(L);

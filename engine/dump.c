@@ -59,33 +59,6 @@ static void interrupted(tide_error *err) {
 #define CHILD_PASSFILE_FD 3
 #define CHILD_SERVICE_FD 4
 
-/* Whether name (len bytes) is an environment variable libpq reads for a connection option:
- * every one its option table names (PGHOST ... PGPASSWORD, PGPASSFILE ...), read from libpq. */
-static int libpq_variable(const char *name, size_t len) {
-  static char names[1024]; /* NUL-separated, ending with an empty name */
-  static int ready;
-  if (!ready) {
-    char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse("", &perr);
-    size_t used = 0;
-    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-      size_t n = o->envvar ? strlen(o->envvar) + 1 : 0;
-      if (n && used + n + 1 <= sizeof names) {
-        memcpy(names + used, o->envvar, n);
-        used += n;
-      }
-    }
-    names[used] = '\0';
-    PQconninfoFree(opts);
-    PQfreemem(perr);
-    ready = 1;
-  }
-  for (const char *p = names; *p; p += strlen(p) + 1)
-    if (strlen(p) == len && strncmp(p, name, len) == 0)
-      return 1;
-  return 0;
-}
-
 /* What a child may inherit from tide's environment. With `connection`, also libpq's variables
  * (PGPASSWORD included), the service file's and Kerberos' credential cache. Anything else
  * (AWS_*, bearer tokens, the application's own secrets) stays with tide. */
@@ -107,7 +80,7 @@ static int inherited(const char *entry, int connection) {
   for (int i = 0; conn[i]; i++)
     if (strlen(conn[i]) == len && strncmp(entry, conn[i], len) == 0)
       return 1;
-  return libpq_variable(entry, len);
+  return tide_conninfo_is_variable(entry, len);
 }
 
 static void free_env(char **env) {
@@ -231,12 +204,6 @@ static void append_keyword(char *buf, const char *keyword, const char *value) {
   *p = '\0';
 }
 
-/* libpq reads a string as a connection string (not a plain database name) by this. */
-static int is_conninfo(const char *s) {
-  return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
-         strchr(s, '=') != NULL;
-}
-
 /* Splits a libpq URL, keyword string or bare database name into what goes on the child's
  * command line (no secret keyword, as libpq names them) and the secrets: the password into a
  * passfile, the others (sslpassword ...) into a service file, both in memory (see
@@ -245,7 +212,7 @@ static int is_conninfo(const char *s) {
 static int split_conninfo(const char *conninfo, const char *dir, conn_secrets *cs,
                           tide_error *err) {
   PQconninfoOption *opts = NULL, *o;
-  char *perr = NULL, *quoted = NULL, *service = NULL;
+  char *service = NULL;
   const char *password = NULL, *named_service = NULL;
   size_t len = 1, slen = 16;
   int rc = -1;
@@ -254,18 +221,8 @@ static int split_conninfo(const char *conninfo, const char *dir, conn_secrets *c
     cs->safe = strdup("");
     return cs->safe ? 0 : (tide_error_set(err, NULL, "out of memory"), -1);
   }
-  if (!is_conninfo(conninfo)) { /* `--url app`: a database name, as for tide's own connection */
-    if (!(quoted = malloc(2 * strlen(conninfo) + 16)))
-      goto oom;
-    quoted[0] = '\0';
-    append_keyword(quoted, "dbname", conninfo);
-    conninfo = quoted;
-  }
-  if (!(opts = PQconninfoParse(conninfo, &perr))) {
-    /* libpq's message may quote the string: do not repeat it, it can carry a password */
-    tide_error_set(err, NULL, "the connection string is not valid");
+  if (!(opts = tide_conninfo_parse(conninfo, err)))
     goto cleanup;
-  }
   for (o = opts; o->keyword; o++) {
     if (!o->val)
       continue;
@@ -341,14 +298,7 @@ cleanup:
     memset(service, 0, strlen(service));
     free(service);
   }
-  free(quoted);
-  if (opts) {
-    for (o = opts; o->keyword; o++) /* libpq's copies of the secrets too */
-      if (o->val && tide_conninfo_is_secret(o->keyword))
-        memset(o->val, 0, strlen(o->val));
-    PQconninfoFree(opts);
-  }
-  PQfreemem(perr);
+  tide_conninfo_free(opts);
   if (rc != 0)
     secrets_free(cs);
   return rc;
