@@ -86,7 +86,8 @@ describe("one redaction of connection strings", function()
     H.write(dir .. "/pg_service.conf", string.format("[spec]\nhost=127.0.0.1\nport=%d\ndbname=db\npassword=%s\n"
       .. "sslpassword=%s\n", port, SECRET, SECRET))
     for _, url in ipairs { "service=spec", "service=spec password=" .. SECRET, "postgresql:///?service=spec" } do
-      local r = H.tide({ "-v", "status", "--url", url }, { dir = dir, env = { PGSERVICEFILE = dir .. "/pg_service.conf" } })
+      local r = H.tide({ "-v", "status", "--url", url },
+        { dir = dir, env = { PGSERVICEFILE = dir .. "/pg_service.conf" } })
       assert.are.equal(3, r.code, r.stderr)
       assert.truthy(r.stderr:find("cannot connect to " .. core.redact(url), 1, true), r.stderr)
       assert_hidden(r.output, { SECRET }, "tide status with a service file")
