@@ -21,8 +21,8 @@
 PQconninfoOption *tide_conninfo_parse(const char *conninfo, tide_error *err) {
   PQconninfoOption *opts;
   char *perr = NULL, *quoted = NULL;
-  if (conninfo[0] &&
-      !tide_conninfo_is_conninfo(conninfo)) { /* `--url app`: a database name, as libpq reads it */
+  /* `--url app`: a database name, as libpq reads it */
+  if (conninfo[0] && !tide_conninfo_is_conninfo(conninfo)) {
     char *p;
     if (!(quoted = malloc(2 * strlen(conninfo) + 16))) {
       tide_error_set(err, NULL, "out of memory");
