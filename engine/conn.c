@@ -1,12 +1,12 @@
 /* conn.c: tide.Conn, a libpq connection: exec (many statements, no parameters), query (one
  * statement, $n parameters, typed rows), server notices, a handler called while a long
  * statement runs (progress), and the facts the tracking tables and the lock report need
- * (backend pid, server version, user).
+ * (backend pid, server version, user). What goes in and out of a statement (parameters,
+ * rows, a failed result as a tide.Error) is pg_values.c's.
  *
  * Two layers, as libpq itself: tide_pg_* work on a PGconn and report failures through a
  * PGresult or a message; the static l_conn_* bindings turn those into tide.Error tables. */
 #include <errno.h>
-#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,21 +17,10 @@
 #include <libpq-fe.h>
 #include <lua.h>
 
+#include "pg_values.h"
 #include "tide.h"
 
 #define TIDE_CONN "tide.Conn"
-/* A PGresult held while Lua allocates (rows, error fields): a memory error raised there skips
- * the PQclear after it, so the result sits in a userdata whose __gc clears it. */
-#define TIDE_RESULT "tide.PGresult"
-
-/* Type OIDs from pg_type.h, which client code should not include. */
-#define BOOLOID 16
-#define INT8OID 20
-#define INT2OID 21
-#define INT4OID 23
-#define OIDOID 26
-#define FLOAT4OID 700
-#define FLOAT8OID 701
 
 /* What notices may hold between two deliveries; beyond it they are counted, not kept. */
 #define NOTICES_MAX (1u << 20)
@@ -97,38 +86,6 @@ static void notice_receiver(void *arg, const PGresult *res) {
                              message, cut);
 }
 
-/* libpq quotes a value it cannot percent-decode in its parse error ("invalid percent-encoded
- * token: "hunter2%zz""), the password included: blanks in message every stretch of conninfo
- * that tide_mask_password hides. Only parse errors quote the conninfo, and blanking a short
- * password everywhere would garble the others, so a conninfo that parses is left alone. */
-static void hide_password(const char *conninfo, char *message, size_t size) {
-  char *parse_error = NULL, *masked;
-  PQconninfoOption *options;
-  size_t n;
-  if (!conninfo || !conninfo[0])
-    return;
-  options = PQconninfoParse(conninfo, &parse_error);
-  PQconninfoFree(options);
-  PQfreemem(parse_error);
-  if (options)
-    return;
-  n = strlen(conninfo);
-  if (!(masked = strdup(conninfo))) {
-    snprintf(message, size, "invalid connection string");
-    return;
-  }
-  tide_mask_password(masked);
-  for (size_t i = 0, j; i < n; i = j + 1) {
-    for (j = i; j < n && masked[j] != conninfo[j]; j++)
-      ; /* [i, j) is a stretch the mask changed */
-    if (j > i)
-      for (char *p = message; *p; p++)
-        if (strncmp(p, conninfo + i, j - i) == 0)
-          memset(p, 'x', j - i);
-  }
-  free(masked);
-}
-
 /* Starts a blocking connection with libpq's defaults (PG* variables, passfile) under conninfo,
  * which may be a URL, a keyword string or empty; dbname, when given, replaces the database it
  * names (the server's maintenance database, say). NULL only when out of memory. */
@@ -176,7 +133,7 @@ static void connect_failure(PGconn *pg, const char *conninfo, tide_error *err) {
     tide_error_set(err, "08006", "%.*s ... [cut, %zu bytes]", (int)keep, msg, len - keep);
   else
     tide_error_set(err, "08006", "%.*s", (int)len, msg);
-  hide_password(conninfo, err->message, sizeof err->message);
+  tide_redact_quoted(conninfo, err->message, sizeof err->message);
 }
 
 /* Connects with libpq's defaults under conninfo, which may be a URL, a keyword string or
@@ -193,87 +150,6 @@ PGconn *tide_pg_connect(const char *conninfo, const char *application_name, tide
     return NULL;
   }
   return pg;
-}
-
-/* Writes d as the shortest text that reads back as exactly d (PostgreSQL's own float8out does
- * the same), or Infinity/-Infinity/NaN in the spellings float8in accepts. Lua's own tostring
- * keeps 14 digits only, which would silently change 2^53 or 1/3 on their way to the server. */
-static const char *tide_pg_float_text(double d, char *buf, size_t size) {
-  if (isnan(d))
-    return "NaN";
-  if (isinf(d))
-    return d > 0 ? "Infinity" : "-Infinity";
-  for (int digits = 15; digits <= 17; digits++) {
-    snprintf(buf, size, "%.*g", digits, d);
-    if (strtod(buf, NULL) == d)
-      break;
-  }
-  return buf;
-}
-
-/* ---- tide.Error from a failed result ------------------------------------------------------ */
-
-/* A field of the error, cut to TIDE_ECHO_LIMIT: a message or detail can quote the input. */
-static void set_diag(lua_State *L, const PGresult *res, int code, const char *name) {
-  const char *v = PQresultErrorField(res, code);
-  if (v && v[0]) {
-    tide_push_echo(L, v, strlen(v));
-    lua_setfield(L, -2, name);
-  }
-}
-
-/* Pushes a tide.Error for a failed statement: res may be NULL (client-side failure such as a
- * lost connection), then the message comes from the connection. The statement is the Lua
- * string at index sql, kept as `query` without a copy (it can be 50 MB). */
-static void push_sql_error(lua_State *L, PGconn *pg, const PGresult *res, int sql) {
-  const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-  const char *position;
-  if (primary) {
-    tide_error_push(L, "sql", "");
-    set_diag(L, res, PG_DIAG_MESSAGE_PRIMARY, "message");
-  } else {
-    char buf[1024];
-    const char *msg = res ? PQresultErrorMessage(res) : "";
-    size_t len;
-    if (res && PQresultStatus(res) == PGRES_EMPTY_QUERY)
-      msg = "the query is empty"; /* not an error to libpq, so it has no message */
-    if (!msg[0])
-      msg = PQerrorMessage(pg);
-    snprintf(buf, sizeof buf, "%s", msg[0] ? msg : "unknown libpq failure");
-    for (len = strlen(buf); len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '); len--)
-      buf[len - 1] = '\0';
-    for (char *p = buf; *p; p++)
-      if (*p == '\n' || *p == '\t')
-        *p = ' ';
-    tide_error_push(L, "sql", buf);
-  }
-  if (res) {
-    set_diag(L, res, PG_DIAG_SQLSTATE, "sqlstate");
-    set_diag(L, res, PG_DIAG_SEVERITY_NONLOCALIZED, "severity");
-    set_diag(L, res, PG_DIAG_MESSAGE_DETAIL, "detail");
-    set_diag(L, res, PG_DIAG_MESSAGE_HINT, "hint");
-    set_diag(L, res, PG_DIAG_CONTEXT, "context");
-    set_diag(L, res, PG_DIAG_SCHEMA_NAME, "schema");
-    set_diag(L, res, PG_DIAG_TABLE_NAME, "table");
-    set_diag(L, res, PG_DIAG_COLUMN_NAME, "column");
-    set_diag(L, res, PG_DIAG_CONSTRAINT_NAME, "constraint");
-    position = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
-    if (position) {
-      lua_pushinteger(L, atoi(position));
-      lua_setfield(L, -2, "position");
-    }
-  }
-  if (PQstatus(pg) == CONNECTION_BAD) {
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "connection_lost");
-    if (!lua_getfield(L, -1, "sqlstate")) {
-      lua_pushliteral(L, "08006");
-      lua_setfield(L, -3, "sqlstate");
-    }
-    lua_pop(L, 1);
-  }
-  lua_pushvalue(L, sql);
-  lua_setfield(L, -2, "query");
 }
 
 /* libpq stops in the COPY state: COPY FROM STDIN would wait for data forever and COPY TO STDOUT
@@ -294,40 +170,6 @@ static int is_copy(ExecStatusType st) {
 }
 
 /* ---- bindings -------------------------------------------------------------------------- */
-
-/* __gc of a TIDE_RESULT box: clears a result that a Lua error left behind */
-static int l_result_clear(lua_State *L) {
-  PGresult **box = luaL_checkudata(L, 1, TIDE_RESULT);
-  PQclear(*box);
-  *box = NULL;
-  return 0;
-}
-
-/* Pushes an empty TIDE_RESULT box, filled by the caller right after libpq returns a result. */
-static PGresult **push_result_box(lua_State *L) {
-  PGresult **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  luaL_setmetatable(L, TIDE_RESULT);
-  return box;
-}
-
-/* The string at idx (the SQL when param is 0, else parameter $param), refused when it holds a
- * NUL byte: libpq sends C strings, so everything after the NUL would be dropped without a word
- * (and PostgreSQL text cannot hold NUL anyway). */
-static const char *check_text(lua_State *L, int idx, int param) {
-  size_t len;
-  const char *s = param ? lua_tolstring(L, idx, &len) : luaL_checklstring(L, idx, &len);
-  if (strlen(s) != len) {
-    char msg[64];
-    if (param)
-      snprintf(msg, sizeof msg, "parameter $%d contains a NUL byte", param);
-    else
-      snprintf(msg, sizeof msg, "the SQL contains a NUL byte");
-    tide_error_push(L, "usage", msg);
-    lua_error(L);
-  }
-  return s;
-}
 
 /* The connection is busy while its on_wait handler runs: a statement is in flight. */
 static void check_not_waiting(lua_State *L, const conn *c) {
@@ -474,8 +316,8 @@ static int l_connect(lua_State *L) {
 /* conn:exec(sql) -> nil | raises tide.Error. Runs one or more statements (simple protocol). */
 static int l_conn_exec(lua_State *L) {
   conn *c = check_conn(L);
-  const char *sql = check_text(L, 2, 0);
-  PGresult **failed = push_result_box(L), *res;
+  const char *sql = tide_pg_check_text(L, 2, 0);
+  PGresult **failed = tide_pg_push_result_box(L), *res;
   double started = monotonic_seconds();
   int ok = PQsendQuery(c->pg, sql);
   /* Drain every result so the connection is ready for the next call, keep the first error. */
@@ -489,7 +331,7 @@ static int l_conn_exec(lua_State *L) {
       PQclear(res);
   }
   if (!ok || *failed) {
-    push_sql_error(L, c->pg, *failed, 2);
+    tide_pg_push_error(L, c->pg, *failed, 2);
     PQclear(*failed);
     *failed = NULL;
     deliver_notices(L, c, 1);
@@ -497,79 +339,6 @@ static int l_conn_exec(lua_State *L) {
   }
   deliver_notices(L, c, 0);
   return 0;
-}
-
-static void push_value(lua_State *L, const PGresult *res, int row, int col) {
-  const char *v = PQgetvalue(res, row, col);
-  size_t len = (size_t)PQgetlength(res, row, col);
-  if (PQgetisnull(res, row, col)) {
-    tide_push_null(L);
-    return;
-  }
-  switch (PQftype(res, col)) {
-  case BOOLOID:
-    lua_pushboolean(L, v[0] == 't');
-    return;
-  case INT2OID:
-  case INT4OID:
-  case INT8OID:
-  case OIDOID:
-    if (lua_stringtonumber(L, v))
-      return;
-    break;
-  case FLOAT4OID:
-  case FLOAT8OID:
-    if (strcmp(v, "NaN") == 0)
-      lua_pushnumber(L, (lua_Number)NAN);
-    else if (strcmp(v, "Infinity") == 0)
-      lua_pushnumber(L, (lua_Number)HUGE_VAL);
-    else if (strcmp(v, "-Infinity") == 0)
-      lua_pushnumber(L, -(lua_Number)HUGE_VAL);
-    else if (!lua_stringtonumber(L, v))
-      break;
-    else if (lua_isinteger(L, -1)) {
-      /* "3" reads as an integer and "-0" as the integer 0: make a float, with the sign */
-      lua_Number d = (lua_Number)lua_tointeger(L, -1);
-      lua_pop(L, 1);
-      lua_pushnumber(L, copysign(d, v[0] == '-' ? -1.0 : 1.0));
-    }
-    return;
-  default:
-    break;
-  }
-  lua_pushlstring(L, v, len);
-}
-
-/* Parameters first..top as text for libpq: nil and core.null are NULL, booleans t/f, floats in
- * round-trip precision. The returned array and every text live on the Lua stack. */
-static const char **push_params(lua_State *L, int first, int *count) {
-  int nparams = lua_gettop(L) - first + 1;
-  const char **values;
-  if (nparams < 0)
-    nparams = 0;
-  if (nparams > 65535)
-    luaL_error(L, "too many parameters");
-  values = lua_newuserdatauv(L, sizeof(char *) * (size_t)(nparams ? nparams : 1), 0);
-  for (int i = 0; i < nparams; i++) {
-    int idx = i + first;
-    if (lua_isnoneornil(L, idx) || tide_is_null(L, idx)) {
-      values[i] = NULL;
-    } else if (lua_isboolean(L, idx)) {
-      values[i] = lua_toboolean(L, idx) ? "t" : "f";
-    } else if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
-      char buf[32];
-      lua_pushstring(L, tide_pg_float_text(lua_tonumber(L, idx), buf, sizeof buf));
-      lua_replace(L, idx); /* the stack keeps the text alive until the statement has run */
-      values[i] = lua_tostring(L, idx);
-    } else if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TSTRING) {
-      lua_tostring(L, idx); /* converts integers in place: the stack keeps it alive */
-      values[i] = check_text(L, idx, i + 1);
-    } else {
-      luaL_error(L, "parameter $%d: cannot send a %s to the server", i + 1, luaL_typename(L, idx));
-    }
-  }
-  *count = nparams;
-  return values;
 }
 
 /* The name `name` has on the server: itself until conn:forget_prepared(), then "name_gN", so a
@@ -596,14 +365,14 @@ static void ensure_prepared(lua_State *L, conn *c, const char *name, const char 
     int same = strcmp(lua_tostring(L, -1), sql) == 0;
     lua_pop(L, 2);
     if (!same)
-      luaL_error(L, "prepared statement %s already exists with other SQL", name);
+      tide_error_raisef(L, "usage", "prepared statement %s already exists with other SQL", name);
     return;
   }
   lua_pop(L, 1);
-  box = push_result_box(L); /* [.., prepared, box] */
+  box = tide_pg_push_result_box(L); /* [.., prepared, box] */
   res = *box = PQprepare(c->pg, server, sql, 0, NULL);
   if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-    push_sql_error(L, c->pg, res, 3); /* sql is prepare_args' argument 3 */
+    tide_pg_push_error(L, c->pg, res, 3); /* sql is prepare_args' argument 3 */
     PQclear(res);
     *box = NULL;
     deliver_notices(L, c, 1);
@@ -621,14 +390,13 @@ static void ensure_prepared(lua_State *L, conn *c, const char *name, const char 
  * from index `first` on, and pushes rows and count. */
 static int run_statement(lua_State *L, conn *c, const char *name, const char *sql, int first) {
   int nparams;
-  const char **values = push_params(L, first, &nparams);
+  const char **values = tide_pg_push_params(L, first, &nparams);
   PGresult **box, *res;
   ExecStatusType st;
-  int nrows, ncols;
   PGresult *extra;
   double started = monotonic_seconds();
   int sent;
-  box = push_result_box(L);
+  box = tide_pg_push_result_box(L);
   if (name)
     sent = PQsendQueryPrepared(c->pg, name, nparams, values, NULL, NULL, 0);
   else
@@ -648,27 +416,13 @@ static int run_statement(lua_State *L, conn *c, const char *name, const char *sq
   while (sent && (extra = PQgetResult(c->pg)))
     PQclear(extra);
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-    push_sql_error(L, c->pg, res, first - 1); /* the SQL comes right before the parameters */
+    tide_pg_push_error(L, c->pg, res, first - 1); /* the SQL comes right before the parameters */
     PQclear(res);
     *box = NULL;
     deliver_notices(L, c, 1);
     return lua_error(L);
   }
-  nrows = PQntuples(res);
-  ncols = PQnfields(res);
-  lua_createtable(L, nrows, 0); /* [.., rows] */
-  for (int r = 0; r < nrows; r++) {
-    lua_createtable(L, 0, ncols); /* [.., rows, row] */
-    for (int f = 0; f < ncols; f++) {
-      push_value(L, res, r, f);
-      lua_setfield(L, -2, PQfname(res, f));
-    }
-    lua_rawseti(L, -2, r + 1);
-  }
-  if (st == PGRES_TUPLES_OK)
-    lua_pushinteger(L, nrows);
-  else
-    lua_pushinteger(L, atoll(PQcmdTuples(res)));
+  tide_pg_push_rows(L, res); /* [.., rows, count] */
   PQclear(res);
   *box = NULL;
   deliver_notices(L, c, 0);
@@ -679,16 +433,16 @@ static int run_statement(lua_State *L, conn *c, const char *name, const char *sq
  * SQL NULL; rows are tables keyed by column name; count is the affected or returned rows. */
 static int l_conn_query(lua_State *L) {
   conn *c = check_conn(L);
-  const char *sql = check_text(L, 2, 0);
+  const char *sql = tide_pg_check_text(L, 2, 0);
   return run_statement(L, c, NULL, sql, 3);
 }
 
 /* The (name, sql) arguments of prepared and prepare: sql prepared once per connection; returns
  * the statement's server-side name (in buf) and sets *sql. */
 static const char *prepare_args(lua_State *L, conn *c, char *buf, size_t size, const char **sql) {
-  const char *name = check_text(L, 2, 0);
+  const char *name = tide_pg_check_text(L, 2, 0);
   const char *server = server_name(L, c, name, buf, size);
-  *sql = check_text(L, 3, 0);
+  *sql = tide_pg_check_text(L, 3, 0);
   ensure_prepared(L, c, name, server, *sql);
   return server;
 }
@@ -847,11 +601,7 @@ static const luaL_Reg conn_metamethods[] = {
 };
 
 void tide_conn_register(lua_State *L) {
-  if (luaL_newmetatable(L, TIDE_RESULT)) {
-    lua_pushcfunction(L, l_result_clear);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  tide_pg_values_register(L);
   if (luaL_newmetatable(L, TIDE_CONN)) { /* [core, mt] */
     luaL_setfuncs(L, conn_metamethods, 0);
     luaL_newlib(L, conn_methods);

@@ -37,6 +37,16 @@ int tide_error_raise(lua_State *L, const char *kind, const tide_error *err) {
   return lua_error(L);
 }
 
+int tide_error_raisef(lua_State *L, const char *kind, const char *fmt, ...) {
+  tide_error err;
+  va_list ap;
+  err.sqlstate[0] = '\0';
+  va_start(ap, fmt);
+  vsnprintf(err.message, sizeof err.message, fmt, ap);
+  va_end(ap);
+  return tide_error_raise(L, kind, &err);
+}
+
 /* tostring(err) -> "ERROR 42P07: relation "users" already exists" or the bare message */
 static int l_error_tostring(lua_State *L) {
   luaL_Buffer b;
@@ -117,7 +127,7 @@ static int l_sha256(lua_State *L) {
   unsigned int mdlen = 0;
   char hex[2 * EVP_MAX_MD_SIZE + 1];
   if (!EVP_Digest(s, len, md, &mdlen, sha256_md(), NULL))
-    return luaL_error(L, "sha256 failed");
+    return tide_error_raisef(L, "internal", "sha256 failed");
   hex_encode(md, mdlen, hex);
   lua_pushlstring(L, hex, 2 * mdlen);
   return 1;
@@ -156,12 +166,12 @@ static int l_checksum(lua_State *L) {
   char hex[2 * EVP_MAX_MD_SIZE + 1];
   int ok;
   if (!normal)
-    return luaL_error(L, "out of memory computing a checksum");
+    return tide_error_raisef(L, "internal", "out of memory computing a checksum");
   normal_len = tide_checksum_normalize_v1(s, len, normal);
   ok = EVP_Digest(normal, normal_len, md, &mdlen, sha256_md(), NULL);
   free(normal); /* before anything that can raise */
   if (!ok)
-    return luaL_error(L, "sha256 failed");
+    return tide_error_raisef(L, "internal", "sha256 failed");
   hex_encode(md, mdlen, hex);
   lua_pushlstring(L, hex, 2 * mdlen);
   return 1;
@@ -230,7 +240,8 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     /* from now on at every instruction: a pcall in the file cannot keep it going */
     lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
   }
-  luaL_error(L, "the load budget ran out");
+  tide_error_push(L, "load", "the load budget ran out");
+  lua_error(L);
 }
 
 /* core.run_limited(fn, path, instructions, bytes) -> true, result | false, err, why, line
@@ -303,6 +314,7 @@ int luaopen_tide_core(lua_State *L) {
   lua_setfield(L, -2, "Error");
 
   tide_conn_register(L);
+  tide_conninfo_register(L);
   tide_sys_register(L);
   tide_dump_register(L);
   tide_upload_register(L);

@@ -20,7 +20,7 @@ static int load_embedded(lua_State *L) {
   const struct tide_embedded *m = &tide_embedded[lua_tointeger(L, lua_upvalueindex(1))];
   /* "bt": the build embeds bytecode when luac5.4 is there, source otherwise (embed.cmake) */
   if (luaL_loadbufferx(L, m->source, m->size, m->chunkname, "bt") != LUA_OK)
-    return lua_error(L);
+    return tide_error_raisef(L, "internal", "%s", lua_tostring(L, -1)); /* a broken build */
   lua_pushstring(L, m->module);
   lua_call(L, 1, 1);
   return 1;

@@ -1,8 +1,5 @@
 /* sys.c: the operating-system facts and waits Lua cannot reach on its own: directory listing,
- * monotonic time, sleeping, process and user identity, terminals; and the one place that finds
- * the secrets of a connection string, for argv masking, printed URLs and error messages. Part
- * of tide.core. */
-#include <ctype.h>
+ * monotonic time, sleeping, process and user identity, terminals, signals. Part of tide.core. */
 #include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
@@ -17,7 +14,6 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
-#include <libpq-fe.h>
 #include <lua.h>
 
 #include "tide.h"
@@ -108,280 +104,6 @@ static int l_interrupted(lua_State *L) {
   return 1;
 }
 
-/* ---- secrets in connection strings ------------------------------------------------------ */
-
-/* The keywords libpq itself marks as secret (dispchar "*": password, sslpassword ...), read once
- * from PQconninfoParse's option table, so a keyword a newer libpq adds is hidden too. */
-static const char *secret_names[8];
-
-static void load_secret_names(void) {
-  static char store[256];
-  static int ready;
-  size_t used = 0, n = 0;
-  char *perr = NULL;
-  PQconninfoOption *opts;
-  if (ready)
-    return;
-  ready = 1;
-  opts = PQconninfoParse("", &perr); /* the whole option table, nothing read from outside */
-  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-    size_t len = strlen(o->keyword) + 1;
-    if (!o->dispchar || !strchr(o->dispchar, '*') ||
-        n + 1 >= sizeof secret_names / sizeof *secret_names || used + len > sizeof store)
-      continue;
-    memcpy(store + used, o->keyword, len);
-    secret_names[n++] = store + used;
-    used += len;
-  }
-  PQconninfoFree(opts);
-  PQfreemem(perr);
-  if (n == 0) { /* libpq out of memory: the two it had when this was written */
-    secret_names[n++] = "password";
-    secret_names[n++] = "sslpassword";
-  }
-  secret_names[n] = NULL;
-}
-
-int tide_conninfo_is_secret(const char *keyword) {
-  load_secret_names();
-  for (size_t i = 0; secret_names[i]; i++)
-    if (strcmp(keyword, secret_names[i]) == 0)
-      return 1;
-  return 0;
-}
-
-static void mark(unsigned char *marks, size_t from, size_t to) {
-  if (to > from)
-    memset(marks + from, 1, to - from);
-}
-
-static int hexval(char c) {
-  return c >= '0' && c <= '9'   ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                : -1;
-}
-
-/* Whether [a, b) percent-decodes (as libpq decodes a URI's parameter names) to a secret keyword. */
-static int secret_key(const char *a, const char *b) {
-  char key[64];
-  size_t n = 0;
-  for (const char *p = a; p < b; p++) {
-    int c = (unsigned char)*p;
-    if (c == '%' && b - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-      c = hexval(p[1]) * 16 + hexval(p[2]);
-      p += 2;
-    }
-    if (n + 1 >= sizeof key || c == 0)
-      return 0;
-    key[n++] = (char)c;
-  }
-  key[n] = '\0';
-  return tide_conninfo_is_secret(key);
-}
-
-/* URIs (anywhere in s, also inside a keyword string's value): the userinfo's password, which
- * libpq ends at the first '@' or '/', and every query parameter whose decoded name is secret,
- * up to the next '&' (libpq does not stop at spaces or '#'). */
-static void mark_uris(const char *s, size_t n, unsigned char *marks) {
-  for (const char *p = strstr(s, "://"); p; p = strstr(p + 3, "://")) {
-    const char *user = p + 3, *end = user + strcspn(user, "@/"), *colon, *q;
-    if (*end == '@' && (colon = memchr(user, ':', (size_t)(end - user))))
-      mark(marks, (size_t)(colon + 1 - s), (size_t)(end - s));
-    if (!(q = strchr(user, '?')))
-      continue;
-    for (const char *k = q + 1; k < s + n;) {
-      const char *amp = k + strcspn(k, "&"), *eq = memchr(k, '=', (size_t)(amp - k));
-      if (eq && secret_key(k, eq))
-        mark(marks, (size_t)(eq + 1 - s), (size_t)(amp - s));
-      k = *amp ? amp + 1 : amp;
-    }
-  }
-}
-
-/* Where a keyword string's value that starts at v ends, as libpq's conninfo_parse reads it: a
- * quoted value runs to the closing quote ('\' escaping the next character), an unquoted one to
- * whitespace ('\' escaping the next character, a space included). */
-static const char *value_end(const char *v) {
-  const char *end;
-  if (*v == '\'') {
-    for (end = v + 1; *end && *end != '\''; end++)
-      if (*end == '\\' && end[1])
-        end++;
-    return *end ? end + 1 : end;
-  }
-  for (end = v; *end && !isspace((unsigned char)*end); end++)
-    if (*end == '\\' && end[1])
-      end++;
-  return end;
-}
-
-/* A keyword string, token by token as libpq reads it (keyword, blanks, '=', blanks, value),
- * until it stops making sense to libpq. */
-static void mark_keywords(const char *s, unsigned char *marks) {
-  const char *p = s;
-  for (;;) {
-    const char *name, *name_end, *v, *end;
-    while (isspace((unsigned char)*p))
-      p++;
-    if (!*p)
-      return;
-    name = p;
-    while (*p && *p != '=' && !isspace((unsigned char)*p))
-      p++;
-    name_end = p;
-    while (isspace((unsigned char)*p))
-      p++;
-    if (*p != '=')
-      return;
-    p++;
-    while (isspace((unsigned char)*p))
-      p++;
-    v = p;
-    end = value_end(v);
-    if (name_end - name < 64) {
-      char key[64];
-      memcpy(key, name, (size_t)(name_end - name));
-      key[name_end - name] = '\0';
-      if (tide_conninfo_is_secret(key))
-        mark(marks, (size_t)(v - s), (size_t)(end - s));
-    }
-    p = end;
-  }
-}
-
-/* Belt and braces for text libpq would not accept (its own parse errors quote such text): any
- * `secret = value` wherever it stands, the value read as a URI parameter after a URI's '?', as
- * a keyword string's value elsewhere. */
-static void mark_patterns(const char *s, unsigned char *marks) {
-  const char *scheme = strstr(s, "://"), *query = scheme ? strchr(scheme + 3, '?') : NULL;
-  load_secret_names();
-  for (size_t i = 0; secret_names[i]; i++) {
-    size_t len = strlen(secret_names[i]);
-    for (const char *kw = strstr(s, secret_names[i]); kw; kw = strstr(kw + 1, secret_names[i])) {
-      const char *v = kw + len, *end;
-      v += strspn(v, " \t");
-      if (*v != '=')
-        continue;
-      v++;
-      v += strspn(v, " \t");
-      end = query && kw > query ? v + strcspn(v, "&") : value_end(v);
-      mark(marks, (size_t)(v - s), (size_t)(end - s));
-    }
-  }
-}
-
-/* libpq recognises a connection string (rather than a plain database name) by this. */
-static int looks_like_conninfo(const char *s) {
-  return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0 ||
-         strchr(s, '=') != NULL;
-}
-
-/* The proof: what libpq parses from the text with the marked bytes overwritten must hold no
- * secret but the overwriting. When it does (a spelling the passes above do not know), the
- * whole string is marked: hiding too much is the safe way to be wrong. */
-static void check_with_libpq(const char *s, size_t n, size_t from, unsigned char *marks) {
-  char *masked, *perr = NULL;
-  PQconninfoOption *opts;
-  if (!looks_like_conninfo(s + from) || !(masked = malloc(n - from + 1))) {
-    return;
-  }
-  for (size_t i = from; i < n; i++)
-    masked[i - from] = marks[i] ? 'x' : s[i];
-  masked[n - from] = '\0';
-  opts = PQconninfoParse(masked, &perr);
-  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-    if (!o->val || !o->val[0] || !tide_conninfo_is_secret(o->keyword))
-      continue;
-    if (strspn(o->val, "x") != strlen(o->val))
-      mark(marks, from, n);
-  }
-  PQconninfoFree(opts);
-  PQfreemem(perr);
-  free(masked);
-}
-
-void tide_conninfo_secrets(const char *s, unsigned char *marks) {
-  size_t n = strlen(s);
-  const char *eq;
-  memset(marks, 0, n);
-  mark_uris(s, n, marks);
-  mark_keywords(s, marks);
-  mark_patterns(s, marks);
-  check_with_libpq(s, n, 0, marks);
-  /* an option's value, `--url=postgresql://...`, is checked on its own too */
-  if (s[0] == '-' && (eq = strchr(s, '=')))
-    check_with_libpq(s, n, (size_t)(eq + 1 - s), marks);
-}
-
-/* Overwrites every secret of a connection string in place with 'x', keeping the length, so `ps`
- * and /proc/PID/cmdline stop showing it once tide runs. The caller has already copied the
- * argument into Lua. Without memory to work in, the whole argument goes. */
-void tide_mask_password(char *arg) {
-  size_t n = strlen(arg);
-  unsigned char *marks = malloc(n ? n : 1);
-  if (!marks) {
-    memset(arg, 'x', n);
-    return;
-  }
-  tide_conninfo_secrets(arg, marks);
-  for (size_t i = 0; i < n; i++)
-    if (marks[i])
-      arg[i] = 'x';
-  free(marks);
-}
-
-/* Writes the n bytes of s to out (room for 2n + 5 bytes, terminated) with each run of marked
- * bytes replaced by "****"; marks has n bytes. */
-static size_t write_redacted(const char *s, size_t n, const unsigned char *marks, char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!marks[i]) {
-      out[o++] = s[i];
-    } else if (i == 0 || !marks[i - 1]) {
-      memcpy(out + o, "****", 4);
-      o += 4;
-    }
-  }
-  out[o] = '\0';
-  return o;
-}
-
-char *tide_redact(const char *s) {
-  size_t n = strlen(s);
-  unsigned char *marks = malloc(n ? n : 1);
-  char *out = malloc(2 * n + 5);
-  if (marks && out) {
-    tide_conninfo_secrets(s, marks);
-    write_redacted(s, n, marks, out);
-  }
-  free(marks);
-  if (!marks) {
-    free(out);
-    return NULL;
-  }
-  return out;
-}
-
-/* core.redact(text) -> text with every secret of a connection string replaced by ****: what
- * tide prints of a URL. Hiding works on what libpq parses (see tide_conninfo_secrets). A NUL
- * byte (possible in a Lua string only) is read as an ordinary character, so that a secret
- * holding one is hidden whole. The buffers are userdata: a memory error leaks nothing. */
-static int l_redact(lua_State *L) {
-  size_t n, o;
-  const char *s = luaL_checklstring(L, 1, &n);
-  char *text = lua_newuserdatauv(L, n + 1, 0);
-  unsigned char *marks = lua_newuserdatauv(L, n ? n : 1, 0);
-  char *out = lua_newuserdatauv(L, 2 * n + 5, 0);
-  for (size_t i = 0; i < n; i++)
-    text[i] = s[i] ? s[i] : '\1';
-  text[n] = '\0';
-  tide_conninfo_secrets(text, marks);
-  o = write_redacted(s, n, marks, out);
-  lua_pushlstring(L, out, o);
-  return 1;
-}
-
 static int cmp_strings(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -395,7 +117,16 @@ static int l_dir_close(lua_State *L) {
   return 0;
 }
 
-/* core.listdir(path) -> sorted array of names (no "." or "..") | nil, message
+/* Raises the tide.Error {kind = "io", message = "path: reason", path = path} of a failed call. */
+static int raise_io(lua_State *L, const char *path, int e) {
+  lua_pushfstring(L, "%s: %s", path, strerror(e));
+  tide_error_push(L, "io", lua_tostring(L, -1));
+  lua_pushstring(L, path);
+  lua_setfield(L, -2, "path");
+  return lua_error(L);
+}
+
+/* core.listdir(path) -> sorted array of names (no "." or "..") | raises tide.Error (kind "io")
  * Names go straight into Lua (no C heap), the DIR sits in a box: a memory error leaks nothing. */
 static int l_listdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -407,11 +138,8 @@ static int l_listdir(lua_State *L) {
   *box = NULL;
   luaL_setmetatable(L, TIDE_DIR);
   lua_newtable(L); /* [path, box, unsorted] */
-  if (!(*box = opendir(path))) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
+  if (!(*box = opendir(path)))
+    return raise_io(L, path, errno);
   for (;;) {
     errno = 0; /* readdir returns NULL at the end and on failure: only errno tells */
     if (!(e = readdir(*box)))
@@ -425,7 +153,7 @@ static int l_listdir(lua_State *L) {
   closedir(*box);
   *box = NULL;
   if (failed) /* a partial listing could hide a revision file */
-    return luaL_error(L, "%s: %s", path, strerror(failed));
+    return raise_io(L, path, failed);
   /* the strings stay alive in the unsorted table while their pointers are sorted */
   names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0); /* [.., unsorted, names] */
   for (lua_Integer i = 0; i < n; i++) {
@@ -455,7 +183,7 @@ static int older_than(const struct timespec *t, const struct timespec *now, time
   return t->tv_sec < sec || (t->tv_sec == sec && t->tv_nsec < now->tv_nsec);
 }
 
-/* core.filestamp(path) -> stamp, settled | nil, message
+/* core.filestamp(path) -> stamp, settled | raises tide.Error (kind "io")
  * The stamp is an opaque string that changes whenever the file's content can have changed: size,
  * mtime, ctime, inode and device. ctime is set by the kernel on every write or rename, and
  * neither tar nor touch can set it back. `settled` says both times are over two seconds old:
@@ -465,11 +193,8 @@ static int l_filestamp(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   struct stat st;
   struct timespec now;
-  if (stat(path, &st) != 0) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
+  if (stat(path, &st) != 0)
+    return raise_io(L, path, errno);
   clock_gettime(CLOCK_REALTIME, &now);
   /* raw bytes, not text: it is only ever compared, and a start stamps every revision file */
   int64_t v[7] = {(int64_t)st.st_size,         (int64_t)st.st_mtim.tv_sec,
@@ -481,14 +206,11 @@ static int l_filestamp(lua_State *L) {
   return 2;
 }
 
-/* core.mkdir(path) -> true | nil, message (an existing folder is fine) */
+/* core.mkdir(path) -> true | raises tide.Error (kind "io"); an existing folder is fine */
 static int l_mkdir(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  if (mkdir(path, 0777) != 0 && errno != EEXIST) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", path, strerror(errno));
-    return 2;
-  }
+  if (mkdir(path, 0777) != 0 && errno != EEXIST)
+    return raise_io(L, path, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -559,10 +281,10 @@ static int l_random_bytes(lua_State *L) {
   buf = luaL_buffinitsize(L, &b, (size_t)n); /* may raise: before the FILE exists */
   f = fopen("/dev/urandom", "rb");
   if (!f)
-    return luaL_error(L, "/dev/urandom: %s", strerror(errno));
+    return raise_io(L, "/dev/urandom", errno);
   if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
     fclose(f);
-    return luaL_error(L, "/dev/urandom: short read");
+    return tide_error_raisef(L, "io", "/dev/urandom: short read");
   }
   fclose(f);
   luaL_pushresultsize(&b, (size_t)n);
@@ -581,7 +303,6 @@ static const luaL_Reg sys_functions[] = {
     {"username", l_username},
     {"isatty", l_isatty},
     {"random_bytes", l_random_bytes},
-    {"redact", l_redact},
     {"catch_signals", l_catch_signals},
     {"interrupted", l_interrupted},
     {NULL, NULL},

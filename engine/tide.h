@@ -33,6 +33,12 @@ void tide_error_set(tide_error *err, const char *sqlstate, const char *fmt, ...)
 void tide_error_push(lua_State *L, const char *kind, const char *message);
 /* Raises a tide.Error built from err (kind names the stage: "connect", "sql", "io" ...). */
 int tide_error_raise(lua_State *L, const char *kind, const tide_error *err);
+/* Raises a tide.Error {kind = kind, message = the formatted text}: how every binding reports a
+ * failure (return tide_error_raisef(L, "io", "%s: %s", path, strerror(errno))). Only a call
+ * that breaks a binding's contract (a wrong argument type, from tide's own Lua) keeps Lua's
+ * "bad argument" error from luaL_check* and luaL_argcheck. */
+int tide_error_raisef(lua_State *L, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The NULL sentinel shared by query parameters and results (core.null). */
 void tide_push_null(lua_State *L);
@@ -44,18 +50,31 @@ struct pg_conn;
 struct pg_conn *tide_pg_connect(const char *conninfo, const char *application_name,
                                 tide_error *err);
 
-/* sys.c: the secrets of connection strings, the one place that finds them. A secret keyword is
- * one libpq marks as such (password, sslpassword ...). tide_conninfo_secrets sets marks[i] for
- * every byte of s (strlen(s) marks) that holds a secret: URL userinfo passwords, URL parameters
- * whose percent-decoded name is secret, keyword-string values, checked against what libpq's own
- * PQconninfoParse reads (when that finds a secret the marks miss, the whole string is marked).
- * tide_mask_password overwrites those bytes with 'x' in place, keeping the length (argv, so
- * `ps` stops showing them); tide_redact returns a malloc'd copy with each run replaced by
- * "****" (NULL when out of memory). */
+/* conninfo.c: connection strings, the one place that reads them and finds their secrets.
+ * tide_conninfo_parse reads a URL, a keyword string or a bare database name (as libpq reads
+ * `dbname`; "" gives libpq's defaults) into libpq's option array, NULL with err on failure
+ * (never quoting the string); free it with tide_conninfo_free, which wipes the secrets first.
+ * A secret keyword is one libpq marks as such (password, sslpassword ...).
+ * tide_conninfo_secrets sets marks[i] for every byte of s (strlen(s) marks) that holds a
+ * secret: URL userinfo passwords, URL parameters whose percent-decoded name is secret,
+ * keyword-string values, checked against what libpq's own PQconninfoParse reads (when that
+ * finds a secret the marks miss, the whole string is marked). Everything that hides a secret
+ * is built on it: tide_mask_password overwrites those bytes with 'x' in place, keeping the
+ * length (argv, so `ps` stops showing them); tide_redact returns a malloc'd copy with each run
+ * replaced by "****" (NULL when out of memory), as core.redact does for Lua; and
+ * tide_redact_quoted replaces, in a message (size bytes) about a connection string libpq
+ * cannot parse, each secret of that string the message quotes by "****". */
+struct _PQconninfoOption;
+int tide_conninfo_is_conninfo(const char *s);
+struct _PQconninfoOption *tide_conninfo_parse(const char *conninfo, tide_error *err);
+void tide_conninfo_free(struct _PQconninfoOption *opts);
 int tide_conninfo_is_secret(const char *keyword);
+/* Whether name (len bytes) is an environment variable libpq reads (PGHOST ... PGPASSWORD). */
+int tide_conninfo_is_variable(const char *name, size_t len);
 void tide_conninfo_secrets(const char *s, unsigned char *marks);
 void tide_mask_password(char *arg);
 char *tide_redact(const char *s);
+void tide_redact_quoted(const char *conninfo, char *message, size_t size);
 
 /* sys.c: no core files (they would hold secrets) and a process that cannot be ptrace-attached
  * by other processes of the same user; called first thing in main. */
@@ -75,6 +94,7 @@ size_t tide_checksum_normalize_v1(const char *s, size_t n, char *out);
 
 /* Each sets its functions into the tide.core table at the top of the stack. */
 void tide_conn_register(lua_State *L);
+void tide_conninfo_register(lua_State *L);
 void tide_sys_register(lua_State *L);
 
 /* ---- backup (sigv4.c, dump.c, upload.c) ------------------------------------------------ */

@@ -166,9 +166,9 @@ function M.main(args)
           or errors.raise("usage", "--lock-retries needs a whole number")),
       }
       if cmd.creates_versions and not core.isdir(ctx.cfg.versions_dir) then
-        local made, why = core.mkdir(ctx.cfg.versions_dir)
+        local made, why = pcall(core.mkdir, ctx.cfg.versions_dir)
         if not made then
-          errors.raise("usage", "cannot create the versions folder " .. why)
+          errors.raise("usage", "cannot create the versions folder " .. tostring(why))
         end
       end
       ctx.graph = revisions.load(ctx.cfg.versions_dir, { cache = ctx.cfg.cache,

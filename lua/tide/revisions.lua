@@ -247,8 +247,8 @@ local function load_all(dir, names, use_cache)
   for _, name in ipairs(names) do
     if name:sub(-4) == ".lua" then
       local path = config.join(dir, name)
-      local stamp, settled = core.filestamp(path)
-      stamp = settled and stamp or nil -- an unsettled stamp vouches for nothing
+      local found, stamp, settled = pcall(core.filestamp, path)
+      stamp = found and settled and stamp or nil -- an unsettled stamp vouches for nothing
       local hit = entries[name]
       local rev, hash
       if hit and stamp and hit.stamp == stamp then
@@ -340,9 +340,9 @@ end
 ---@return table graph {list (topological order), by_id, heads, children}
 function M.load(dir, opts)
   M.limits = opts and opts.limits or M.limits
-  local names, err = core.listdir(dir)
-  if not names then
-    errors.raise("config", "versions directory " .. err)
+  local listed, names = pcall(core.listdir, dir)
+  if not listed then
+    errors.raise("config", "versions directory " .. tostring(names))
   end
   local graph = { list = {}, by_id = {}, children = {}, dir = dir }
   local revs, fingerprint = load_all(dir, names, not opts or opts.cache ~= false)

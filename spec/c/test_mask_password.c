@@ -1,4 +1,4 @@
-/* test_mask_password.c: tide_mask_password and tide_redact (sys.c), which hide the secrets of
+/* test_mask_password.c: tide_mask_password and tide_redact (conninfo.c), which hide the secrets of
  * connection strings from `ps`, /proc/PID/cmdline and everything tide prints. Each case is an
  * argument and what must be left of it, following the way libpq itself reads URLs
  * (fe-connect.c, conninfo_uri_parse_options/_params) and keyword strings (conninfo_parse), and

@@ -1,5 +1,5 @@
 /* fuzz_conninfo.c: libFuzzer target for connection strings: tide_mask_password (argv masking)
- * and tide.config.redact (every printed URL), one finder of secrets in C (sys.c). A password
+ * and tide.config.redact (every printed URL), one finder of secrets in C (conninfo.c). A password
  * placed in a URL or a keyword string, under any name libpq reads as a secret (%70assword is
  * password to it), must be gone from both results, and masking must never change the length. */
 #include "fuzz_lua.h"

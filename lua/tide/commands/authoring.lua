@@ -279,9 +279,9 @@ M.init = {
     if core.isdir(versions) then
       result.kept[#result.kept + 1] = versions .. "/"
     else
-      local made, why = core.mkdir(versions)
+      local made, why = pcall(core.mkdir, versions)
       if not made then
-        errors.raise("usage", "cannot create the versions folder " .. why)
+        errors.raise("usage", "cannot create the versions folder " .. tostring(why))
       end
       result.created[#result.created + 1] = versions .. "/"
     end
