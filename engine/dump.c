@@ -34,19 +34,13 @@
 #include <lauxlib.h>
 #include <libpq-fe.h>
 #include <lua.h>
-#include <openssl/evp.h>
 
 #include "tide.h"
+#include "util.h"
 
 #define TIDE_SPOOL "tide.Spool"
 
 extern char **environ;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void interrupted(tide_error *err) {
   tide_error_set(err, NULL, "interrupted by %s", tide_signal_name(tide_interrupted));
@@ -569,10 +563,10 @@ static int child_poll(child *c, int timeout_ms) {
 /* Stops a child that is still running: SIGTERM, and SIGKILL if it is not gone in 5 s. */
 static void child_finish(child *c) {
   if (c->pid > 0 && !c->done) {
-    double until = now_s() + 5;
+    double until = tide_now() + 5;
     kill(c->pid, SIGTERM);
     while (waitpid(c->pid, &c->status, WNOHANG) == 0) {
-      if (now_s() > until) {
+      if (tide_now() > until) {
         kill(c->pid, SIGKILL);
         while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
           ;
@@ -770,15 +764,13 @@ int tide_dump_disk_free(const char *dir, unsigned long long *bytes, tide_error *
  * MD5 and size. */
 static int digest_file(const char *path, child *c, tide_dump_result *res, tide_progress_fn progress,
                        void *ud, tide_error *err) {
-  EVP_MD_CTX *sha = EVP_MD_CTX_new(), *md5 = EVP_MD_CTX_new();
-  unsigned char *buf = malloc(1 << 20), md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen;
+  tide_digest dg;
+  unsigned char *buf = malloc(1 << 20);
   unsigned long long size = 0, total = 0;
   int fd = -1, rc = -1;
   struct stat st;
   double last = 0;
-  if (!sha || !md5 || !buf || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) ||
-      !EVP_DigestInit_ex(md5, EVP_md5(), NULL)) {
+  if (tide_digest_init(&dg) != 0 || !buf) {
     tide_error_set(err, NULL, "out of memory or no digest");
     goto cleanup;
   }
@@ -802,31 +794,26 @@ static int digest_file(const char *path, child *c, tide_dump_result *res, tide_p
     }
     if (n == 0)
       break;
-    EVP_DigestUpdate(sha, buf, (size_t)n);
-    EVP_DigestUpdate(md5, buf, (size_t)n);
+    tide_digest_update(&dg, buf, (size_t)n);
     size += (unsigned long long)n;
     if (c)
       child_poll(c, 0);
-    if (progress && now_s() - last > 0.25) {
-      last = now_s();
+    if (progress && tide_now() - last > 0.25) {
+      last = tide_now();
       if (progress(ud, "verify", size, total) != 0) {
         tide_error_set(err, NULL, "interrupted");
         goto cleanup;
       }
     }
   }
-  EVP_DigestFinal_ex(sha, md, &mdlen);
-  tide_sigv4_hex(md, mdlen, res->sha256);
-  EVP_DigestFinal_ex(md5, md, &mdlen);
-  tide_sigv4_hex(md, mdlen, res->md5);
+  tide_digest_final(&dg, res->sha256, NULL, res->md5);
   res->size = size;
   rc = 0;
 cleanup:
   if (fd >= 0)
     close(fd);
   free(buf);
-  EVP_MD_CTX_free(sha);
-  EVP_MD_CTX_free(md5);
+  tide_digest_free(&dg);
   return rc;
 }
 
@@ -936,8 +923,8 @@ int tide_dump_run(const tide_dump_opts *o, tide_dump_result *res, tide_error *er
       interrupted(err);
       goto cleanup;
     }
-    if (o->progress && now_s() - last > 0.25 && stat(res->path, &st) == 0) {
-      last = now_s();
+    if (o->progress && tide_now() - last > 0.25 && stat(res->path, &st) == 0) {
+      last = tide_now();
       if (o->progress(o->progress_ud, "dump", (unsigned long long)st.st_size, o->estimate) != 0) {
         tide_error_set(err, NULL, "interrupted");
         goto cleanup;
