@@ -14,16 +14,32 @@
 
 #define MAX_DATA (8u << 20) /* get_data: objects read into memory (manifests) */
 
-/* Every destination, by the start of its URL: a new one is one line here. */
+/* Every destination: the start of its URLs and the operations its file (dest_<name>.c)
+ * defines. A new destination is one line here. */
+#define DESTINATIONS(X)                                                                            \
+  X("file://", tide_dest_file_ops)                                                                 \
+  X("http://", tide_dest_http_ops)                                                                 \
+  X("https://", tide_dest_http_ops)                                                                \
+  X("s3://", tide_dest_s3_ops)                                                                     \
+  SPEC_DESTINATIONS(X)
+
+#ifdef TIDE_SPEC_DESTINATION /* -DTIDE_SPEC_DESTINATION=ON: spec/c/dest_spec.c, for the specs */
+#define SPEC_DESTINATIONS(X) X("spec://", tide_dest_spec_ops)
+#else
+#define SPEC_DESTINATIONS(X)
+#endif
+
+#define DECLARE(prefix, ops) extern const tide_dest_ops ops;
+DESTINATIONS(DECLARE)
+#undef DECLARE
+
 static const struct {
   const char *prefix;
   const tide_dest_ops *ops;
 } registry[] = {
-    {"file://", &tide_dest_file_ops},  {"http://", &tide_dest_http_ops},
-    {"https://", &tide_dest_http_ops}, {"s3://", &tide_dest_s3_ops},
-#ifdef TIDE_SPEC_DESTINATION
-    {"spec://", &tide_dest_spec_ops},
-#endif
+#define ENTRY(prefix, ops) {prefix, &ops},
+    DESTINATIONS(ENTRY)
+#undef ENTRY
 };
 
 static const tide_dest_ops *find_ops(const char *url) {

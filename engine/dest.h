@@ -1,7 +1,8 @@
 /* dest.h: backup destinations, the plain C layer behind tide.Destination (dest_lua.c).
  * dest.c finds a URL's destination in its scheme registry and checks the names; each
  * destination is one file that fills a tide_dest_ops (dest_file.c, dest_http.c, dest_s3.c).
- * Adding one: write dest_<name>.c with its tide_dest_ops and add one line to dest.c's registry. */
+ * Adding one: write dest_<name>.c defining `const tide_dest_ops tide_dest_<name>_ops` and add
+ * one line to DESTINATIONS in dest.c. */
 #ifndef TIDE_DEST_H
 #define TIDE_DEST_H
 
@@ -119,12 +120,6 @@ struct tide_dest {
   const tide_dest_opts *given; /* the caller's options, during open only */
   void *state;                 /* the destination's own */
 };
-
-/* The registered destinations (each dest_<name>.c defines one). */
-extern const tide_dest_ops tide_dest_file_ops, tide_dest_http_ops, tide_dest_s3_ops;
-#ifdef TIDE_SPEC_DESTINATION
-extern const tide_dest_ops tide_dest_spec_ops;
-#endif
 
 /* Whether [a, b) is a backup id as tide.backup makes them: <YYYYMMDD>T<HHMMSSmmm>Z-<db>-<6 hex>. */
 int tide_dest_backup_id(const char *a, const char *b);
