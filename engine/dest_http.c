@@ -46,9 +46,7 @@ int tide_http_object_put(tide_http *h, const tide_dest *dst, const char *path, c
   }
   tide_base64(md5, 16, md5_b64);
   snprintf(what, sizeof what, "PUT %s%s", dst->display, name);
-  memset(&rq, 0, sizeof rq);
-  rq.method = "PUT";
-  rq.path = path;
+  tide_http_request_init(&rq, "PUT", path, NULL);
   rq.fd = s->fd;
   rq.data = s->data;
   rq.length = s->size;
@@ -56,7 +54,6 @@ int tide_http_object_put(tide_http *h, const tide_dest *dst, const char *path, c
   rq.payload_sha256 = sha;
   rq.content_md5 = md5_b64;
   rq.content_type = s->content_type;
-  rq.sink_fd = -1;
   rq.progress_total = s->size;
   if (tide_http_perform(h, &rq, &rs, tide_now() + dst->o.deadline, 0, what, err) == 0) {
     if (etag_sz)
@@ -74,10 +71,7 @@ int tide_http_object_get(tide_http *h, const tide_dest *dst, const char *path, c
   tide_http_response rs;
   int rc = -1;
   memset(&rs, 0, sizeof rs);
-  memset(&rq, 0, sizeof rq);
-  rq.method = "GET";
-  rq.path = path;
-  rq.fd = -1;
+  tide_http_request_init(&rq, "GET", path, NULL);
   rq.sink_fd = sink->fd;
   rq.max_size = sink->max_size;
   snprintf(what, sizeof what, "GET %s%s", dst->display, name);
@@ -108,10 +102,7 @@ int tide_http_object_head(tide_http *h, const tide_dest *dst, const char *path, 
   tide_http_response rs;
   int rc = -1;
   memset(&rs, 0, sizeof rs);
-  memset(&rq, 0, sizeof rq);
-  rq.method = "HEAD";
-  rq.path = path;
-  rq.fd = rq.sink_fd = -1;
+  tide_http_request_init(&rq, "HEAD", path, NULL);
   snprintf(what, sizeof what, "HEAD %s%s", dst->display, name);
   if (tide_http_perform(h, &rq, &rs, tide_now() + dst->o.deadline, 1, what, err) == 0) {
     if (rs.status / 100 == 2) {
@@ -133,10 +124,7 @@ int tide_http_object_delete(tide_http *h, const tide_dest *dst, const char *path
   tide_http_response rs;
   int rc;
   memset(&rs, 0, sizeof rs);
-  memset(&rq, 0, sizeof rq);
-  rq.method = "DELETE";
-  rq.path = path;
-  rq.fd = rq.sink_fd = -1;
+  tide_http_request_init(&rq, "DELETE", path, NULL);
   snprintf(what, sizeof what, "DELETE %s%s", dst->display, name);
   rc = tide_http_perform(h, &rq, &rs, tide_now() + dst->o.deadline, 1, what, err);
   tide_http_response_free(&rs);

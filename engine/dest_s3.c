@@ -232,12 +232,8 @@ static void abort_upload(tide_dest *dst, const char *path, const char *upload_id
   tide_error err = {0};
   char *enc = tide_sigv4_uri_encode(upload_id, 0);
   memset(&rs, 0, sizeof rs);
-  memset(&rq, 0, sizeof rq);
   snprintf(query, sizeof query, "uploadId=%s", enc ? enc : "");
-  rq.method = "DELETE";
-  rq.path = path;
-  rq.query = query;
-  rq.fd = rq.sink_fd = -1;
+  tide_http_request_init(&rq, "DELETE", path, query);
   /* a short deadline of its own: the main one may be spent already */
   if (!enc || tide_http_perform(&s->http, &rq, &rs, tide_now() + 60, 1,
                                 "abort of the multipart upload", &err) != 0)
@@ -334,11 +330,7 @@ static int multipart(tide_dest *dst, const char *path, int fd, unsigned long lon
       !(etags = calloc(up.nparts, sizeof *etags)))
     goto oom;
 
-  memset(&rq, 0, sizeof rq);
-  rq.method = "POST";
-  rq.path = path;
-  rq.query = "uploads";
-  rq.fd = rq.sink_fd = -1;
+  tide_http_request_init(&rq, "POST", path, "uploads");
   snprintf(what, sizeof what, "starting the multipart upload of %s%s", dst->display, name);
   if (tide_http_perform(&s->http, &rq, &rs, deadline, 0, what, err) != 0)
     goto cleanup;
@@ -364,18 +356,13 @@ static int multipart(tide_dest *dst, const char *path, int fd, unsigned long lon
     goto oom;
   sprintf(query, "uploadId=%s", enc_id);
   snprintf(what, sizeof what, "completing the multipart upload of %s%s", dst->display, name);
-  memset(&rq, 0, sizeof rq);
-  rq.method = "POST";
-  rq.path = path;
-  rq.query = query;
-  rq.fd = -1;
+  tide_http_request_init(&rq, "POST", path, query);
   rq.data = xml.p;
   rq.length = xml.len;
   rq.has_body = 1;
   rq.payload_sha256 = sha;
   rq.content_md5 = md5_b64;
   rq.content_type = "application/xml";
-  rq.sink_fd = -1;
   if (tide_http_perform(&s->http, &rq, &rs, deadline, 0, what, err) != 0)
     goto cleanup;
   {
@@ -488,11 +475,7 @@ static int s3_list(tide_dest *dst, tide_dest_entries *es, tide_error *err) {
       tide_error_set(err, NULL, "%s: the prefix and continuation token do not fit the query", what);
       goto cleanup;
     }
-    memset(&rq, 0, sizeof rq);
-    rq.method = "GET";
-    rq.path = s->list_path;
-    rq.query = query;
-    rq.fd = rq.sink_fd = -1;
+    tide_http_request_init(&rq, "GET", s->list_path, query);
     if (tide_http_perform(&s->http, &rq, &rs, tide_now() + dst->o.deadline, 0, what, err) != 0)
       goto cleanup;
     if (rs.body.overflow) {
@@ -543,11 +526,7 @@ static int s3_abort(tide_dest *dst, double max_age, tide_dest_entries *es, tide_
     goto cleanup;
   }
   sprintf(query, "prefix=%s&uploads=", enc_prefix);
-  memset(&rq, 0, sizeof rq);
-  rq.method = "GET";
-  rq.path = s->list_path;
-  rq.query = query;
-  rq.fd = rq.sink_fd = -1;
+  tide_http_request_init(&rq, "GET", s->list_path, query);
   snprintf(what, sizeof what, "listing the unfinished uploads at %s", dst->display);
   if (tide_http_perform(&s->http, &rq, &rs, tide_now() + dst->o.deadline, 0, what, err) != 0)
     goto cleanup;

@@ -32,6 +32,13 @@ typedef struct tide_http_request {
   unsigned long long progress_base, progress_total;
 } tide_http_request;
 
+/* A request without a body or a download file: method on path?query. */
+static inline void tide_http_request_init(tide_http_request *rq, const char *method,
+                                          const char *path, const char *query) {
+  *rq =
+      (tide_http_request){.method = method, .path = path, .query = query, .fd = -1, .sink_fd = -1};
+}
+
 typedef struct tide_http_response {
   long status;
   CURLcode cc;
