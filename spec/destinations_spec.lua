@@ -38,6 +38,52 @@ describe("backup destinations", function()
     assert.are.same({}, lines_holding("lua/tide", { lua = true }, "spec://"))
   end)
 
+  describe("core.destination", function()
+    -- a wrong call: {kind = "usage"} with the message, never a bare string
+    local function usage_error(fn, message)
+      local ok, err = pcall(fn)
+      assert.is_false(ok)
+      assert.are.equal("table", type(err), tostring(err))
+      assert.are.equal("usage", err.kind)
+      assert.are.equal(message, err.message)
+    end
+
+    it("raises tide.Error {kind = usage} for a wrong call", function()
+      local dir = H.tmpdir()
+      usage_error(function()
+        core.destination { url = "file://" .. dir .. "/", secret_acces_key = "x" }
+      end, "core.destination: unknown option `secret_acces_key`")
+      usage_error(function()
+        core.destination { region = "eu-west-1" }
+      end, "core.destination: url is required")
+      usage_error(function()
+        core.destination { url = "file://" .. dir .. "/", deadline = "soon" }
+      end, "core.destination: deadline: a number expected, got string")
+      local d = core.destination { url = "file://" .. dir .. "/" }
+      usage_error(function()
+        d:put_string({}, "x")
+      end, "put_string: name: a string expected, got table")
+      usage_error(function()
+        d.list()
+      end, "a tide.Destination expected (call its methods with `:`)")
+      d:close()
+      usage_error(function()
+        d:list()
+      end, "destination is closed")
+    end)
+
+    it("raises tide.Error {kind = backup} for what the destination reports", function()
+      local ok, err = pcall(core.destination, { url = "ftp://example.com/" })
+      assert.is_false(ok)
+      assert.are.equal("backup", err.kind)
+      assert.matches("^unsupported destination", err.message)
+      local d <close> = core.destination { url = "file://" .. H.tmpdir() .. "/" }
+      ok, err = pcall(d.get_string, d, "../x")
+      assert.is_false(ok)
+      assert.are.same({ "backup", "invalid object name `../x`" }, { err.kind, err.message })
+    end)
+  end)
+
   describe("spec:// #db", function()
     it("takes tide's backup, lists it and restores it, through the normal backup path", function()
       local dir = H.tmpdir()
