@@ -26,14 +26,9 @@
 
 #include "child.h"
 #include "tide.h"
+#include "util.h"
 
 extern char **environ;
-
-double tide_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void tide_child_interrupted(tide_error *err) {
   tide_error_set(err, NULL, "interrupted by %s", tide_signal_name(tide_interrupted));

@@ -7,8 +7,6 @@
 
 #include "tide.h"
 
-/* Seconds on a monotonic clock. */
-double tide_now(void);
 /* err says tide was interrupted by the caught signal (tide_interrupted). */
 void tide_child_interrupted(tide_error *err);
 

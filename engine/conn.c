@@ -19,6 +19,7 @@
 
 #include "pg_values.h"
 #include "tide.h"
+#include "util.h"
 
 #define TIDE_CONN "tide.Conn"
 
@@ -220,12 +221,6 @@ static void deliver_notices(lua_State *L, conn *c, int failing) {
   }
 }
 
-static double monotonic_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Calls the on_wait handler with the statement's elapsed seconds, and hands over the notices
  * that arrived meanwhile. Protected: a statement is in flight, so nothing may raise out of
  * here, and the statement's outcome must not depend on a progress display. A handler that
@@ -256,14 +251,14 @@ static void wait_for_result(lua_State *L, conn *c, double started) {
   int fd = PQsocket(c->pg);
   while (c->wait_every > 0 && fd >= 0 && PQisBusy(c->pg)) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    double left = next - monotonic_seconds();
+    double left = next - tide_now();
     int n = poll(&p, 1, left > 0 ? (int)(left * 1000) + 1 : 0);
     if (n < 0 && errno != EINTR)
       return;
     if (n > 0 && !PQconsumeInput(c->pg))
       return;
     if (n == 0) {
-      double now = monotonic_seconds();
+      double now = tide_now();
       call_wait_handler(L, c, now - started);
       next = now + c->wait_every;
     }
@@ -318,7 +313,7 @@ static int l_conn_exec(lua_State *L) {
   conn *c = check_conn(L);
   const char *sql = tide_pg_check_text(L, 2, 0);
   PGresult **failed = tide_pg_push_result_box(L), *res;
-  double started = monotonic_seconds();
+  double started = tide_now();
   int ok = PQsendQuery(c->pg, sql);
   /* Drain every result so the connection is ready for the next call, keep the first error. */
   while (ok && (wait_for_result(L, c, started), res = PQgetResult(c->pg))) {
@@ -394,7 +389,7 @@ static int run_statement(lua_State *L, conn *c, const char *name, const char *sq
   PGresult **box, *res;
   ExecStatusType st;
   PGresult *extra;
-  double started = monotonic_seconds();
+  double started = tide_now();
   int sent;
   box = tide_pg_push_result_box(L);
   if (name)

@@ -15,6 +15,7 @@
 #include <lua.h>
 
 #include "tide.h"
+#include "util.h"
 
 /* ---- reading a connection string -------------------------------------------------------- */
 
@@ -129,21 +130,14 @@ static void mark(unsigned char *marks, size_t from, size_t to) {
     memset(marks + from, 1, to - from);
 }
 
-static int hexval(char c) {
-  return c >= '0' && c <= '9'   ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                : -1;
-}
-
 /* Whether [a, b) percent-decodes (as libpq decodes a URI's parameter names) to a secret keyword. */
 static int secret_key(const char *a, const char *b) {
   char key[64];
   size_t n = 0;
   for (const char *p = a; p < b; p++) {
     int c = (unsigned char)*p;
-    if (c == '%' && b - p >= 3 && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-      c = hexval(p[1]) * 16 + hexval(p[2]);
+    if (c == '%' && b - p >= 3 && tide_hex_digit(p[1]) >= 0 && tide_hex_digit(p[2]) >= 0) {
+      c = tide_hex_digit(p[1]) * 16 + tide_hex_digit(p[2]);
       p += 2;
     }
     if (n + 1 >= sizeof key || c == 0)

@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "tide.h"
+#include "util.h"
 
 void tide_error_set(tide_error *err, const char *sqlstate, const char *fmt, ...) {
   va_list ap;
@@ -109,16 +110,6 @@ static const EVP_MD *sha256_md(void) {
   return md ? md : EVP_sha256();
 }
 
-/* Lowercase hex of n bytes into out (2n + 1 bytes). */
-static void hex_encode(const unsigned char *bytes, unsigned int n, char *out) {
-  static const char digits[] = "0123456789abcdef";
-  for (unsigned int i = 0; i < n; i++) {
-    out[2 * i] = digits[bytes[i] >> 4];
-    out[2 * i + 1] = digits[bytes[i] & 15];
-  }
-  out[2 * n] = '\0';
-}
-
 /* core.sha256(s) -> lowercase hex digest */
 static int l_sha256(lua_State *L) {
   size_t len;
@@ -128,7 +119,7 @@ static int l_sha256(lua_State *L) {
   char hex[2 * EVP_MAX_MD_SIZE + 1];
   if (!EVP_Digest(s, len, md, &mdlen, sha256_md(), NULL))
     return tide_error_raisef(L, "internal", "sha256 failed");
-  hex_encode(md, mdlen, hex);
+  tide_hex(md, mdlen, hex);
   lua_pushlstring(L, hex, 2 * mdlen);
   return 1;
 }
@@ -172,7 +163,7 @@ static int l_checksum(lua_State *L) {
   free(normal); /* before anything that can raise */
   if (!ok)
     return tide_error_raisef(L, "internal", "sha256 failed");
-  hex_encode(md, mdlen, hex);
+  tide_hex(md, mdlen, hex);
   lua_pushlstring(L, hex, 2 * mdlen);
   return 1;
 }
@@ -317,6 +308,6 @@ int luaopen_tide_core(lua_State *L) {
   tide_conninfo_register(L);
   tide_sys_register(L);
   tide_dump_register(L);
-  tide_upload_register(L);
+  tide_dest_register(L);
   return 1;
 }

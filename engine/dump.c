@@ -16,11 +16,11 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <openssl/evp.h>
 
 #include "child.h"
 #include "spool.h"
 #include "tide.h"
+#include "util.h"
 
 /* ---- versions and space ---------------------------------------------------------------- */
 
@@ -99,15 +99,13 @@ int tide_dump_disk_free(const char *dir, unsigned long long *bytes, tide_error *
  * MD5 and size. */
 static int digest_file(const char *path, tide_child *c, tide_dump_result *res,
                        tide_progress_fn progress, void *ud, tide_error *err) {
-  EVP_MD_CTX *sha = EVP_MD_CTX_new(), *md5 = EVP_MD_CTX_new();
-  unsigned char *buf = malloc(1 << 20), md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen;
+  tide_digest dg;
+  unsigned char *buf = malloc(1 << 20);
   unsigned long long size = 0, total = 0;
   int fd = -1, rc = -1;
   struct stat st;
   double last = 0;
-  if (!sha || !md5 || !buf || !EVP_DigestInit_ex(sha, EVP_sha256(), NULL) ||
-      !EVP_DigestInit_ex(md5, EVP_md5(), NULL)) {
+  if (tide_digest_init(&dg) != 0 || !buf) {
     tide_error_set(err, NULL, "out of memory or no digest");
     goto cleanup;
   }
@@ -131,8 +129,7 @@ static int digest_file(const char *path, tide_child *c, tide_dump_result *res,
     }
     if (n == 0)
       break;
-    EVP_DigestUpdate(sha, buf, (size_t)n);
-    EVP_DigestUpdate(md5, buf, (size_t)n);
+    tide_digest_update(&dg, buf, (size_t)n);
     size += (unsigned long long)n;
     if (c)
       tide_child_poll(c, 0);
@@ -144,18 +141,14 @@ static int digest_file(const char *path, tide_child *c, tide_dump_result *res,
       }
     }
   }
-  EVP_DigestFinal_ex(sha, md, &mdlen);
-  tide_sigv4_hex(md, mdlen, res->sha256);
-  EVP_DigestFinal_ex(md5, md, &mdlen);
-  tide_sigv4_hex(md, mdlen, res->md5);
+  tide_digest_final(&dg, res->sha256, NULL, res->md5);
   res->size = size;
   rc = 0;
 cleanup:
   if (fd >= 0)
     close(fd);
   free(buf);
-  EVP_MD_CTX_free(sha);
-  EVP_MD_CTX_free(md5);
+  tide_digest_free(&dg);
   return rc;
 }
 

@@ -1,6 +1,6 @@
 /* sigv4.c: AWS Signature Version 4 for S3 requests, signed in tide's own code. Debian 12's
  * libcurl 7.88 CURLOPT_AWS_SIGV4 omits x-amz-content-sha256, does not sort query parameters and
- * signs `?uploads` wrongly, so upload.c builds every Authorization header here. Plain C, no
+ * signs `?uploads` wrongly, so dest_s3.c builds every Authorization header here. Plain C, no
  * Lua: spec/c/test_sigv4.c checks it against AWS's published test suite. */
 #include <ctype.h>
 #include <stdio.h>
@@ -12,67 +12,23 @@
 #include <openssl/hmac.h>
 
 #include "tide.h"
-
-/* A growable string; every append fails closed (oom set, later appends ignored). */
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sbuf;
-
-static void sb_addlen(sbuf *b, const char *s, size_t n) {
-  if (b->oom)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *grown;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    if (!(grown = realloc(b->p, cap))) {
-      b->oom = 1;
-      return;
-    }
-    b->p = grown;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_add(sbuf *b, const char *s) {
-  sb_addlen(b, s, strlen(s));
-}
-
-static void sb_addc(sbuf *b, char c) {
-  sb_addlen(b, &c, 1);
-}
+#include "util.h"
 
 static int is_unreserved(unsigned char c) {
   return isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
 }
 
-static void sb_encode(sbuf *b, const char *s, size_t n, int keep_slash) {
+static void buf_encode(tide_buf *b, const char *s, size_t n, int keep_slash) {
   static const char hex[] = "0123456789ABCDEF";
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (is_unreserved(c) || (keep_slash && c == '/')) {
-      sb_addc(b, (char)c);
+      tide_buf_addc(b, (char)c);
     } else {
       char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-      sb_addlen(b, e, 3);
+      tide_buf_add(b, e, 3);
     }
   }
-}
-
-static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
 }
 
 /* Percent-decodes s[0..n) into out (which has room for n bytes); returns the decoded length. */
@@ -80,8 +36,8 @@ static size_t decode(const char *s, size_t n, char *out) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     int hi, lo;
-    if (s[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-        (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+    if (s[i] == '%' && i + 2 < n && (hi = tide_hex_digit(s[i + 1])) >= 0 &&
+        (lo = tide_hex_digit(s[i + 2])) >= 0) {
       out[o++] = (char)(hi * 16 + lo);
       i += 2;
     } else {
@@ -92,10 +48,10 @@ static size_t decode(const char *s, size_t n, char *out) {
 }
 
 char *tide_sigv4_uri_encode(const char *s, int keep_slash) {
-  sbuf b = {0};
-  sb_encode(&b, s, strlen(s), keep_slash);
-  sb_addlen(&b, "", 0);
-  if (b.oom) {
+  tide_buf b = {0};
+  buf_encode(&b, s, strlen(s), keep_slash);
+  tide_buf_add(&b, "", 0);
+  if (b.failed) {
     free(b.p);
     return NULL;
   }
@@ -104,21 +60,12 @@ char *tide_sigv4_uri_encode(const char *s, int keep_slash) {
   return b.p;
 }
 
-void tide_sigv4_hex(const unsigned char *md, size_t n, char *out) {
-  static const char hex[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = hex[md[i] >> 4];
-    out[2 * i + 1] = hex[md[i] & 15];
-  }
-  out[2 * n] = '\0';
-}
-
 int tide_sigv4_sha256_hex(const void *data, size_t len, char out[65]) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen = 0;
   if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) || mdlen != 32)
     return -1;
-  tide_sigv4_hex(md, 32, out);
+  tide_hex(md, 32, out);
   return 0;
 }
 
@@ -183,7 +130,7 @@ static int cmp_qparam(const void *a, const void *b) {
 
 /* Canonical query string: every name and value decoded, then encoded with the unreserved set,
  * sorted by name then value; a bare name gets an empty value. */
-static int canonical_query(const char *query, sbuf *out) {
+static int canonical_query(const char *query, tide_buf *out) {
   qparam *params = NULL;
   size_t n = 0, cap = 0;
   int rc = -1;
@@ -195,7 +142,7 @@ static int canonical_query(const char *query, sbuf *out) {
     const char *end = strchr(p, '&'), *eq;
     size_t len = end ? (size_t)(end - p) : strlen(p);
     if (len > 0) {
-      sbuf k = {0}, v = {0};
+      tide_buf k = {0}, v = {0};
       size_t dl;
       eq = memchr(p, '=', len);
       if (n == cap) {
@@ -205,15 +152,15 @@ static int canonical_query(const char *query, sbuf *out) {
         params = grown;
       }
       dl = decode(p, eq ? (size_t)(eq - p) : len, tmp);
-      sb_encode(&k, tmp, dl, 0);
-      sb_addlen(&k, "", 0);
+      buf_encode(&k, tmp, dl, 0);
+      tide_buf_add(&k, "", 0);
       dl = eq ? decode(eq + 1, len - (size_t)(eq + 1 - p), tmp) : 0;
-      sb_encode(&v, tmp, dl, 0);
-      sb_addlen(&v, "", 0);
+      buf_encode(&v, tmp, dl, 0);
+      tide_buf_add(&v, "", 0);
       params[n].key = k.p;
       params[n].value = v.p;
       n++;
-      if (k.oom || v.oom)
+      if (k.failed || v.failed)
         goto cleanup;
     }
     p += len;
@@ -224,12 +171,12 @@ static int canonical_query(const char *query, sbuf *out) {
     qsort(params, n, sizeof *params, cmp_qparam);
   for (size_t i = 0; i < n; i++) {
     if (i)
-      sb_addc(out, '&');
-    sb_add(out, params[i].key);
-    sb_addc(out, '=');
-    sb_add(out, params[i].value);
+      tide_buf_addc(out, '&');
+    tide_buf_str(out, params[i].key);
+    tide_buf_addc(out, '=');
+    tide_buf_str(out, params[i].value);
   }
-  rc = out->oom ? -1 : 0;
+  rc = out->failed ? -1 : 0;
 cleanup:
   for (size_t i = 0; i < n; i++) {
     free(params[i].key);
@@ -301,7 +248,7 @@ void tide_sigv4_result_free(tide_sigv4_result *res) {
 
 int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials *cred,
                     tide_sigv4_result *res, tide_error *err) {
-  sbuf creq = {0}, sts = {0}, auth = {0}, signed_names = {0};
+  tide_buf creq = {0}, sts = {0}, auth = {0}, signed_names = {0};
   hline *lines = NULL;
   size_t nlines = 0;
   char *path = NULL;
@@ -326,8 +273,8 @@ int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials 
   }
 
   /* 1. the canonical request */
-  sb_add(&creq, req->method);
-  sb_addc(&creq, '\n');
+  tide_buf_str(&creq, req->method);
+  tide_buf_addc(&creq, '\n');
   if (req->path[0] != '/') {
     tide_error_set(err, NULL, "sigv4: the path must start with /");
     goto cleanup;
@@ -339,11 +286,11 @@ int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials 
   } else if (!(path = strdup(req->path))) {
     goto oom;
   }
-  sb_encode(&creq, path, strlen(path), 1);
-  sb_addc(&creq, '\n');
+  buf_encode(&creq, path, strlen(path), 1);
+  tide_buf_addc(&creq, '\n');
   if (canonical_query(req->query, &creq) != 0)
     goto oom;
-  sb_addc(&creq, '\n');
+  tide_buf_addc(&creq, '\n');
 
   if (req->nheaders && !(lines = calloc(req->nheaders, sizeof *lines)))
     goto oom;
@@ -360,41 +307,41 @@ int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials 
   for (size_t i = 0; i < nlines; i++) {
     if (i == 0 || strcmp(lines[i].name, lines[i - 1].name) != 0) {
       if (i) {
-        sb_addc(&creq, '\n');
-        sb_addc(&signed_names, ';');
+        tide_buf_addc(&creq, '\n');
+        tide_buf_addc(&signed_names, ';');
       }
-      sb_add(&creq, lines[i].name);
-      sb_addc(&creq, ':');
-      sb_add(&signed_names, lines[i].name);
+      tide_buf_str(&creq, lines[i].name);
+      tide_buf_addc(&creq, ':');
+      tide_buf_str(&signed_names, lines[i].name);
     } else {
-      sb_addc(&creq, ',');
+      tide_buf_addc(&creq, ',');
     }
-    sb_add(&creq, lines[i].value);
+    tide_buf_str(&creq, lines[i].value);
   }
-  sb_add(&creq, "\n\n");
-  sb_add(&creq, signed_names.p ? signed_names.p : "");
-  sb_addc(&creq, '\n');
-  sb_add(&creq, req->payload_hash ? req->payload_hash : "UNSIGNED-PAYLOAD");
-  if (creq.oom || signed_names.oom)
+  tide_buf_str(&creq, "\n\n");
+  tide_buf_str(&creq, signed_names.p ? signed_names.p : "");
+  tide_buf_addc(&creq, '\n');
+  tide_buf_str(&creq, req->payload_hash ? req->payload_hash : "UNSIGNED-PAYLOAD");
+  if (creq.failed || signed_names.failed)
     goto oom;
 
   /* 2. the string to sign */
   if (tide_sigv4_sha256_hex(creq.p, creq.len, hash) != 0)
     goto crypto;
-  sb_add(&sts, "AWS4-HMAC-SHA256\n");
-  sb_add(&sts, req->amz_date);
-  sb_addc(&sts, '\n');
-  sb_add(&sts, scope);
-  sb_addc(&sts, '\n');
-  sb_add(&sts, hash);
+  tide_buf_str(&sts, "AWS4-HMAC-SHA256\n");
+  tide_buf_str(&sts, req->amz_date);
+  tide_buf_addc(&sts, '\n');
+  tide_buf_str(&sts, scope);
+  tide_buf_addc(&sts, '\n');
+  tide_buf_str(&sts, hash);
 
   /* 3. the signing key and the signature */
   {
-    sbuf secret = {0};
+    tide_buf secret = {0};
     int bad;
-    sb_add(&secret, "AWS4");
-    sb_add(&secret, cred->secret_key);
-    bad = secret.oom || hmac_sha256(secret.p, secret.len, date, k) != 0;
+    tide_buf_str(&secret, "AWS4");
+    tide_buf_str(&secret, cred->secret_key);
+    bad = secret.failed || hmac_sha256(secret.p, secret.len, date, k) != 0;
     if (secret.p)
       OPENSSL_cleanse(secret.p, secret.len);
     free(secret.p);
@@ -402,23 +349,23 @@ int tide_sigv4_sign(const tide_sigv4_request *req, const tide_sigv4_credentials 
         hmac_sha256(k, 32, cred->service, k) != 0 || hmac_sha256(k, 32, "aws4_request", k) != 0)
       goto crypto;
   }
-  if (sts.oom)
+  if (sts.failed)
     goto oom;
   {
     unsigned char sig[32];
     if (hmac_sha256(k, 32, sts.p, sig) != 0)
       goto crypto;
-    tide_sigv4_hex(sig, 32, res->signature);
+    tide_hex(sig, 32, res->signature);
   }
-  sb_add(&auth, "AWS4-HMAC-SHA256 Credential=");
-  sb_add(&auth, cred->access_key);
-  sb_addc(&auth, '/');
-  sb_add(&auth, scope);
-  sb_add(&auth, ", SignedHeaders=");
-  sb_add(&auth, signed_names.p ? signed_names.p : "");
-  sb_add(&auth, ", Signature=");
-  sb_add(&auth, res->signature);
-  if (auth.oom)
+  tide_buf_str(&auth, "AWS4-HMAC-SHA256 Credential=");
+  tide_buf_str(&auth, cred->access_key);
+  tide_buf_addc(&auth, '/');
+  tide_buf_str(&auth, scope);
+  tide_buf_str(&auth, ", SignedHeaders=");
+  tide_buf_str(&auth, signed_names.p ? signed_names.p : "");
+  tide_buf_str(&auth, ", Signature=");
+  tide_buf_str(&auth, res->signature);
+  if (auth.failed)
     goto oom;
 
   res->canonical_request = creq.p;

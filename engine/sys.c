@@ -17,6 +17,7 @@
 #include <lua.h>
 
 #include "tide.h"
+#include "util.h"
 
 #define TIDE_DIR "tide.Dir"
 #define TIDE_SIGNALS "tide.SignalGuard"
@@ -217,9 +218,7 @@ static int l_mkdir(lua_State *L) {
 
 /* core.now() -> seconds on a monotonic clock (float) */
 static int l_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  lua_pushnumber(L, (lua_Number)tide_now());
   return 1;
 }
 

@@ -97,7 +97,7 @@ void tide_conn_register(lua_State *L);
 void tide_conninfo_register(lua_State *L);
 void tide_sys_register(lua_State *L);
 
-/* ---- backup (sigv4.c, dump.c, upload.c) ------------------------------------------------ */
+/* ---- backup (sigv4.c, dump.c, dest*.c) ------------------------------------------------ */
 #include <time.h>
 
 /* sigv4.c: AWS Signature Version 4, header signing. The path is the decoded path (it is
@@ -131,7 +131,6 @@ void tide_sigv4_result_free(tide_sigv4_result *res);
 /* Percent-encodes all but the unreserved set (and '/' when keep_slash); malloc'd, NULL on OOM. */
 char *tide_sigv4_uri_encode(const char *s, int keep_slash);
 int tide_sigv4_sha256_hex(const void *data, size_t len, char out[65]);
-void tide_sigv4_hex(const unsigned char *md, size_t n, char *out);
 void tide_sigv4_amz_date(time_t t, char out[17]);
 /* Progress of a long step ("dump", "verify", "upload", "download"); non-zero stops the work. */
 typedef int (*tide_progress_fn)(void *ud, const char *stage, unsigned long long done,
@@ -176,65 +175,8 @@ int tide_spool_create(const char *dir, const char *prefix, char *path, size_t pa
 int tide_spool_is_stale(int fd, time_t min_age);
 int tide_spool_remove_stale(const char *dir, const char *name, time_t min_age);
 void tide_dump_register(lua_State *L);
-/* upload.c: backup destinations (file://, http(s)://, s3://) behind one interface. */
-typedef struct tide_upload tide_upload;
-
-typedef struct tide_upload_opts {
-  const char *url; /* file:///dir/, http(s)://host/path/, s3://bucket/prefix/ */
-  const char *access_key, *secret_key, *session_token, *region, *endpoint; /* s3 */
-  const char *const *headers; /* http(s): extra "Name: value" lines */
-  size_t nheaders;
-  const char *ca_file;
-  double deadline;                      /* seconds for one operation, retries included */
-  int max_attempts;                     /* per request */
-  double backoff_base, backoff_cap;     /* seconds */
-  long low_speed_limit, low_speed_time; /* stall: below limit B/s for time s */
-  long connect_timeout;                 /* seconds */
-  unsigned long long multipart_threshold, part_size;
-  int debug; /* request/response headers on stderr, Authorization redacted */
-  tide_progress_fn progress;
-  void *progress_ud;
-} tide_upload_opts;
-
-typedef struct tide_upload_entry {
-  char *name; /* relative to the destination */
-  unsigned long long size;
-  long long mtime; /* last modified, seconds since the epoch; 0 when unknown */
-} tide_upload_entry;
-
-int tide_upload_open(tide_upload **out, const tide_upload_opts *o, tide_error *err);
-void tide_upload_close(tide_upload *u);
-const char *tide_upload_display(const tide_upload *u);
-int tide_upload_put_file(tide_upload *u, const char *name, const char *file, const char *sha256_hex,
-                         const char *md5_hex, unsigned long long size, char *etag_out,
-                         size_t etag_sz, tide_error *err);
-int tide_upload_put_data(tide_upload *u, const char *name, const char *data, size_t len,
-                         tide_error *err);
-int tide_upload_head(tide_upload *u, const char *name, int *exists, unsigned long long *size,
-                     char *etag, size_t etag_sz, tide_error *err);
-/* max_size: refuse an object larger than this, before or while downloading it (0: no limit) */
-int tide_upload_get_file(tide_upload *u, const char *name, const char *file,
-                         unsigned long long max_size, unsigned long long *size, char sha256_hex[65],
-                         tide_error *err);
-int tide_upload_get_data(tide_upload *u, const char *name, char **data, size_t *len,
-                         tide_error *err);
-int tide_upload_list(tide_upload *u, tide_upload_entry **out, size_t *n, tide_error *err);
-void tide_upload_entries_free(tide_upload_entry *e, size_t n);
-int tide_upload_delete(tide_upload *u, const char *name, tide_error *err);
-/* Removes the temporary objects of tide's own a killed tide left behind: file:// temporary
- * files whose writer is gone, s3:// multipart uploads of archives older than max_age seconds.
- * *out lists what went (free with tide_upload_entries_free). */
-int tide_upload_sweep(tide_upload *u, double max_age, tide_upload_entry **out, size_t *n,
-                      tide_error *err);
-void tide_upload_register(lua_State *L);
-/* upload.c: the unescaped text of the first <tag>..</tag> from *from (or xml); 1 if found. */
-int tide_xml_value(const char *xml, const char *tag, char *out, size_t outsz, const char **from);
-/* One ListObjectsV2 page: every <Contents> with a Key starting with prefix (name = the Key without
- * it) and a decimal Size, in order, into *out / *n (free with tide_upload_entries_free). Returns
- * 1 with the NextContinuationToken in token when another page follows, 0 on the last page (token
- * ""), -1 with err (nothing to free) when out of memory or the token does not fit tokensz. */
-int tide_s3_parse_list(const char *body, const char *prefix, tide_upload_entry **out, size_t *n,
-                       char *token, size_t tokensz, tide_error *err);
+/* dest_lua.c: tide.Destination (core.destination); the plain C layer is in dest.h. */
+void tide_dest_register(lua_State *L);
 /* ---- end backup ---------------------------------------------------------------------------- */
 
 int luaopen_tide_core(lua_State *L);

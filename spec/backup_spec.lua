@@ -1,4 +1,4 @@
--- spec/backup_spec.lua: tide.backup and the C primitives under it (engine/dump.c, engine/upload.c)
+-- spec/backup_spec.lua: tide.backup and the C primitives under it (engine/dump.c, engine/dest*.c)
 -- against the sandbox PostgreSQL, a local directory, and spec/support/fake_s3.py (an S3 stand-in
 -- that verifies SigV4, payload hashes, Content-MD5 and multipart, with fault injection).
 -- Every failure case checks that it fails closed: non-zero exit, one line naming the step, no

@@ -368,13 +368,10 @@ function M.sweep(dest, s)
   for _, name in ipairs(removed) do
     log.info("backup: removed %s%s, left by a tide that was stopped before it finished", where, name)
   end
-  if not (s.to:match("^file://") or s.to:match("^s3://")) then
-    return -- http(s) cannot be listed
-  end
   local listed
   ok, listed = pcall(dest.list, dest)
   if not ok then
-    return
+    return -- a destination that cannot be listed (http(s)) has no orphans to find
   end
   local manifests, now = {}, os.time()
   for _, o in ipairs(listed) do

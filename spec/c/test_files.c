@@ -20,6 +20,7 @@
 
 #include "check.h"
 #include "tide.h"
+#include "dest.h"
 
 #define MAX_CALLS 64
 
@@ -58,21 +59,21 @@ static int synced_at(const char *path, int from) {
 static void durable_put(const char *dir) {
   const char *id = "20261124T101834170Z-app-3f2a1c";
   char url[PATH_MAX + 16], backup_dir[PATH_MAX], file[PATH_MAX + 32], name[256];
-  tide_upload_opts o;
-  tide_upload *u = NULL;
+  tide_dest_opts o;
+  tide_dest *u = NULL;
   tide_error err = {{0}, {0}};
   int tmp_at = -1, file_at, folder_at;
   memset(&o, 0, sizeof o);
   snprintf(url, sizeof url, "file://%s/", dir);
   o.url = url;
-  CHECK(tide_upload_open(&u, &o, &err) == 0, "open %s: %s", url, err.message);
+  CHECK(tide_dest_open(&u, &o, &err) == 0, "open %s: %s", url, err.message);
   if (!u)
     return;
   snprintf(name, sizeof name, "%s/manifest.json", id);
   snprintf(backup_dir, sizeof backup_dir, "%.3000s/%s", dir, id);
   snprintf(file, sizeof file, "%s/manifest.json", backup_dir);
   nsynced = 0;
-  CHECK(tide_upload_put_data(u, name, "{}", 2, &err) == 0, "put: %s", err.message);
+  CHECK(tide_dest_put_data(u, name, "{}", 2, &err) == 0, "put: %s", err.message);
   for (int i = 0; i < nsynced; i++)
     if (strncmp(synced[i], file, strlen(file)) == 0 && strstr(synced[i], ".tmp-"))
       tmp_at = tmp_at < 0 ? i : tmp_at;
@@ -86,13 +87,13 @@ static void durable_put(const char *dir) {
         "the destination folder was not fsynced after the backup's folder was made");
   for (int i = 0; i < nsynced; i++)
     printf("# fsync %d: %s\n", i, synced[i]);
-  tide_upload_close(u);
+  tide_dest_close(u);
 }
 
 static void missing_folder(const char *dir) {
   char url[PATH_MAX + 32], missing[PATH_MAX];
-  tide_upload_opts o;
-  tide_upload *u = NULL;
+  tide_dest_opts o;
+  tide_dest *u = NULL;
   tide_error err = {{0}, {0}};
   struct stat st;
   int exists = 0;
@@ -101,16 +102,16 @@ static void missing_folder(const char *dir) {
   snprintf(missing, sizeof missing, "%s/missing/dir", dir);
   snprintf(url, sizeof url, "file://%s/", missing);
   o.url = url;
-  CHECK(tide_upload_open(&u, &o, &err) == 0, "open %s: %s", url, err.message);
+  CHECK(tide_dest_open(&u, &o, &err) == 0, "open %s: %s", url, err.message);
   if (!u)
     return;
-  CHECK(tide_upload_head(u, "x/archive.dump", &exists, &size, NULL, 0, &err) != 0,
+  CHECK(tide_dest_head(u, "x/archive.dump", &exists, &size, NULL, 0, &err) != 0,
         "HEAD in a missing folder succeeded");
   CHECK(strstr(err.message, "create the folder first") != NULL, "message: %s", err.message);
-  CHECK(tide_upload_put_data(u, "x/manifest.json", "{}", 2, &err) != 0,
+  CHECK(tide_dest_put_data(u, "x/manifest.json", "{}", 2, &err) != 0,
         "a put into a missing folder succeeded");
   CHECK(stat(missing, &st) != 0, "%s was created", missing);
-  tide_upload_close(u);
+  tide_dest_close(u);
 }
 
 static void version_probe(void) {

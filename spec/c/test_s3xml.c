@@ -1,4 +1,4 @@
-/* test_s3xml.c: the S3 response parsing of upload.c, without a network: tide_xml_value
+/* test_s3xml.c: the S3 response parsing of s3xml.c, without a network: tide_xml_value
  * (entities, truncation, the cursor) and tide_s3_parse_list (one ListObjectsV2 page: elements
  * read on their own, the prefix, the continuation token, the time of each object).
  * spec/fuzz/fuzz_s3xml.c holds the properties; these pin the cases. */
@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "tide.h"
+#include "s3xml.h"
 
 static void values(void) {
   const char *err =
@@ -48,7 +49,7 @@ static void list(void) {
                      "<Contents><Key>backups/5/manifest.json</Key><Size>812</Size></Contents>"
                      "<NextContinuationToken>1ue/Gcx+LPR&amp;=</NextContinuationToken>"
                      "</ListBucketResult>";
-  tide_upload_entry *e;
+  tide_dest_entry *e;
   size_t n;
   char token[1024], small[8];
   tide_error err = {{0}, {0}};
@@ -63,14 +64,14 @@ static void list(void) {
           e[1].name, e[1].size);
   }
   CHECK(strcmp(token, "1ue/Gcx+LPR&=") == 0, "token: %s", token);
-  tide_upload_entries_free(e, n);
+  tide_dest_entries_free(e, n);
 
   /* no prefix: every complete element, the Key unescaped */
   CHECK(tide_s3_parse_list(page, "", &e, &n, token, sizeof token, &err) == 1 && n == 3,
         "entries without a prefix: %zu", n);
   if (n == 3)
     CHECK(strcmp(e[1].name, "other/4") == 0, "other: %s", e[1].name);
-  tide_upload_entries_free(e, n);
+  tide_dest_entries_free(e, n);
 
   /* a token that does not fit fails the page rather than being cut */
   CHECK(tide_s3_parse_list(page, "", &e, &n, small, sizeof small, &err) == -1 && !e && n == 0,
@@ -83,12 +84,12 @@ static void list(void) {
                            "", &e, &n, token, sizeof token, &err) == 0 &&
             !token[0] && n == 0,
         "not truncated");
-  tide_upload_entries_free(e, n);
+  tide_dest_entries_free(e, n);
   CHECK(tide_s3_parse_list("<IsTruncated>true</IsTruncated><NextContinuationToken>"
                            "</NextContinuationToken>",
                            "", &e, &n, token, sizeof token, &err) == 0,
         "empty token");
-  tide_upload_entries_free(e, n);
+  tide_dest_entries_free(e, n);
   CHECK(tide_s3_parse_list(NULL, "", &e, &n, token, sizeof token, &err) == 0 && !e && n == 0,
         "no body");
 }
@@ -103,7 +104,7 @@ static void times(void) {
                      "</Contents>"
                      "<Contents><Key>d</Key><LastModified>2024-02-29T23:59:59Z</LastModified>"
                      "<Size>1</Size></Contents>";
-  tide_upload_entry *e;
+  tide_dest_entry *e;
   size_t n;
   char token[16];
   tide_error err = {{0}, {0}};
@@ -114,7 +115,7 @@ static void times(void) {
     CHECK(e[1].mtime == 0 && e[2].mtime == 0, "b, c: %lld %lld", e[1].mtime, e[2].mtime);
     CHECK(e[3].mtime == 1709251199LL, "d (a leap day): %lld", e[3].mtime);
   }
-  tide_upload_entries_free(e, n);
+  tide_dest_entries_free(e, n);
 }
 
 int main(void) {

@@ -1,4 +1,4 @@
-/* fuzz_s3xml.c: libFuzzer target for the S3 response documents upload.c reads: tide_xml_value
+/* fuzz_s3xml.c: libFuzzer target for the S3 response documents s3xml.c reads: tide_xml_value
  * (an <Error>'s Code and Message, an UploadId, an ETag) and tide_s3_parse_list (one
  * ListObjectsV2 page). Every output must be terminated inside its buffer, agree across buffer
  * sizes and be text the input holds; each listed entry must come whole from one <Contents>, and
@@ -8,9 +8,10 @@
 #include <string.h>
 
 #include "tide.h"
+#include "s3xml.h"
 
 #define PREFIX "backups/"
-#define TOKEN_SIZE 1024 /* tide_upload_list's */
+#define TOKEN_SIZE 1024 /* s3_list's */
 
 static const char *xml; /* the input, NUL-terminated (stops at its first NUL byte) */
 static size_t xml_len;
@@ -94,7 +95,7 @@ static char *next_element(const char **at) {
 }
 
 /* Every entry of the full listing is the Key and Size of one <Contents>, in document order. */
-static void check_entries_in_order(const tide_upload_entry *e, size_t n) {
+static void check_entries_in_order(const tide_dest_entry *e, size_t n) {
   const char *at = xml;
   for (size_t i = 0; i < n; i++) {
     char size[32], *el;
@@ -117,7 +118,7 @@ static size_t count(const char *s, const char *what) {
 }
 
 static void check_list(void) {
-  tide_upload_entry *all, *sub, *tiny;
+  tide_dest_entry *all, *sub, *tiny;
   size_t nall, nsub, ntiny, j = 0, plen = strlen(PREFIX);
   char token[TOKEN_SIZE], sub_token[TOKEN_SIZE], small_token[8];
   tide_error err;
@@ -170,9 +171,9 @@ static void check_list(void) {
   } else if (rc < 0 || ntiny != nall || strcmp(small_token, token) != 0) {
     fail("a small token buffer changed a page whose token fits", token);
   }
-  tide_upload_entries_free(tiny, ntiny);
-  tide_upload_entries_free(sub, nsub);
-  tide_upload_entries_free(all, nall);
+  tide_dest_entries_free(tiny, ntiny);
+  tide_dest_entries_free(sub, nsub);
+  tide_dest_entries_free(all, nall);
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
