@@ -149,6 +149,21 @@ describe("tide command line #db", function()
       assert.are.same({}, H.tables(db))
     end)
 
+    -- Before: the dry run's summary and the progress line said "to -1", the flag as typed.
+    it("names the revision a relative target leads to in the progress line and a dry run's summary", function()
+      local r = tide { "downgrade", "-1", "--dry-run", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.matches("^dry run: reverted 1 revision to 002 in %d+ ms, then rolled back: 003\n", r.stdout)
+      assert.truthy(r.stderr:find("tide: downgrade (dry run, rolled back at the end): 1 revision to 002\n", 1, true),
+        r.stderr)
+      r = tide { "downgrade", "--no-backup", "-3", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.truthy(r.stderr:find("tide: downgrade: 3 revisions to base\n", 1, true), r.stderr)
+      r = tide { "upgrade", "+2", "--url", db.url }
+      assert.are.equal(0, r.code, r.output)
+      assert.truthy(r.stderr:find("tide: upgrade: 2 revisions to 002\n", 1, true), r.stderr)
+    end)
+
     it("prints its result as JSON", function()
       local r = tide { "downgrade", "--no-backup", "-2", "--json", "--url", db.url }
       assert.are.equal(0, r.code, r.output)

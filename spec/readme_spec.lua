@@ -24,6 +24,30 @@ end
 local QUICK_START = block(section("Quick start"), "sh")
 local EXAMPLE = block(section("Writing revisions"), "lua")
 
+describe("README.md", function()
+  -- Before: a merge left two rows for 5 and none for 4 (the lock), unnoticed.
+  it("has one row in its exit code table for each exit code tide uses", function()
+    local table_text = section("Exit codes")
+    local rows = {}
+    for list in table_text:gmatch("\n| ([%d, ]+) |") do -- "| 5 |", "| 130, 143 |"
+      for code in list:gmatch("%d+") do
+        assert.is_nil(rows[tonumber(code)], "two rows for exit code " .. code)
+        rows[tonumber(code)] = true
+      end
+    end
+    local codes = {}
+    for _, code in pairs(require("tide.errors").exit_codes) do
+      codes[code] = true
+    end
+    for code in pairs(codes) do
+      assert.is_true(rows[code] or false, "no row for exit code " .. code)
+    end
+    for code in pairs(rows) do
+      assert.is_true(codes[code] or false, "a row for exit code " .. code .. " that tide never uses")
+    end
+  end)
+end)
+
 describe("README.md #db", function()
   after_each(H.cleanup)
 

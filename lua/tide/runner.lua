@@ -127,6 +127,23 @@ local function run_id()
   end))
 end
 
+-- Where a plan leads, for its messages: the target as typed, unless it is relative (-1, +2),
+-- then the revisions the database will be at ("base" for none).
+local function destination(graph, applied, list, direction, target)
+  if not tostring(target):match("^[-+]%d+$") then
+    return target
+  end
+  local now = {}
+  for id in pairs(applied) do
+    now[id] = true
+  end
+  for _, rev in ipairs(list) do
+    now[rev.revision] = direction == "upgrade" or nil
+  end
+  local ids = revisions.current(graph, now)
+  return #ids > 0 and table.concat(ids, ", ") or "base"
+end
+
 -- Keeps tide.Error objects and the traceback, so the message can say where in the revision
 -- file the failing call was made; error("text") or error({any table}) from revision code
 -- becomes a tide.Error of kind "run".
@@ -549,8 +566,9 @@ function M.migrate(cfg, graph, direction, target, opts)
   if not opts.dry_run then
     track.ensure(conn, cfg.schema)
   end
+  result.to = destination(graph, applied, list, direction, target)
   log.info("%s%s: %d revision%s to %s", direction, opts.dry_run and " (dry run, rolled back at the end)" or "",
-    #list, #list == 1 and "" or "s", target)
+    #list, #list == 1 and "" or "s", result.to)
   local mode = { single = single or opts.dry_run, dry = opts.dry_run, pids = { conn:info().pid,
     lock_conn:info().pid } }
   if opts.dry_run then

@@ -67,7 +67,7 @@ local function print_dry_run(result)
     end
   end
   out("dry run: %s %d revision%s to %s in %.0f ms, then rolled back: %s", result.direction == "upgrade" and "applied"
-    or "reverted", #ran, #ran == 1 and "" or "s", result.target, total, table.concat(ran, ", "))
+    or "reverted", #ran, #ran == 1 and "" or "s", result.to or result.target, total, table.concat(ran, ", "))
   for _, r in ipairs(result.revisions) do
     if not r.skipped then
       out("  %-12s %8.0f ms  %s", r.revision, r.duration_ms, r.message)
