@@ -148,10 +148,14 @@ const char *tide_dest_display(const tide_dest *d) {
   return d->display ? d->display : "";
 }
 
+int tide_dest_gate_pass(const tide_dest_stream *s, tide_error *err) {
+  return s->gate && s->gate->pass(s->gate->ud, err) != 0 ? -1 : 0;
+}
+
 int tide_dest_put_file(tide_dest *d, const char *name, const char *file, const char *sha256_hex,
-                       const char *md5_hex, unsigned long long size, char *etag_out, size_t etag_sz,
-                       tide_error *err) {
-  tide_dest_stream s = {-1, NULL, size, sha256_hex, md5_hex, NULL};
+                       const char *md5_hex, unsigned long long size, const tide_dest_gate *gate,
+                       char *etag_out, size_t etag_sz, tide_error *err) {
+  tide_dest_stream s = {-1, NULL, size, sha256_hex, md5_hex, NULL, gate};
   struct stat st;
   int rc = -1;
   if (etag_sz)
@@ -166,6 +170,8 @@ int tide_dest_put_file(tide_dest *d, const char *name, const char *file, const c
     tide_error_set(err, NULL, "%s is %lld bytes, expected %llu", file, (long long)st.st_size, size);
     goto cleanup;
   }
+  if (!d->ops->late_gate && tide_dest_gate_pass(&s, err) != 0)
+    goto cleanup;
   rc = d->ops->put(d, name, &s, etag_out, etag_sz, err);
 cleanup:
   if (s.fd >= 0)
@@ -175,7 +181,7 @@ cleanup:
 
 int tide_dest_put_data(tide_dest *d, const char *name, const char *data, size_t len,
                        tide_error *err) {
-  tide_dest_stream s = {-1, data, len, NULL, NULL, NULL};
+  tide_dest_stream s = {-1, data, len, NULL, NULL, NULL, NULL};
   if (check_name(name, err) != 0)
     return -1;
   if (strstr(name, ".json"))

@@ -40,9 +40,18 @@ typedef struct tide_dest_entry {
 int tide_dest_open(tide_dest **out, const tide_dest_opts *o, tide_error *err);
 void tide_dest_close(tide_dest *d);
 const char *tide_dest_display(const tide_dest *d);
+/* Called once before a put makes its object visible under its name: non-zero abandons the put
+ * (nothing visible; err says why). What lets an upload run while the archive is still being
+ * verified. */
+typedef struct tide_dest_gate {
+  int (*pass)(void *ud, tide_error *err);
+  void *ud;
+} tide_dest_gate;
+
+/* gate: NULL, or see tide_dest_gate */
 int tide_dest_put_file(tide_dest *d, const char *name, const char *file, const char *sha256_hex,
-                       const char *md5_hex, unsigned long long size, char *etag_out, size_t etag_sz,
-                       tide_error *err);
+                       const char *md5_hex, unsigned long long size, const tide_dest_gate *gate,
+                       char *etag_out, size_t etag_sz, tide_error *err);
 int tide_dest_put_data(tide_dest *d, const char *name, const char *data, size_t len,
                        tide_error *err);
 int tide_dest_head(tide_dest *d, const char *name, int *exists, unsigned long long *size,
@@ -70,8 +79,12 @@ typedef struct tide_dest_stream {
   const char *data;
   unsigned long long size;
   const char *sha256, *md5;
-  const char *content_type; /* NULL: application/octet-stream */
+  const char *content_type;   /* NULL: application/octet-stream */
+  const tide_dest_gate *gate; /* NULL, or passed just before the object becomes visible */
 } tide_dest_stream;
+
+/* For a put: 0 when s has no gate or its gate passes. */
+int tide_dest_gate_pass(const tide_dest_stream *s, tide_error *err);
 
 /* Where a get writes: into fd (truncated first; size and sha256 filled, at most max_size bytes
  * unless 0), or into mem when fd < 0. */
@@ -99,6 +112,9 @@ int tide_dest_entries_take(tide_dest_entries *es, tide_dest_entry *e, size_t n);
  * operation returns 0, or -1 with err filled. */
 typedef struct tide_dest_ops {
   const char *name; /* for messages: "file", "http", "s3" */
+  /* 1: put passes the stream's gate itself, as late as it can (after the transfer, before the
+   * object becomes visible); 0: the gate is passed before put is called */
+  int late_gate;
   /* parses url into d->state and sets d->display (no credentials) */
   int (*open)(tide_dest *d, const char *url, tide_error *err);
   void (*close)(tide_dest *d);

@@ -117,8 +117,10 @@ static int make_parents(const tide_dest *dst, const char *path, tide_error *err)
 }
 
 /* Writes fd's content (or data) to dir/name through a temporary name, fsync and rename. */
-static int file_put(tide_dest *dst, const char *name, int src_fd, const char *data,
-                    unsigned long long len, tide_error *err) {
+static int file_put(tide_dest *dst, const char *name, const tide_dest_stream *s, tide_error *err) {
+  int src_fd = s->fd;
+  const char *data = s->data;
+  unsigned long long len = s->size;
   char *final = object_path(dst, name), *tmp = NULL;
   char *buf = data ? NULL : malloc(1 << 20);
   int fd = -1, rc = -1;
@@ -188,6 +190,8 @@ static int file_put(tide_dest *dst, const char *name, int src_fd, const char *da
     goto cleanup;
   }
   fd = -1;
+  if (tide_dest_gate_pass(s, err) != 0)
+    goto cleanup;
   if (rename(tmp, final) != 0) {
     tide_error_set(err, NULL, "rename to %s: %s", final, strerror(errno));
     goto cleanup;
@@ -296,7 +300,7 @@ static int file_sweep(tide_dest *dst, tide_dest_entries *es, tide_error *err) {
 
 static int file_put_stream(tide_dest *dst, const char *name, const tide_dest_stream *s, char *etag,
                            size_t etag_sz, tide_error *err) {
-  if (file_put(dst, name, s->fd, s->data, s->size, err) != 0)
+  if (file_put(dst, name, s, err) != 0)
     return -1;
   if (etag_sz && s->md5)
     snprintf(etag, etag_sz, "%s", s->md5);
@@ -415,6 +419,7 @@ static int file_abort(tide_dest *dst, double max_age, tide_dest_entries *es, tid
 
 const tide_dest_ops tide_dest_file_ops = {
     .name = "file",
+    .late_gate = 1,
     .open = file_open,
     .close = file_close,
     .put = file_put_stream,

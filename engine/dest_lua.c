@@ -209,7 +209,14 @@ static int l_dest_display(lua_State *L) {
   return 1;
 }
 
-/* dest:put_file(name, path, {sha256=, md5=, size=}) -> etag | raises tide.Error */
+/* The gate of a put_file: the verification of the archive must have succeeded. */
+static int verified(void *ud, tide_error *err) {
+  return tide_verify_finish(ud, err);
+}
+
+/* dest:put_file(name, path, {sha256=, md5=, size=} [, verification]) -> etag | raises tide.Error
+ * With a tide.Verification still reading the archive back, the object becomes visible only once
+ * that read succeeded; a failed read abandons the upload (nothing left under name). */
 static int l_dest_put_file(lua_State *L) {
   ldest *d = check_dest(L);
   const char *name = arg_string(L, 2, "put_file: name"), *path = arg_string(L, 3, "put_file: path");
@@ -217,6 +224,7 @@ static int l_dest_put_file(lua_State *L) {
   lua_Integer size;
   char etag[128];
   tide_error err = {0};
+  tide_dest_gate gate = {verified, NULL};
   if (!lua_istable(L, 4))
     return usage(L, "put_file: a table {sha256=, md5=, size=} expected");
   sha = field_string(L, 4, "sha256");
@@ -228,9 +236,11 @@ static int l_dest_put_file(lua_State *L) {
   lua_pop(L, 1);
   if (!sha || !md5)
     return usage(L, "put_file: sha256 and md5 are required");
+  if (!lua_isnoneornil(L, 5) && !(gate.ud = tide_verify_test(L, 5)))
+    return usage(L, "put_file: a tide.Verification expected as the fourth argument");
   d->L = L;
-  if (tide_dest_put_file(d->u, name, path, sha, md5, (unsigned long long)size, etag, sizeof etag,
-                         &err) != 0)
+  if (tide_dest_put_file(d->u, name, path, sha, md5, (unsigned long long)size,
+                         gate.ud ? &gate : NULL, etag, sizeof etag, &err) != 0)
     return raise_dest(L, d, &err);
   lua_pushstring(L, etag);
   return 1;

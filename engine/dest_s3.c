@@ -304,8 +304,10 @@ static int part_done(void *ud, size_t i, const tide_http_response *rs, const cha
   return 0;
 }
 
-static int multipart(tide_dest *dst, const char *path, int fd, unsigned long long size,
-                     char *etag_out, size_t etag_sz, tide_error *err) {
+static int multipart(tide_dest *dst, const char *path, const tide_dest_stream *st, char *etag_out,
+                     size_t etag_sz, tide_error *err) {
+  int fd = st->fd;
+  unsigned long long size = st->size;
   s3_dest *s = dst->state;
   upload up = {dst, path, NULL, fd, size, dst->o.part_size, 0, NULL};
   tide_http_batch batch = {0, dst->o.parallel, prepare_part, part_done, &up};
@@ -345,6 +347,9 @@ static int multipart(tide_dest *dst, const char *path, int fd, unsigned long lon
   if (tide_http_perform_many(&s->http, &batch, deadline, err) != 0)
     goto cleanup;
 
+  /* every part is stored: the object appears once the gate passes and the parts are joined */
+  if (tide_dest_gate_pass(st, err) != 0)
+    goto cleanup;
   for (unsigned long long i = 0; i < up.nparts; i++)
     memcpy(etags[i], up.parts[i].etag, sizeof etags[i]);
   if (tide_s3_complete_xml(&xml, etags, up.nparts) != 0)
@@ -415,8 +420,8 @@ static int s3_put(tide_dest *dst, const char *name, const tide_dest_stream *st, 
   if (!path)
     return -1;
   if (st->fd >= 0 && !st->data && st->size > dst->o.multipart_threshold)
-    rc = multipart(dst, path, st->fd, st->size, etag, etag_sz, err);
-  else
+    rc = multipart(dst, path, st, etag, etag_sz, err);
+  else if (tide_dest_gate_pass(st, err) == 0) /* one PUT: the object is visible once sent */
     rc = tide_http_object_put(&s->http, dst, path, name, st, etag, etag_sz, err);
   free(path);
   return rc;
@@ -559,6 +564,7 @@ cleanup:
 
 const tide_dest_ops tide_dest_s3_ops = {
     .name = "s3",
+    .late_gate = 1,
     .open = s3_open,
     .close = s3_close,
     .put = s3_put,

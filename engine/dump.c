@@ -2,8 +2,10 @@
  * in a configurable directory; the archive is verified by reading it entirely
  * (`pg_restore -f /dev/null`: `--list` accepts truncated archives) while tide reads it too,
  * computing SHA-256, MD5 and size. The children themselves, and what they are given of the
- * connection string, are child.c's. Part of tide.core: core.pg_tool_version, core.dump,
- * core.verify_archive, core.restore_archive, core.disk_free, core.file_digest. */
+ * connection string, are child.c's. The read can also be left running (tide.Verification)
+ * while the archive is uploaded: the upload is completed only once the read succeeded. Part of
+ * tide.core: core.pg_tool_version, core.dump, core.verify_archive, core.restore_archive,
+ * core.disk_free, core.file_digest. */
 #define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
 #include <fcntl.h>
@@ -158,34 +160,87 @@ int tide_dump_digest(const char *path, tide_dump_result *res, tide_error *err) {
 
 /* ---- verify, dump, restore ------------------------------------------------------------- */
 
-int tide_dump_verify(const char *pg_restore, const char *path, tide_dump_result *res,
-                     tide_progress_fn progress, void *ud, tide_error *err) {
+#define TIDE_VERIFY "tide.Verification"
+
+enum { VERIFY_IDLE, VERIFY_RUNNING, VERIFY_OK, VERIFY_FAILED };
+
+struct tide_verify {
+  tide_child c;
+  int state;
+  unsigned long long size; /* the archive's, for progress */
+  tide_error err;          /* why it failed (VERIFY_FAILED) */
+};
+
+/* Starts pg_restore reading the archive at path, and hashes the archive while it does: one pass
+ * over the page cache each. On success pg_restore is left running in v. */
+static int verify_start(tide_verify *v, const char *pg_restore, const char *path,
+                        tide_dump_result *res, tide_progress_fn progress, void *ud,
+                        tide_error *err) {
   char *argv[] = {(char *)pg_restore, "--file=/dev/null", (char *)path, NULL};
   char **env = tide_child_env(0, NULL);
   tide_spawn_opts so = {argv, env, NULL, -1, {-1, -1}};
-  tide_child c;
-  int rc = -1, started = 0;
+  int rc = -1;
+  v->state = VERIFY_IDLE;
   if (!env) {
     tide_error_set(err, NULL, "out of memory");
     return -1;
   }
-  if (tide_child_start(&c, &so, err) != 0)
+  if (tide_child_start(&v->c, &so, err) != 0)
     goto cleanup;
-  started = 1;
-  /* pg_restore reads the archive while tide hashes it: one pass over the page cache each */
-  if (digest_file(path, &c, res, progress, ud, err) != 0)
+  v->state = VERIFY_RUNNING;
+  if (digest_file(path, &v->c, res, progress, ud, err) != 0)
     goto cleanup;
-  if (tide_child_wait(&c, progress, ud, "verify", res->size, res->size, err) != 0)
-    goto cleanup;
-  if (!tide_child_ok(&c)) {
-    tide_child_failure(&c, "pg_restore (reading the whole archive)", err);
-    goto cleanup;
-  }
+  v->size = res->size;
   rc = 0;
 cleanup:
-  if (started)
-    tide_child_finish(&c);
+  if (rc != 0 && v->state == VERIFY_RUNNING) {
+    tide_child_finish(&v->c);
+    v->state = VERIFY_IDLE;
+  }
   tide_child_env_free(env);
+  return rc;
+}
+
+static int verify_wait(tide_verify *v, tide_progress_fn progress, void *ud, tide_error *err) {
+  if (v->state == VERIFY_RUNNING) {
+    if (tide_child_wait(&v->c, progress, ud, "verify", v->size, v->size, &v->err) != 0)
+      v->state = VERIFY_FAILED;
+    else if (!tide_child_ok(&v->c)) {
+      tide_child_failure(&v->c, "pg_restore (reading the whole archive)", &v->err);
+      v->state = VERIFY_FAILED;
+    } else
+      v->state = VERIFY_OK;
+    tide_child_finish(&v->c);
+  }
+  if (v->state == VERIFY_OK)
+    return 0;
+  if (v->state == VERIFY_IDLE)
+    tide_error_set(&v->err, NULL, "the verification was stopped before it ended");
+  *err = v->err;
+  return -1;
+}
+
+int tide_verify_finish(tide_verify *v, tide_error *err) {
+  return verify_wait(v, NULL, NULL, err);
+}
+
+/* Stops a read still running (the archive then counts as unverified). */
+static void verify_stop(tide_verify *v) {
+  if (v->state == VERIFY_RUNNING) {
+    tide_child_finish(&v->c);
+    v->state = VERIFY_IDLE;
+  }
+}
+
+int tide_dump_verify(const char *pg_restore, const char *path, tide_dump_result *res,
+                     tide_progress_fn progress, void *ud, tide_error *err) {
+  tide_verify v;
+  int rc;
+  memset(&v, 0, sizeof v);
+  if (verify_start(&v, pg_restore, path, res, progress, ud, err) != 0)
+    return -1;
+  rc = verify_wait(&v, progress, ud, err);
+  verify_stop(&v);
   return rc;
 }
 
@@ -276,7 +331,11 @@ int tide_dump_run(const tide_dump_opts *o, tide_dump_result *res, tide_error *er
   }
   tide_child_finish(&c);
   tide_conn_secrets_free(&cs); /* the child has exited: its secrets can go now */
-  if (tide_dump_verify(o->pg_restore, res->path, res, o->progress, o->progress_ud, err) != 0)
+  if (o->deferred) {           /* the caller waits for the read, or stops it */
+    if (verify_start(o->deferred, o->pg_restore, res->path, res, o->progress, o->progress_ud,
+                     err) != 0)
+      goto cleanup;
+  } else if (tide_dump_verify(o->pg_restore, res->path, res, o->progress, o->progress_ud, err) != 0)
     goto cleanup;
   if (res->size == 0) {
     tide_error_set(err, NULL, "pg_dump wrote an empty archive");
@@ -286,6 +345,8 @@ int tide_dump_run(const tide_dump_opts *o, tide_dump_result *res, tide_error *er
 cleanup:
   if (started)
     tide_child_finish(&c);
+  if (rc != 0 && o->deferred)
+    verify_stop(o->deferred);
   if (rc != 0 && res->path[0]) {
     unlink(res->path);
     res->path[0] = '\0';
@@ -449,13 +510,17 @@ static int l_pg_tool_version(lua_State *L) {
 }
 
 /* core.dump{pg_dump=, pg_restore=, url=, tmp_dir=, lock_wait_timeout=, server_version_num=,
- *           min_free=, estimate=, progress=fn(stage, done, total)}
- *   -> {path, size, sha256, md5, pg_dump_version, spool} | raises tide.Error (kind "backup")
- * spool (a tide.Spool) holds the archive's lock: spool:close() removes the file. */
+ *           min_free=, estimate=, progress=fn(stage, done, total), defer_verify=}
+ *   -> {path, size, sha256, md5, pg_dump_version, spool, verification?}
+ *      | raises tide.Error (kind "backup")
+ * spool (a tide.Spool) holds the archive's lock: spool:close() removes the file. With
+ * defer_verify, the archive is hashed and returned while pg_restore still reads it back:
+ * verification (a tide.Verification) says how that read ended. */
 static int l_dump(lua_State *L) {
   static const char *const keys[] = {
-      "pg_dump",  "pg_restore", "url",      "tmp_dir", "lock_wait_timeout", "server_version_num",
-      "min_free", "estimate",   "progress", NULL};
+      "pg_dump",           "pg_restore",         "url",      "tmp_dir",
+      "lock_wait_timeout", "server_version_num", "min_free", "estimate",
+      "progress",          "defer_verify",       NULL};
   tide_dump_opts o;
   tide_dump_result res;
   tide_error err = {0};
@@ -470,6 +535,13 @@ static int l_dump(lua_State *L) {
     luaL_checktype(L, 3, LUA_TFUNCTION);
     p.fn = 3;
   }
+  lua_getfield(L, 1, "defer_verify");
+  if (lua_toboolean(L, -1)) { /* [opts, spool, progress, verification] */
+    o.deferred = lua_newuserdatauv(L, sizeof *o.deferred, 0);
+    memset(o.deferred, 0, sizeof *o.deferred);
+    luaL_setmetatable(L, TIDE_VERIFY);
+  }
+  lua_remove(L, 4);
   o.pg_dump = opt_string(L, 1, "pg_dump", "pg_dump");
   o.pg_restore = opt_string(L, 1, "pg_restore", "pg_restore");
   o.conninfo = opt_string(L, 1, "url", "");
@@ -486,7 +558,31 @@ static int l_dump(lua_State *L) {
   push_result(L, &res);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "spool");
+  if (o.deferred) {
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "verification");
+  }
   return 1;
+}
+
+tide_verify *tide_verify_test(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, TIDE_VERIFY);
+}
+
+/* verification:wait() -> true | raises tide.Error (kind "backup"): pg_restore's full read */
+static int l_verify_wait(lua_State *L) {
+  tide_verify *v = luaL_checkudata(L, 1, TIDE_VERIFY);
+  tide_error err = {0};
+  if (tide_verify_finish(v, &err) != 0)
+    return tide_error_raise(L, "backup", &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* verification:close(): stops a read still running. Idempotent; also __close and __gc. */
+static int l_verify_close(lua_State *L) {
+  verify_stop(luaL_checkudata(L, 1, TIDE_VERIFY));
+  return 0;
 }
 
 /* core.verify_archive(pg_restore, path) -> {size, sha256, md5} | raises tide.Error */
@@ -550,7 +646,25 @@ static const luaL_Reg dump_functions[] = {
     {NULL, NULL},
 };
 
+static const luaL_Reg verify_methods[] = {
+    {"wait", l_verify_wait},
+    {"close", l_verify_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg verify_metamethods[] = {
+    {"__gc", l_verify_close},
+    {"__close", l_verify_close},
+    {NULL, NULL},
+};
+
 void tide_dump_register(lua_State *L) {
   tide_spool_register(L);
+  if (luaL_newmetatable(L, TIDE_VERIFY)) { /* [core, mt] */
+    luaL_setfuncs(L, verify_metamethods, 0);
+    luaL_newlib(L, verify_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
   luaL_setfuncs(L, dump_functions, 0);
 }

@@ -147,6 +147,9 @@ typedef struct tide_dump_opts {
   unsigned long long estimate;   /* expected archive size, for progress only */
   tide_progress_fn progress;
   void *progress_ud;
+  /* when set, the full read (pg_restore) is left running in it once the archive is hashed:
+   * the caller finishes it (tide_verify_finish) or stops it (tide_verify_stop) */
+  struct tide_verify *deferred;
 } tide_dump_opts;
 
 typedef struct tide_dump_result {
@@ -162,6 +165,13 @@ int tide_dump_run(const tide_dump_opts *o, tide_dump_result *res, tide_error *er
 int tide_dump_verify(const char *pg_restore, const char *path, tide_dump_result *res,
                      tide_progress_fn progress, void *ud, tide_error *err);
 int tide_dump_digest(const char *path, tide_dump_result *res, tide_error *err);
+/* A verification still running: pg_restore reading an archive back (tide.Verification). */
+typedef struct tide_verify tide_verify;
+/* Waits for the read to end: 0 when pg_restore read the whole archive, else -1 with err (the
+ * same answer on every later call). */
+int tide_verify_finish(tide_verify *v, tide_error *err);
+/* The tide.Verification at idx, or NULL when the value is something else. */
+tide_verify *tide_verify_test(lua_State *L, int idx);
 int tide_dump_restore(const char *pg_restore, const char *conninfo, const char *path, int clean,
                       tide_error *err);
 int tide_dump_tool_version(const char *tool, char *out, size_t outsz, int *version_num,

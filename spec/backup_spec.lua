@@ -612,6 +612,39 @@ return {
       assert.truthy(heads >= 2, "the journal holds the failing checks")
       assert.are.same({}, all_objects("nohead"))
     end)
+
+    it("aborts the upload, and PUTs no manifest, when the verification fails while the parts upload", function()
+      local db = db_from(template.name)
+      local before = state(db)
+      -- a pg_restore that reads for a while, then fails: the parts go up in the meantime
+      local bindir = H.tmpdir {
+        ["pg_dump"] = "#!/bin/sh\nexec " .. BIN .. "/pg_dump \"$@\"\n",
+        ["pg_restore"] = "#!/bin/sh\nsleep 3\necho 'pg_restore: error: could not read the archive' >&2\nexit 1\n",
+      }
+      os.execute("chmod +x " .. H.shell_quote(bindir) .. "/*")
+      local proj = project(string.format("{ to = %q, endpoint = %q, region = 'us-east-1', deadline = 20, "
+        .. "multipart_threshold = 5 * 1024 * 1024, part_size = 5 * 1024 * 1024, pg_bindir = %q }",
+        "s3://backups/unverified/", s3.endpoint, bindir))
+      local r = H.tide({ "upgrade", "--url", db.url }, { dir = proj, env = S3_ENV })
+      local journal = S3.journal("/backups/unverified/")
+      assert_failed_closed(r, db, before, "pg_dump: pg_restore %(reading the whole archive%) exited with status 1")
+      local parts, aborted, steps = 0, nil, {}
+      for i, e in ipairs(journal) do
+        steps[#steps + 1] = e.method .. " " .. e.path:gsub(".*/", "") .. "?" .. e.query .. " " .. tostring(e.status)
+        if e.method == "PUT" and e.query:find("partNumber", 1, true) and e.status == 200 and not aborted then
+          parts = parts + 1
+        end
+        if e.method == "DELETE" and e.query:find("uploadId", 1, true) then
+          aborted = aborted or i
+        end
+        assert.is_nil(e.method == "POST" and e.query:find("uploadId", 1, true) or nil, "the upload was completed")
+        assert.is_nil(e.path:find("manifest.json", 1, true) and e.method == "PUT" or nil, "a manifest was PUT")
+      end
+      assert.truthy(parts >= 3, "parts went up while pg_restore read: " .. table.concat(steps, ", "))
+      assert.truthy(aborted, "the multipart upload was aborted: " .. table.concat(steps, ", "))
+      assert.are.equal(0, s3_log().open_uploads)
+      assert.are.same({}, all_objects("unverified"))
+    end)
   end)
 
   describe("restore checks the archive against the database's record", function()

@@ -5,10 +5,11 @@
 -- the run applies nothing):
 --   1. check the destination answers and accepts our credentials (a HEAD of the new object),
 --      and remove what killed tides left there and in tmp_dir (see sweep);
---   2. pg_dump -Fc into a spool file (core.dump: version and free-space checks, full-read
---      verification, SHA-256, MD5 and size);
---   3. upload the archive (core.destination: file://, http(s)://, s3://), then HEAD it and
---      compare size and ETag;
+--   2. pg_dump -Fc into a spool file (core.dump: version and free-space checks, SHA-256, MD5
+--      and size), then its full-read verification (pg_restore reads it all back);
+--   3. upload the archive (core.destination: file://, http(s)://, s3://) while that read runs:
+--      the object becomes visible (an S3 multipart upload is completed) only once the read
+--      succeeded, and a failed read abandons the upload; then HEAD it and compare size and ETag;
 --   4. write <id>/manifest.json last. Only a backup with a manifest exists: a failed one has its
 --      archive removed and never gets a manifest.
 -- Objects: <destination>/<id>/archive.dump and <destination>/<id>/manifest.json, where
@@ -423,7 +424,7 @@ function M.run(ctx)
   end
   M.sweep(dest, s)
 
-  -- 2. dump, verify, hash
+  -- 2. dump and hash; then pg_restore reads the archive back while it is uploaded (3.)
   local t0 = core.now()
   local dumped = step("pg_dump", core.dump, {
     pg_dump = pg_dump,
@@ -435,15 +436,27 @@ function M.run(ctx)
     min_free = s.space_check ~= false and db.size or 0,
     estimate = db.size,
     progress = progress.update,
+    defer_verify = true,
   })
   local spool <close> = dumped.spool -- removes the archive's spool file however this ends
-  progress.done("dumped and verified", dumped.size, core.now() - t0)
+  local verification <close> = dumped.verification -- stops pg_restore if it still reads
+  progress.done("dumped", dumped.size, core.now() - t0)
 
   local ok, err = pcall(function()
-    -- 3. upload and check what landed
+    -- 3. upload while the archive is verified: the destination makes the object visible (S3:
+    -- completes the multipart upload) only once pg_restore has read all of it, and abandons
+    -- the upload otherwise; then check what landed
     local t1 = core.now()
-    local etag = step("upload", dest.put_file, dest, archive, dumped.path, dumped)
-    progress.done("uploaded to " .. dest:display(), dumped.size, core.now() - t1)
+    local uploaded, etag = pcall(dest.put_file, dest, archive, dumped.path, dumped, verification)
+    if not uploaded and core.interrupted() then
+      fail("upload", etag)
+    end
+    -- a failed read fails the backup at pg_dump, whatever became of the upload
+    step("pg_dump", verification.wait, verification)
+    if not uploaded then
+      fail("upload", etag)
+    end
+    progress.done("verified and uploaded to " .. dest:display(), dumped.size, core.now() - t1)
     local head = step("checking the upload", dest.head, dest, archive)
     if not head then
       fail("checking the upload", archive .. " is missing after the upload")
